@@ -1,0 +1,211 @@
+//! The block-device boundary: the library reads and writes whole 4 KiB
+//! blocks through this trait and knows nothing else about storage.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::error::DeviceError;
+use crate::format::{Block, BLOCK_SIZE};
+
+pub trait BlockDevice: Send {
+    /// Blocks the device holds.
+    fn block_count(&self) -> u32;
+
+    fn read_block(&mut self, index: u32, buf: &mut Block) -> Result<(), DeviceError>;
+
+    fn write_block(&mut self, index: u32, buf: &Block) -> Result<(), DeviceError>;
+
+    /// Makes every completed write durable.
+    fn flush(&mut self) -> Result<(), DeviceError>;
+
+    /// Writes `data.len() / 4096` consecutive blocks starting at `start`.
+    /// Devices that can do it in one request should override this.
+    fn write_blocks(&mut self, start: u32, data: &[u8]) -> Result<(), DeviceError> {
+        for (offset, chunk) in data.chunks_exact(BLOCK_SIZE).enumerate() {
+            let block: &Block = chunk.try_into().expect("chunks_exact yields whole blocks");
+            self.write_block(start + offset as u32, block)?;
+        }
+        Ok(())
+    }
+
+    /// Reads `data.len() / 4096` consecutive blocks starting at `start`.
+    fn read_blocks(&mut self, start: u32, data: &mut [u8]) -> Result<(), DeviceError> {
+        for (offset, chunk) in data.chunks_exact_mut(BLOCK_SIZE).enumerate() {
+            let block: &mut Block = chunk.try_into().expect("chunks_exact yields whole blocks");
+            self.read_block(start + offset as u32, block)?;
+        }
+        Ok(())
+    }
+}
+
+impl<D: BlockDevice + ?Sized> BlockDevice for &mut D {
+    fn block_count(&self) -> u32 {
+        (**self).block_count()
+    }
+    fn read_block(&mut self, index: u32, buf: &mut Block) -> Result<(), DeviceError> {
+        (**self).read_block(index, buf)
+    }
+    fn write_block(&mut self, index: u32, buf: &Block) -> Result<(), DeviceError> {
+        (**self).write_block(index, buf)
+    }
+    fn flush(&mut self) -> Result<(), DeviceError> {
+        (**self).flush()
+    }
+    fn write_blocks(&mut self, start: u32, data: &[u8]) -> Result<(), DeviceError> {
+        (**self).write_blocks(start, data)
+    }
+    fn read_blocks(&mut self, start: u32, data: &mut [u8]) -> Result<(), DeviceError> {
+        (**self).read_blocks(start, data)
+    }
+}
+
+fn check_range(index: u32, count: usize, block_count: u32) -> Result<(), DeviceError> {
+    if index as u64 + count as u64 > block_count as u64 {
+        Err(DeviceError::eio(Some(index)))
+    } else {
+        Ok(())
+    }
+}
+
+/// A device held in memory: tests, and the RAM filesystem built from a TAR.
+#[derive(Clone, Debug)]
+pub struct MemDevice {
+    bytes: Vec<u8>,
+}
+
+impl MemDevice {
+    pub fn new(block_count: u32) -> Self {
+        MemDevice { bytes: vec![0; block_count as usize * BLOCK_SIZE] }
+    }
+
+    /// Wraps an image; a trailing partial block is ignored.
+    pub fn from_bytes(mut bytes: Vec<u8>) -> Self {
+        bytes.truncate(bytes.len() / BLOCK_SIZE * BLOCK_SIZE);
+        MemDevice { bytes }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
+impl BlockDevice for MemDevice {
+    fn block_count(&self) -> u32 {
+        (self.bytes.len() / BLOCK_SIZE).min(u32::MAX as usize) as u32
+    }
+
+    fn read_block(&mut self, index: u32, buf: &mut Block) -> Result<(), DeviceError> {
+        check_range(index, 1, self.block_count())?;
+        let start = index as usize * BLOCK_SIZE;
+        buf.copy_from_slice(&self.bytes[start..start + BLOCK_SIZE]);
+        Ok(())
+    }
+
+    fn write_block(&mut self, index: u32, buf: &Block) -> Result<(), DeviceError> {
+        check_range(index, 1, self.block_count())?;
+        let start = index as usize * BLOCK_SIZE;
+        self.bytes[start..start + BLOCK_SIZE].copy_from_slice(buf);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), DeviceError> {
+        Ok(())
+    }
+}
+
+#[cfg(feature = "std")]
+pub use file::FileDevice;
+
+#[cfg(feature = "std")]
+mod file {
+    use std::fs::{File, OpenOptions};
+    use std::io;
+    use std::os::unix::fs::FileExt;
+    use std::path::Path;
+
+    use super::{check_range, BlockDevice, Block, BLOCK_SIZE};
+    use crate::error::{errno, DeviceError};
+
+    /// An image file (or a block device node) used through positioned I/O.
+    #[derive(Debug)]
+    pub struct FileDevice {
+        file: File,
+        block_count: u32,
+        writable: bool,
+    }
+
+    fn device_error(error: io::Error, block: Option<u32>) -> DeviceError {
+        DeviceError { errno: error.raw_os_error().unwrap_or(errno::EIO), block }
+    }
+
+    impl FileDevice {
+        /// Opens an image; its size fixes the block count (a partial last
+        /// block is ignored, and images past 2^32 blocks are clamped).
+        pub fn open(path: &Path, writable: bool) -> io::Result<Self> {
+            let file = OpenOptions::new().read(true).write(writable).open(path)?;
+            Self::from_file(file, writable)
+        }
+
+        pub fn from_file(file: File, writable: bool) -> io::Result<Self> {
+            let length = file.metadata()?.len();
+            let block_count = (length / BLOCK_SIZE as u64).min(u32::MAX as u64) as u32;
+            Ok(FileDevice { file, block_count, writable })
+        }
+
+        pub fn file(&self) -> &File {
+            &self.file
+        }
+
+        pub fn into_file(self) -> File {
+            self.file
+        }
+
+        fn check_writable(&self, index: u32) -> Result<(), DeviceError> {
+            if self.writable {
+                Ok(())
+            } else {
+                Err(DeviceError { errno: errno::EROFS, block: Some(index) })
+            }
+        }
+    }
+
+    impl BlockDevice for FileDevice {
+        fn block_count(&self) -> u32 {
+            self.block_count
+        }
+
+        fn read_block(&mut self, index: u32, buf: &mut Block) -> Result<(), DeviceError> {
+            self.read_blocks(index, buf)
+        }
+
+        fn write_block(&mut self, index: u32, buf: &Block) -> Result<(), DeviceError> {
+            self.write_blocks(index, buf)
+        }
+
+        fn read_blocks(&mut self, start: u32, data: &mut [u8]) -> Result<(), DeviceError> {
+            check_range(start, data.len() / BLOCK_SIZE, self.block_count)?;
+            self.file
+                .read_exact_at(data, start as u64 * BLOCK_SIZE as u64)
+                .map_err(|e| device_error(e, Some(start)))
+        }
+
+        fn write_blocks(&mut self, start: u32, data: &[u8]) -> Result<(), DeviceError> {
+            self.check_writable(start)?;
+            check_range(start, data.len() / BLOCK_SIZE, self.block_count)?;
+            self.file
+                .write_all_at(data, start as u64 * BLOCK_SIZE as u64)
+                .map_err(|e| device_error(e, Some(start)))
+        }
+
+        fn flush(&mut self) -> Result<(), DeviceError> {
+            if !self.writable {
+                return Ok(());
+            }
+            self.file.sync_data().map_err(|e| device_error(e, None))
+        }
+    }
+}

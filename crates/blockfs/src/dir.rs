@@ -1,0 +1,650 @@
+//! Directories: finding, adding, removing and listing entries.
+//!
+//! Layout (DESIGN.md §1): records never cross a 4 KiB block; a new record
+//! goes into a freed record, the slack of a live one, or the zero tail of a
+//! block, and only then into a new block; removing a record merges it into
+//! the previous record of its block (or, first in a block, zeroes its inode
+//! number), so records never move and positions stay valid readdir cookies.
+//!
+//! Directories written by the older host tool are one byte stream whose
+//! records straddle block boundaries. They are read as a stream and
+//! rewritten into the block layout before their first change.
+//!
+//! Directories of more than one block get an in-memory name index (built on
+//! first use, bounded in total size) so lookups and inserts do not scan.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+use hashbrown::HashMap;
+
+use crate::device::BlockDevice;
+use crate::error::{Corruption, Error, Result};
+use crate::format::dirent::{
+    entry_size, is_dot_or_dotdot, write_entry, BlockEnd, BlockWalk, DirentHeader,
+    DIRENT_HEADER_SIZE,
+};
+use crate::format::inode::{DiskInode, FileType};
+use crate::format::{Block, BLOCK_SIZE};
+use crate::volume::Volume;
+
+/// Largest directory the legacy-stream reader will rewrite in memory.
+const MAX_LEGACY_DIR_SIZE: u32 = 64 << 20;
+/// Estimated bytes an index entry costs beyond its name.
+const INDEX_ENTRY_OVERHEAD: usize = 48;
+
+/// A live entry as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    /// Byte position of the record in the directory: a stable cookie.
+    pub position: u32,
+    pub ino: u32,
+    /// The raw `file_type` byte (1 regular, 2 directory, 7 symlink, …).
+    pub file_type: u8,
+    pub name: Vec<u8>,
+}
+
+impl DirEntry {
+    pub fn kind(&self) -> Option<FileType> {
+        FileType::from_dirent_code(self.file_type)
+    }
+}
+
+/// A found entry, without its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Slot {
+    pub position: u32,
+    pub ino: u32,
+    pub file_type: u8,
+}
+
+struct DirIndex {
+    names: HashMap<Box<[u8]>, Slot>,
+    /// Largest record that fits in each block (block layout only).
+    room: Vec<u16>,
+    /// The directory is in the older tool's straddling stream layout.
+    legacy: bool,
+    last_used: u64,
+    cost: usize,
+}
+
+/// The name indexes of recently used large directories.
+pub(crate) struct DirIndexes {
+    by_dir: HashMap<u32, DirIndex>,
+    budget: usize,
+    used: usize,
+    clock: u64,
+}
+
+impl DirIndexes {
+    pub fn new(budget_bytes: usize) -> Self {
+        DirIndexes { by_dir: HashMap::new(), budget: budget_bytes, used: 0, clock: 0 }
+    }
+
+    /// Drops a directory's index (the directory was freed or rewritten).
+    pub fn forget(&mut self, dir: u32) {
+        if let Some(index) = self.by_dir.remove(&dir) {
+            self.used -= index.cost;
+        }
+    }
+
+    fn get(&mut self, dir: u32) -> Option<&mut DirIndex> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.by_dir.get_mut(&dir).map(|index| {
+            index.last_used = clock;
+            index
+        })
+    }
+
+    fn insert(&mut self, dir: u32, mut index: DirIndex) {
+        self.forget(dir);
+        while self.used + index.cost > self.budget && !self.by_dir.is_empty() {
+            let oldest = self.by_dir.iter().min_by_key(|(_, idx)| idx.last_used).map(|(&d, _)| d);
+            if let Some(oldest) = oldest {
+                self.forget(oldest);
+            }
+        }
+        self.clock += 1;
+        index.last_used = self.clock;
+        self.used += index.cost;
+        self.by_dir.insert(dir, index);
+    }
+
+    fn add_name(&mut self, dir: u32, name: &[u8], slot: Slot) {
+        if let Some(index) = self.by_dir.get_mut(&dir) {
+            let cost = name.len() + INDEX_ENTRY_OVERHEAD;
+            index.names.insert(name.into(), slot);
+            index.cost += cost;
+            self.used += cost;
+        }
+    }
+
+    fn remove_name(&mut self, dir: u32, name: &[u8]) {
+        if let Some(index) = self.by_dir.get_mut(&dir) {
+            if index.names.remove(name).is_some() {
+                let cost = name.len() + INDEX_ENTRY_OVERHEAD;
+                index.cost -= cost;
+                self.used -= cost;
+            }
+        }
+    }
+}
+
+fn block_limit(size: u32, block_index: u64) -> usize {
+    let start = block_index * BLOCK_SIZE as u64;
+    (size as u64).saturating_sub(start).min(BLOCK_SIZE as u64) as usize
+}
+
+/// The largest record that could be placed in `block` (see module docs).
+fn room_in_block(block: &Block, limit: usize) -> usize {
+    let mut walk = BlockWalk::new(block, limit);
+    let mut best = 0;
+    for record in walk.by_ref() {
+        best = best.max(record.slack());
+    }
+    if walk.end() == Some(BlockEnd::Clean) {
+        best = best.max(BLOCK_SIZE - walk.position());
+    }
+    best
+}
+
+/// Places a record for `name` in `block` if it fits; returns its offset.
+fn place_in_block(
+    block: &mut Block,
+    limit: usize,
+    name: &[u8],
+    ino: u32,
+    file_type: u8,
+) -> Option<usize> {
+    let needed = entry_size(name.len());
+    let header = |rec_len: usize| DirentHeader {
+        inode: ino,
+        rec_len: rec_len as u16,
+        name_len: name.len() as u8,
+        file_type,
+    };
+    let mut walk = BlockWalk::new(block, limit);
+    let mut choice = None;
+    for record in walk.by_ref() {
+        if record.slack() >= needed {
+            choice = Some((record.offset, record.header, record.is_live(), record.name.len()));
+            break;
+        }
+    }
+    let end = walk.end();
+    let tail = walk.position();
+    match choice {
+        Some((offset, old, false, _)) => {
+            write_entry(block, offset, header(old.rec_len as usize), name);
+            Some(offset)
+        }
+        Some((offset, old, true, old_name_len)) => {
+            let kept = entry_size(old_name_len);
+            let mut shrunk = old;
+            shrunk.rec_len = kept as u16;
+            shrunk.encode(&mut block[offset..]);
+            let new_offset = offset + kept;
+            write_entry(block, new_offset, header(old.rec_len as usize - kept), name);
+            Some(new_offset)
+        }
+        None if end == Some(BlockEnd::Clean) && BLOCK_SIZE - tail >= needed => {
+            write_entry(block, tail, header(needed), name);
+            Some(tail)
+        }
+        None => None,
+    }
+}
+
+/// Validates a name for a new entry.
+pub(crate) fn check_name(name: &[u8]) -> Result<()> {
+    if name.is_empty() || name.contains(&b'/') || name.contains(&0) {
+        return Err(Error::InvalidName);
+    }
+    if name.len() > crate::format::dirent::MAX_NAME_LEN {
+        return Err(Error::NameTooLong);
+    }
+    Ok(())
+}
+
+impl<D: BlockDevice> Volume<D> {
+    fn dir_block_count(inode: &DiskInode) -> u64 {
+        (inode.size as u64).div_ceil(BLOCK_SIZE as u64)
+    }
+
+    /// Copies logical block `index` of a directory; `None` for a hole.
+    fn dir_block(&mut self, ino: u32, inode: &DiskInode, index: u64) -> Result<Option<Box<Block>>> {
+        match self.map_block(ino, inode, index)? {
+            None => Ok(None),
+            Some(physical) => Ok(Some(Box::new(*self.block(physical)?))),
+        }
+    }
+
+    /// Calls `visit` for every live record in block layout from `from`.
+    /// Returns false if some block did not parse cleanly.
+    fn walk_blocks(
+        &mut self,
+        ino: u32,
+        inode: &DiskInode,
+        from: u32,
+        visit: &mut dyn FnMut(DirEntry) -> bool,
+    ) -> Result<bool> {
+        let mut clean = true;
+        for index in (from as u64 / BLOCK_SIZE as u64)..Self::dir_block_count(inode) {
+            let Some(block) = self.dir_block(ino, inode, index)? else { continue };
+            let base = index as u32 * BLOCK_SIZE as u32;
+            let mut walk = BlockWalk::new(&block, block_limit(inode.size, index));
+            for record in walk.by_ref() {
+                let position = base + record.offset as u32;
+                if position < from || !record.is_live() {
+                    continue;
+                }
+                let entry = DirEntry {
+                    position,
+                    ino: record.header.inode,
+                    file_type: record.header.file_type,
+                    name: record.name.to_vec(),
+                };
+                if !visit(entry) {
+                    return Ok(clean);
+                }
+            }
+            clean &= walk.end() == Some(BlockEnd::Clean);
+        }
+        Ok(clean)
+    }
+
+    /// Reads a directory as the older tool wrote it: one stream of records
+    /// up to `size`, crossing blocks freely, with zero gaps to a block
+    /// boundary where a later driver started a fresh block. Returns whether
+    /// the stream parsed exactly up to `size`.
+    fn walk_stream(
+        &mut self,
+        ino: u32,
+        inode: &DiskInode,
+        visit: &mut dyn FnMut(DirEntry) -> bool,
+    ) -> Result<bool> {
+        let size = inode.size as usize;
+        let mut buffer: Vec<u8> = Vec::with_capacity(2 * BLOCK_SIZE);
+        let mut buffer_start = 0usize; // directory position of buffer[0]
+        let mut next_block = 0u64;
+        let mut position = 0usize;
+        while position < size {
+            // Keep at least one header (and then the whole record) buffered.
+            let want = |buffer_start: usize, buffer: &Vec<u8>, bytes: usize| {
+                position + bytes > buffer_start + buffer.len()
+            };
+            while want(buffer_start, &buffer, DIRENT_HEADER_SIZE) && (next_block as usize) * BLOCK_SIZE < size {
+                self.append_dir_block(ino, inode, next_block, &mut buffer)?;
+                next_block += 1;
+            }
+            let at = position - buffer_start;
+            if buffer.len() < at + DIRENT_HEADER_SIZE || size - position < DIRENT_HEADER_SIZE {
+                return Ok(false);
+            }
+            let header = DirentHeader::decode(&buffer[at..]);
+            if !header.rec_len_plausible() {
+                // A zero gap up to the next block boundary is allowed.
+                let boundary = (position / BLOCK_SIZE + 1) * BLOCK_SIZE;
+                let gap_end = boundary.min(size) - buffer_start;
+                if buffer.len() >= gap_end && buffer[at..gap_end].iter().all(|&b| b == 0) {
+                    position = boundary;
+                    continue;
+                }
+                return Ok(false);
+            }
+            let rec_len = header.rec_len as usize;
+            if position + rec_len > size || DIRENT_HEADER_SIZE + header.name_len as usize > rec_len {
+                return Ok(false);
+            }
+            while want(buffer_start, &buffer, rec_len) {
+                self.append_dir_block(ino, inode, next_block, &mut buffer)?;
+                next_block += 1;
+            }
+            let name = &buffer[at + DIRENT_HEADER_SIZE..at + DIRENT_HEADER_SIZE + header.name_len as usize];
+            if header.inode != 0 || is_dot_or_dotdot(name) {
+                let entry = DirEntry {
+                    position: position as u32,
+                    ino: header.inode,
+                    file_type: header.file_type,
+                    name: name.to_vec(),
+                };
+                if !visit(entry) {
+                    return Ok(true);
+                }
+            }
+            position += rec_len;
+            // Drop whole blocks already consumed.
+            let consumed = (position - buffer_start) / BLOCK_SIZE * BLOCK_SIZE;
+            if consumed > 0 {
+                buffer.drain(..consumed.min(buffer.len()));
+                buffer_start += consumed;
+            }
+        }
+        Ok(true)
+    }
+
+    fn append_dir_block(&mut self, ino: u32, inode: &DiskInode, index: u64, buffer: &mut Vec<u8>) -> Result<()> {
+        match self.dir_block(ino, inode, index)? {
+            Some(block) => buffer.extend_from_slice(&block[..]),
+            None => buffer.resize(buffer.len() + BLOCK_SIZE, 0),
+        }
+        Ok(())
+    }
+
+    /// Whether a directory needs the stream reader, and its index when it
+    /// is large enough to have one.
+    fn dir_index(&mut self, ino: u32, inode: &DiskInode) -> Result<Option<&mut DirIndex>> {
+        if Self::dir_block_count(inode) <= 1 {
+            return Ok(None);
+        }
+        if self.dir_indexes.get(ino).is_none() {
+            let index = self.build_index(ino, inode)?;
+            self.dir_indexes.insert(ino, index);
+        }
+        Ok(self.dir_indexes.get(ino))
+    }
+
+    fn build_index(&mut self, ino: u32, inode: &DiskInode) -> Result<DirIndex> {
+        let mut names: HashMap<Box<[u8]>, Slot> = HashMap::new();
+        let mut cost = 0;
+        let mut collect = |entry: DirEntry| {
+            cost += entry.name.len() + INDEX_ENTRY_OVERHEAD;
+            let slot = Slot { position: entry.position, ino: entry.ino, file_type: entry.file_type };
+            names.entry(entry.name.into_boxed_slice()).or_insert(slot);
+            true
+        };
+        let clean = self.walk_blocks(ino, inode, 0, &mut collect)?;
+        let mut legacy = false;
+        if !clean {
+            let mut stream_names: HashMap<Box<[u8]>, Slot> = HashMap::new();
+            let mut stream_cost = 0;
+            let consistent = self.walk_stream(ino, inode, &mut |entry: DirEntry| {
+                stream_cost += entry.name.len() + INDEX_ENTRY_OVERHEAD;
+                let slot = Slot { position: entry.position, ino: entry.ino, file_type: entry.file_type };
+                stream_names.entry(entry.name.into_boxed_slice()).or_insert(slot);
+                true
+            })?;
+            if consistent {
+                names = stream_names;
+                cost = stream_cost;
+                legacy = true;
+            }
+        }
+        let mut room = Vec::new();
+        if !legacy {
+            for index in 0..Self::dir_block_count(inode) {
+                let space = match self.dir_block(ino, inode, index)? {
+                    Some(block) => room_in_block(&block, block_limit(inode.size, index)),
+                    None => 0,
+                };
+                room.push(space as u16);
+            }
+        }
+        let cost = cost + room.len() * 2;
+        Ok(DirIndex { names, room, legacy, last_used: 0, cost })
+    }
+
+    fn is_legacy(&mut self, ino: u32, inode: &DiskInode) -> Result<bool> {
+        Ok(self.dir_index(ino, inode)?.is_some_and(|index| index.legacy))
+    }
+
+    /// Finds `name` in directory `ino`.
+    pub(crate) fn find_entry(&mut self, ino: u32, inode: &DiskInode, name: &[u8]) -> Result<Option<Slot>> {
+        if let Some(index) = self.dir_index(ino, inode)? {
+            return Ok(index.names.get(name).copied());
+        }
+        let mut found = None;
+        self.walk_blocks(ino, inode, 0, &mut |entry| {
+            if entry.name == name {
+                found = Some(Slot { position: entry.position, ino: entry.ino, file_type: entry.file_type });
+                false
+            } else {
+                true
+            }
+        })?;
+        Ok(found)
+    }
+
+    /// Lists live entries from cookie `from` (a position; entries at or
+    /// past it are returned) until `visit` returns false.
+    pub(crate) fn list_entries(
+        &mut self,
+        ino: u32,
+        inode: &DiskInode,
+        from: u32,
+        visit: &mut dyn FnMut(DirEntry) -> bool,
+    ) -> Result<()> {
+        if self.is_legacy(ino, inode)? {
+            self.walk_stream(ino, inode, &mut |entry| entry.position < from || visit(entry))?;
+        } else {
+            self.walk_blocks(ino, inode, from, visit)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the directory holds nothing but `.` and `..`.
+    pub(crate) fn dir_is_empty(&mut self, ino: u32, inode: &DiskInode) -> Result<bool> {
+        let mut empty = true;
+        self.list_entries(ino, inode, 0, &mut |entry| {
+            empty = is_dot_or_dotdot(&entry.name);
+            empty
+        })?;
+        Ok(empty)
+    }
+
+    /// Writes the first block of a new directory: `.` and `..`.
+    pub(crate) fn init_directory(&mut self, ino: u32, inode: &mut DiskInode, parent: u32) -> Result<()> {
+        let (physical, _) = self.map_or_allocate(ino, inode, 0, None)?;
+        let block = self.block_overwrite(physical)?;
+        let dir_code = FileType::Directory.dirent_code();
+        let dot = DirentHeader { inode: ino, rec_len: 12, name_len: 1, file_type: dir_code };
+        write_entry(block, 0, dot, b".");
+        let dotdot = DirentHeader { inode: parent, rec_len: 12, name_len: 2, file_type: dir_code };
+        write_entry(block, 12, dotdot, b"..");
+        inode.size = 24;
+        Ok(())
+    }
+
+    /// Rewrites a straddling legacy directory into the block layout.
+    fn convert_legacy(&mut self, ino: u32, inode: &mut DiskInode) -> Result<()> {
+        if inode.size > MAX_LEGACY_DIR_SIZE {
+            return Err(Error::corrupt(Corruption::BadSize(inode.size), Some(ino), None));
+        }
+        let mut entries = Vec::new();
+        self.walk_stream(ino, inode, &mut |entry| {
+            entries.push(entry);
+            true
+        })?;
+        let mut block = [0u8; BLOCK_SIZE];
+        let mut used = 0usize;
+        let mut block_index = 0u64;
+        let mut size = 0u32;
+        for entry in &entries {
+            let needed = entry_size(entry.name.len());
+            if used + needed > BLOCK_SIZE {
+                self.store_dir_block(ino, inode, block_index, &block)?;
+                block = [0u8; BLOCK_SIZE];
+                block_index += 1;
+                used = 0;
+            }
+            let header = DirentHeader {
+                inode: entry.ino,
+                rec_len: needed as u16,
+                name_len: entry.name.len() as u8,
+                file_type: entry.file_type,
+            };
+            write_entry(&mut block, used, header, &entry.name);
+            used += needed;
+            size = block_index as u32 * BLOCK_SIZE as u32 + used as u32;
+        }
+        self.store_dir_block(ino, inode, block_index, &block)?;
+        self.truncate_blocks(ino, inode, block_index + 1)?;
+        inode.size = size;
+        self.dir_indexes.forget(ino);
+        Ok(())
+    }
+
+    fn store_dir_block(&mut self, ino: u32, inode: &mut DiskInode, index: u64, data: &Block) -> Result<()> {
+        let goal = if index > 0 { self.map_block(ino, inode, index - 1)?.map(|b| b + 1) } else { None };
+        let (physical, _) = self.map_or_allocate(ino, inode, index, goal)?;
+        self.block_overwrite(physical)?.copy_from_slice(data);
+        Ok(())
+    }
+
+    /// Adds `name → target`. The caller has checked the name is absent and
+    /// writes the directory inode afterwards (its size may grow).
+    pub(crate) fn add_entry(
+        &mut self,
+        ino: u32,
+        inode: &mut DiskInode,
+        name: &[u8],
+        target: u32,
+        file_type: FileType,
+    ) -> Result<()> {
+        if self.is_legacy(ino, inode)? {
+            self.convert_legacy(ino, inode)?;
+        }
+        let needed = entry_size(name.len());
+        let code = file_type.dirent_code();
+        let blocks = Self::dir_block_count(inode);
+        let candidates: Vec<u64> = match self.dir_index(ino, inode)? {
+            Some(index) => index
+                .room
+                .iter()
+                .enumerate()
+                .filter(|(_, &room)| room as usize >= needed)
+                .map(|(i, _)| i as u64)
+                .take(1)
+                .collect(),
+            None => (0..blocks).collect(),
+        };
+        for index in candidates {
+            let Some(physical) = self.map_block(ino, inode, index)? else { continue };
+            let limit = block_limit(inode.size, index);
+            let block = self.block_mut(physical)?;
+            if let Some(offset) = place_in_block(block, limit, name, target, code) {
+                let room = room_in_block(block, limit.max(offset + needed));
+                let end = index as u32 * BLOCK_SIZE as u32 + (offset + needed) as u32;
+                inode.size = inode.size.max(end);
+                self.note_added(ino, index, room, name, Slot {
+                    position: index as u32 * BLOCK_SIZE as u32 + offset as u32,
+                    ino: target,
+                    file_type: code,
+                });
+                return Ok(());
+            }
+            // The index said there was room but the block disagrees: refresh.
+            let room = room_in_block(self.block(physical)?, limit);
+            self.note_room(ino, index, room);
+        }
+        // No room anywhere: start a new block.
+        let index = blocks;
+        let start = index * BLOCK_SIZE as u64;
+        if start + needed as u64 > u32::MAX as u64 {
+            return Err(Error::NoSpace);
+        }
+        let goal = if index > 0 { self.map_block(ino, inode, index - 1)?.map(|b| b + 1) } else { None };
+        let (physical, _) = self.map_or_allocate(ino, inode, index, goal)?;
+        let block = self.block_overwrite(physical)?;
+        let header = DirentHeader { inode: target, rec_len: needed as u16, name_len: name.len() as u8, file_type: code };
+        write_entry(block, 0, header, name);
+        inode.size = (start + needed as u64) as u32;
+        if let Some(index_entry) = self.dir_indexes.get(ino) {
+            index_entry.room.push((BLOCK_SIZE - needed) as u16);
+        }
+        self.dir_indexes.add_name(ino, name, Slot { position: start as u32, ino: target, file_type: code });
+        Ok(())
+    }
+
+    fn note_room(&mut self, ino: u32, block_index: u64, room: usize) {
+        if let Some(index) = self.dir_indexes.get(ino) {
+            if let Some(slot) = index.room.get_mut(block_index as usize) {
+                *slot = room as u16;
+            }
+        }
+    }
+
+    fn note_added(&mut self, ino: u32, block_index: u64, room: usize, name: &[u8], slot: Slot) {
+        self.note_room(ino, block_index, room);
+        self.dir_indexes.add_name(ino, name, slot);
+    }
+
+    /// Removes `name`, returning what it pointed to.
+    pub(crate) fn remove_entry(&mut self, ino: u32, inode: &mut DiskInode, name: &[u8]) -> Result<Slot> {
+        if self.is_legacy(ino, inode)? {
+            self.convert_legacy(ino, inode)?;
+        }
+        let slot = self.find_entry(ino, inode, name)?.ok_or(Error::NotFound)?;
+        let index = slot.position as u64 / BLOCK_SIZE as u64;
+        let offset = slot.position as usize % BLOCK_SIZE;
+        let physical = self
+            .map_block(ino, inode, index)?
+            .ok_or(Error::corrupt(Corruption::DirEntryCrossesBlock { offset: slot.position }, Some(ino), None))?;
+        let limit = block_limit(inode.size, index);
+        let block = self.block_mut(physical)?;
+        let mut previous = None;
+        let mut target = None;
+        for record in BlockWalk::new(block, limit) {
+            if record.offset == offset {
+                target = Some(record.header);
+                break;
+            }
+            previous = Some((record.offset, record.header));
+        }
+        let removed = target.ok_or(Error::corrupt(
+            Corruption::DirEntryCrossesBlock { offset: slot.position },
+            Some(ino),
+            None,
+        ))?;
+        match previous {
+            Some((previous_offset, mut header)) => {
+                header.rec_len += removed.rec_len;
+                header.encode(&mut block[previous_offset..]);
+                block[offset..offset + removed.rec_len as usize].fill(0);
+            }
+            None => {
+                let mut header = removed;
+                header.inode = 0;
+                header.encode(&mut block[offset..]);
+            }
+        }
+        let room = room_in_block(block, limit);
+        self.note_room(ino, index, room);
+        self.dir_indexes.remove_name(ino, name);
+        Ok(slot)
+    }
+
+    /// Points existing entry `name` at another inode (rename over an
+    /// existing name, or a moved directory's `..`). Returns the old target.
+    pub(crate) fn retarget_entry(
+        &mut self,
+        ino: u32,
+        inode: &mut DiskInode,
+        name: &[u8],
+        target: u32,
+        file_type: FileType,
+    ) -> Result<Slot> {
+        if self.is_legacy(ino, inode)? {
+            self.convert_legacy(ino, inode)?;
+        }
+        let slot = self.find_entry(ino, inode, name)?.ok_or(Error::NotFound)?;
+        let index = slot.position as u64 / BLOCK_SIZE as u64;
+        let offset = slot.position as usize % BLOCK_SIZE;
+        let physical = self
+            .map_block(ino, inode, index)?
+            .ok_or(Error::corrupt(Corruption::DirEntryCrossesBlock { offset: slot.position }, Some(ino), None))?;
+        let block = self.block_mut(physical)?;
+        let mut header = DirentHeader::decode(&block[offset..]);
+        header.inode = target;
+        header.file_type = file_type.dirent_code();
+        header.encode(&mut block[offset..]);
+        let updated = Slot { position: slot.position, ino: target, file_type: header.file_type };
+        if let Some(index) = self.dir_indexes.get(ino) {
+            if let Some(entry) = index.names.get_mut(name) {
+                *entry = updated;
+            }
+        }
+        Ok(slot)
+    }
+}

@@ -1,0 +1,223 @@
+//! The library's one error type. Each variant maps to the errno a POSIX
+//! system would give, so the FUSE and CLI edges translate mechanically.
+
+use core::fmt;
+
+use crate::format::extension::ExtensionError;
+use crate::format::geometry::GeometryError;
+use crate::format::superblock::SuperblockError;
+
+/// An I/O failure reported by a block device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceError {
+    /// The errno that best describes the failure (EIO when unknown).
+    pub errno: i32,
+    /// The block being read or written, when known.
+    pub block: Option<u32>,
+}
+
+impl DeviceError {
+    pub const fn eio(block: Option<u32>) -> Self {
+        DeviceError { errno: errno::EIO, block }
+    }
+}
+
+/// The invariant an image broke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Corruption {
+    /// A block pointer outside the data area.
+    BlockOutOfRange(u32),
+    /// A directory entry names an inode past the usable inodes.
+    InodeOutOfRange(u32),
+    /// A directory entry names an inode that is free.
+    EntryToFreeInode(u32),
+    /// The inode's mode has no known file type.
+    BadFileType(u16),
+    /// A directory record runs past its block or the directory's size.
+    DirEntryCrossesBlock { offset: u32 },
+    /// A directory record's name is longer than the record.
+    DirEntryNameOverflow { offset: u32 },
+    /// A directory has no valid `.`/`..` entries.
+    DirMissingDots,
+    /// `size` disagrees with what the inode can hold.
+    BadSize(u32),
+    /// A symlink target longer than allowed.
+    SymlinkTooLong(u32),
+    /// Walking `..` did not reach the root within the inode count.
+    DirectoryLoop,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    Io(DeviceError),
+    NotFound,
+    Exists,
+    NotDir,
+    IsDir,
+    NotEmpty,
+    NameTooLong,
+    /// A name containing `/` or NUL, or empty.
+    InvalidName,
+    InvalidArgument,
+    /// Out of data blocks or inodes.
+    NoSpace,
+    /// The file would grow past 4 GiB − 1.
+    FileTooBig,
+    TooManyLinks,
+    /// A path with too many symbolic links.
+    Loop,
+    /// Operation not allowed on this object (hard link to a directory…).
+    NotPermitted,
+    ReadOnly,
+    /// The device is not a BlockFS image.
+    NotBlockFs(SuperblockError),
+    BadGeometry(GeometryError),
+    /// The image uses features this implementation cannot write safely.
+    Unsupported,
+    Corrupt { what: Corruption, inode: Option<u32>, block: Option<u32> },
+}
+
+pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+impl From<DeviceError> for Error {
+    fn from(error: DeviceError) -> Self {
+        Error::Io(error)
+    }
+}
+
+impl From<ExtensionError> for Error {
+    fn from(_: ExtensionError) -> Self {
+        Error::Unsupported
+    }
+}
+
+impl Error {
+    pub fn corrupt(what: Corruption, inode: Option<u32>, block: Option<u32>) -> Self {
+        Error::Corrupt { what, inode, block }
+    }
+
+    /// The errno a POSIX filesystem gives for this failure.
+    pub fn errno(&self) -> i32 {
+        use errno::*;
+        match self {
+            Error::Io(device) => device.errno,
+            Error::NotFound => ENOENT,
+            Error::Exists => EEXIST,
+            Error::NotDir => ENOTDIR,
+            Error::IsDir => EISDIR,
+            Error::NotEmpty => ENOTEMPTY,
+            Error::NameTooLong => ENAMETOOLONG,
+            Error::InvalidName | Error::InvalidArgument => EINVAL,
+            Error::NoSpace => ENOSPC,
+            Error::FileTooBig => EFBIG,
+            Error::TooManyLinks => EMLINK,
+            Error::Loop => ELOOP,
+            Error::NotPermitted => EPERM,
+            Error::ReadOnly => EROFS,
+            Error::NotBlockFs(_) | Error::BadGeometry(_) | Error::Unsupported => EINVAL,
+            Error::Corrupt { .. } => EUCLEAN,
+        }
+    }
+}
+
+impl fmt::Display for Corruption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Corruption::BlockOutOfRange(block) => write!(f, "block pointer {block} outside the data area"),
+            Corruption::InodeOutOfRange(ino) => write!(f, "entry names inode {ino}, past the inode table"),
+            Corruption::EntryToFreeInode(ino) => write!(f, "entry names free inode {ino}"),
+            Corruption::BadFileType(mode) => write!(f, "mode {mode:#o} has no file type"),
+            Corruption::DirEntryCrossesBlock { offset } => {
+                write!(f, "directory entry at offset {offset} crosses its block")
+            }
+            Corruption::DirEntryNameOverflow { offset } => {
+                write!(f, "directory entry at offset {offset} has a name longer than its record")
+            }
+            Corruption::DirMissingDots => write!(f, "directory lacks its . and .. entries"),
+            Corruption::BadSize(size) => write!(f, "size {size} does not match the inode"),
+            Corruption::SymlinkTooLong(len) => write!(f, "symlink target of {len} bytes"),
+            Corruption::DirectoryLoop => write!(f, "directory tree contains a loop"),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(DeviceError { errno, block: Some(block) }) => {
+                write!(f, "I/O error (errno {errno}) at block {block}")
+            }
+            Error::Io(DeviceError { errno, block: None }) => write!(f, "I/O error (errno {errno})"),
+            Error::NotFound => write!(f, "no such file or directory"),
+            Error::Exists => write!(f, "file exists"),
+            Error::NotDir => write!(f, "not a directory"),
+            Error::IsDir => write!(f, "is a directory"),
+            Error::NotEmpty => write!(f, "directory not empty"),
+            Error::NameTooLong => write!(f, "file name longer than 255 bytes"),
+            Error::InvalidName => write!(f, "invalid file name"),
+            Error::InvalidArgument => write!(f, "invalid argument"),
+            Error::NoSpace => write!(f, "no space left on device"),
+            Error::FileTooBig => write!(f, "file too large (limit 4 GiB - 1)"),
+            Error::TooManyLinks => write!(f, "too many links"),
+            Error::Loop => write!(f, "too many levels of symbolic links"),
+            Error::NotPermitted => write!(f, "operation not permitted"),
+            Error::ReadOnly => write!(f, "read-only filesystem"),
+            Error::NotBlockFs(SuperblockError::BadMagic(magic)) => {
+                write!(f, "not a BlockFS image (magic {magic:#010x}, expected 0x424c4b46)")
+            }
+            Error::NotBlockFs(SuperblockError::BadBlockSize(size)) => {
+                write!(f, "unsupported block size {size} (BlockFS uses 4096)")
+            }
+            Error::NotBlockFs(SuperblockError::BadInodeSize(size)) => {
+                write!(f, "unsupported inode size {size} (BlockFS uses 96)")
+            }
+            Error::BadGeometry(GeometryError::TooSmall { block_count, needed }) => write!(
+                f,
+                "{block_count} blocks cannot hold the metadata and root directory ({needed} needed)"
+            ),
+            Error::BadGeometry(GeometryError::NoInodes) => write!(f, "inode count is zero"),
+            Error::BadGeometry(GeometryError::FirstDataBlockMismatch { recorded, computed }) => write!(
+                f,
+                "superblock says first data block {recorded}, the layout gives {computed}"
+            ),
+            Error::BadGeometry(GeometryError::FreeCountTooLarge) => {
+                write!(f, "superblock free counts exceed the filesystem size")
+            }
+            Error::Unsupported => write!(f, "image uses features this version cannot handle"),
+            Error::Corrupt { what, inode, block } => {
+                write!(f, "corrupt filesystem: {what}")?;
+                if let Some(ino) = inode {
+                    write!(f, " (inode {ino})")?;
+                }
+                if let Some(block) = block {
+                    write!(f, " (block {block})")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for Error {}
+
+/// Linux errno values, so no_std users need no libc.
+pub mod errno {
+    pub const EPERM: i32 = 1;
+    pub const ENOENT: i32 = 2;
+    pub const EIO: i32 = 5;
+    pub const EEXIST: i32 = 17;
+    pub const ENOTDIR: i32 = 20;
+    pub const EISDIR: i32 = 21;
+    pub const EINVAL: i32 = 22;
+    pub const EFBIG: i32 = 27;
+    pub const ENOSPC: i32 = 28;
+    pub const EROFS: i32 = 30;
+    pub const EMLINK: i32 = 31;
+    pub const ENAMETOOLONG: i32 = 36;
+    pub const ENOTEMPTY: i32 = 39;
+    pub const ELOOP: i32 = 40;
+    pub const EUCLEAN: i32 = 117;
+}

@@ -1,0 +1,35 @@
+//! BlockFS: an ext2-inspired filesystem, byte-compatible with the images
+//! VeridianOS makes. `no_std` + `alloc`; the `std` feature adds a
+//! file-backed device and `std::error::Error`.
+//!
+//! Layers, each readable alone: [`format`] (bytes ↔ typed values),
+//! [`device`] (the block-device trait), [`cache`] (bounded write-back
+//! cache), allocation, block mapping and directories (private), and [`fs`]
+//! (the operations, behind one lock so the handle is `Send + Sync`).
+
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+mod allocator;
+mod bmap;
+pub mod cache;
+pub mod crc32c;
+pub mod device;
+mod dir;
+pub mod error;
+pub mod format;
+pub mod fs;
+mod sync;
+mod volume;
+
+pub use device::{BlockDevice, MemDevice};
+#[cfg(feature = "std")]
+pub use device::FileDevice;
+pub use dir::DirEntry;
+pub use error::{Corruption, DeviceError, Error, Result};
+pub use format::inode::FileType;
+pub use fs::{Attr, FileSystem, FormatOptions, MountOptions, SetAttr, StatFs, ROOT_INO};
