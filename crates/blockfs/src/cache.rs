@@ -49,7 +49,10 @@ pub struct BlockCache {
 
 fn zeroed_block() -> Box<Block> {
     // Built on the heap directly: a 4 KiB array on a kernel stack is unwelcome.
-    alloc::vec![0u8; BLOCK_SIZE].into_boxed_slice().try_into().expect("exactly one block")
+    alloc::vec![0u8; BLOCK_SIZE]
+        .into_boxed_slice()
+        .try_into()
+        .expect("exactly one block")
 }
 
 impl BlockCache {
@@ -202,7 +205,12 @@ impl BlockCache {
         }
         self.stats.misses += 1;
         let slot = if self.slots.len() < self.capacity {
-            self.slots.push(Slot { block, data: zeroed_block(), dirty: false, referenced: true });
+            self.slots.push(Slot {
+                block,
+                data: zeroed_block(),
+                dirty: false,
+                referenced: true,
+            });
             self.slots.len() - 1
         } else {
             let victim = self.choose_victim();
@@ -272,7 +280,10 @@ mod tests {
         cache.write_back(&mut device).unwrap();
         assert_eq!(cache.dirty_blocks(), 0);
         for block in 0..64u32 {
-            assert_eq!(device.as_bytes()[block as usize * BLOCK_SIZE], block as u8 + 1);
+            assert_eq!(
+                device.as_bytes()[block as usize * BLOCK_SIZE],
+                block as u8 + 1
+            );
             assert_eq!(cache.read(&mut device, block).unwrap()[0], block as u8 + 1);
         }
     }

@@ -18,7 +18,10 @@ pub struct DeviceError {
 
 impl DeviceError {
     pub const fn eio(block: Option<u32>) -> Self {
-        DeviceError { errno: errno::EIO, block }
+        DeviceError {
+            errno: errno::EIO,
+            block,
+        }
     }
 }
 
@@ -76,7 +79,11 @@ pub enum Error {
     BadGeometry(GeometryError),
     /// The image uses features this implementation cannot write safely.
     Unsupported,
-    Corrupt { what: Corruption, inode: Option<u32>, block: Option<u32> },
+    Corrupt {
+        what: Corruption,
+        inode: Option<u32>,
+        block: Option<u32>,
+    },
 }
 
 pub type Result<T, E = Error> = core::result::Result<T, E>;
@@ -125,15 +132,22 @@ impl Error {
 impl fmt::Display for Corruption {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Corruption::BlockOutOfRange(block) => write!(f, "block pointer {block} outside the data area"),
-            Corruption::InodeOutOfRange(ino) => write!(f, "entry names inode {ino}, past the inode table"),
+            Corruption::BlockOutOfRange(block) => {
+                write!(f, "block pointer {block} outside the data area")
+            }
+            Corruption::InodeOutOfRange(ino) => {
+                write!(f, "entry names inode {ino}, past the inode table")
+            }
             Corruption::EntryToFreeInode(ino) => write!(f, "entry names free inode {ino}"),
             Corruption::BadFileType(mode) => write!(f, "mode {mode:#o} has no file type"),
             Corruption::DirEntryCrossesBlock { offset } => {
                 write!(f, "directory entry at offset {offset} crosses its block")
             }
             Corruption::DirEntryNameOverflow { offset } => {
-                write!(f, "directory entry at offset {offset} has a name longer than its record")
+                write!(
+                    f,
+                    "directory entry at offset {offset} has a name longer than its record"
+                )
             }
             Corruption::DirMissingDots => write!(f, "directory lacks its . and .. entries"),
             Corruption::BadSize(size) => write!(f, "size {size} does not match the inode"),
@@ -146,7 +160,10 @@ impl fmt::Display for Corruption {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Io(DeviceError { errno, block: Some(block) }) => {
+            Error::Io(DeviceError {
+                errno,
+                block: Some(block),
+            }) => {
                 write!(f, "I/O error (errno {errno}) at block {block}")
             }
             Error::Io(DeviceError { errno, block: None }) => write!(f, "I/O error (errno {errno})"),
@@ -165,7 +182,10 @@ impl fmt::Display for Error {
             Error::NotPermitted => write!(f, "operation not permitted"),
             Error::ReadOnly => write!(f, "read-only filesystem"),
             Error::NotBlockFs(SuperblockError::BadMagic(magic)) => {
-                write!(f, "not a BlockFS image (magic {magic:#010x}, expected 0x424c4b46)")
+                write!(
+                    f,
+                    "not a BlockFS image (magic {magic:#010x}, expected 0x424c4b46)"
+                )
             }
             Error::NotBlockFs(SuperblockError::BadBlockSize(size)) => {
                 write!(f, "unsupported block size {size} (BlockFS uses 4096)")
@@ -173,15 +193,20 @@ impl fmt::Display for Error {
             Error::NotBlockFs(SuperblockError::BadInodeSize(size)) => {
                 write!(f, "unsupported inode size {size} (BlockFS uses 96)")
             }
-            Error::BadGeometry(GeometryError::TooSmall { block_count, needed }) => write!(
+            Error::BadGeometry(GeometryError::TooSmall {
+                block_count,
+                needed,
+            }) => write!(
                 f,
                 "{block_count} blocks cannot hold the metadata and root directory ({needed} needed)"
             ),
             Error::BadGeometry(GeometryError::NoInodes) => write!(f, "inode count is zero"),
-            Error::BadGeometry(GeometryError::FirstDataBlockMismatch { recorded, computed }) => write!(
-                f,
-                "superblock says first data block {recorded}, the layout gives {computed}"
-            ),
+            Error::BadGeometry(GeometryError::FirstDataBlockMismatch { recorded, computed }) => {
+                write!(
+                    f,
+                    "superblock says first data block {recorded}, the layout gives {computed}"
+                )
+            }
             Error::BadGeometry(GeometryError::FreeCountTooLarge) => {
                 write!(f, "superblock free counts exceed the filesystem size")
             }

@@ -132,9 +132,11 @@ pub struct Attr {
 
 impl Attr {
     fn from_inode(ino: u32, inode: &DiskInode) -> Result<Self> {
-        let kind = inode
-            .file_type()
-            .ok_or(Error::corrupt(Corruption::BadFileType(inode.mode), Some(ino), None))?;
+        let kind = inode.file_type().ok_or(Error::corrupt(
+            Corruption::BadFileType(inode.mode),
+            Some(ino),
+            None,
+        ))?;
         let rdev = match kind {
             FileType::CharDevice | FileType::BlockDevice => inode.rdev(),
             _ => (0, 0),
@@ -361,7 +363,11 @@ impl<D: BlockDevice> FileSystem<D> {
         );
         let root = volume.read_inode(ROOT_INODE)?;
         if root.file_type() != Some(FileType::Directory) || root.is_free() {
-            return Err(Error::corrupt(Corruption::BadFileType(root.mode), Some(ROOT_INODE), None));
+            return Err(Error::corrupt(
+                Corruption::BadFileType(root.mode),
+                Some(ROOT_INODE),
+                None,
+            ));
         }
         if !options.read_only {
             volume.superblock.state = STATE_DIRTY;
@@ -371,8 +377,21 @@ impl<D: BlockDevice> FileSystem<D> {
             volume.cache.write_back(&mut volume.device)?;
             volume.device.flush()?;
         }
-        let info = VolumeInfo { superblock, geometry, extension, extension_problem, was_clean };
-        Ok(FileSystem { state: Mutex::new(State { volume, open: BTreeMap::new() }), info, options })
+        let info = VolumeInfo {
+            superblock,
+            geometry,
+            extension,
+            extension_problem,
+            was_clean,
+        };
+        Ok(FileSystem {
+            state: Mutex::new(State {
+                volume,
+                open: BTreeMap::new(),
+            }),
+            info,
+            options,
+        })
     }
 
     /// Writes everything back, marks the image clean and returns the device.
@@ -499,7 +518,14 @@ impl<D: BlockDevice> FileSystem<D> {
         state.mkdir(parent, name, new, now)
     }
 
-    pub fn symlink(&self, parent: u32, name: &[u8], target: &[u8], uid: u16, gid: u16) -> Result<Attr> {
+    pub fn symlink(
+        &self,
+        parent: u32,
+        name: &[u8],
+        target: &[u8],
+        uid: u16,
+        gid: u16,
+    ) -> Result<Attr> {
         if target.is_empty() {
             return Err(Error::NotFound);
         }
@@ -508,10 +534,19 @@ impl<D: BlockDevice> FileSystem<D> {
         }
         let now = self.now();
         let mut state = self.state.lock();
-        let new = NewInode { perm: 0o777, uid, gid };
-        state.make_node(parent, name, FileType::Symlink, new, now, |volume, ino, inode| {
-            write_data(volume, ino, inode, 0, target).map(|_| ())
-        })
+        let new = NewInode {
+            perm: 0o777,
+            uid,
+            gid,
+        };
+        state.make_node(
+            parent,
+            name,
+            FileType::Symlink,
+            new,
+            now,
+            |volume, ino, inode| write_data(volume, ino, inode, 0, target).map(|_| ()),
+        )
     }
 
     pub fn readlink(&self, ino: u32) -> Result<Vec<u8>> {
@@ -637,7 +672,11 @@ impl<D: BlockDevice> State<D> {
         self.volume.check_inode(ino)?;
         let inode = self.volume.read_inode(ino)?;
         if inode.is_free() {
-            return Err(Error::corrupt(Corruption::EntryToFreeInode(ino), Some(ino), None));
+            return Err(Error::corrupt(
+                Corruption::EntryToFreeInode(ino),
+                Some(ino),
+                None,
+            ));
         }
         Ok(inode)
     }
@@ -655,7 +694,10 @@ impl<D: BlockDevice> State<D> {
             return Err(Error::NameTooLong);
         }
         let dir = self.directory(parent)?;
-        let slot = self.volume.find_entry(parent, &dir, name)?.ok_or(Error::NotFound)?;
+        let slot = self
+            .volume
+            .find_entry(parent, &dir, name)?
+            .ok_or(Error::NotFound)?;
         self.volume.check_inode(slot.ino)?;
         Ok(slot.ino)
     }
@@ -694,7 +736,11 @@ impl<D: BlockDevice> State<D> {
             return Err(Error::InvalidArgument);
         }
         if inode.size as usize > MAX_SYMLINK_LEN {
-            return Err(Error::corrupt(Corruption::SymlinkTooLong(inode.size), Some(ino), None));
+            return Err(Error::corrupt(
+                Corruption::SymlinkTooLong(inode.size),
+                Some(ino),
+                None,
+            ));
         }
         let mut target = vec![0u8; inode.size as usize];
         let read = read_data(&mut self.volume, ino, &inode, 0, &mut target)?;
@@ -707,9 +753,11 @@ impl<D: BlockDevice> State<D> {
             return Err(Error::ReadOnly);
         }
         let mut inode = self.live_inode(ino)?;
-        let kind = inode
-            .file_type()
-            .ok_or(Error::corrupt(Corruption::BadFileType(inode.mode), Some(ino), None))?;
+        let kind = inode.file_type().ok_or(Error::corrupt(
+            Corruption::BadFileType(inode.mode),
+            Some(ino),
+            None,
+        ))?;
         let id = |value: u32| u16::try_from(value).map_err(|_| Error::InvalidArgument);
         let uid = changes.uid.map(id).transpose()?;
         let gid = changes.gid.map(id).transpose()?;
@@ -745,7 +793,13 @@ impl<D: BlockDevice> State<D> {
         Attr::from_inode(ino, &inode)
     }
 
-    fn read(&mut self, ino: u32, offset: u64, buf: &mut [u8], atime_now: Option<u32>) -> Result<usize> {
+    fn read(
+        &mut self,
+        ino: u32,
+        offset: u64,
+        buf: &mut [u8],
+        atime_now: Option<u32>,
+    ) -> Result<usize> {
         let mut inode = self.live_inode(ino)?;
         match inode.file_type() {
             Some(FileType::Directory) => return Err(Error::IsDir),
@@ -844,15 +898,23 @@ impl<D: BlockDevice> State<D> {
     }
 
     fn mkdir(&mut self, parent: u32, name: &[u8], new: NewInode, now: u32) -> Result<Attr> {
-        self.make_node(parent, name, FileType::Directory, new, now, |volume, ino, inode| {
-            volume.init_directory(ino, inode, parent)
-        })
+        self.make_node(
+            parent,
+            name,
+            FileType::Directory,
+            new,
+            now,
+            |volume, ino, inode| volume.init_directory(ino, inode, parent),
+        )
     }
 
     /// Frees the blocks of a half-made inode and returns it to the pool.
     fn discard_inode(&mut self, ino: u32, inode: &mut DiskInode, now: u32) -> Result<()> {
         self.volume.truncate_blocks(ino, inode, 0)?;
-        *inode = DiskInode { dtime: now, ..DiskInode::default() };
+        *inode = DiskInode {
+            dtime: now,
+            ..DiskInode::default()
+        };
         self.volume.write_inode(ino, inode)?;
         self.volume.release_inode(ino);
         Ok(())
@@ -865,7 +927,11 @@ impl<D: BlockDevice> State<D> {
             self.volume.truncate_blocks(ino, &mut inode, 0)?;
         }
         let mode = inode.mode;
-        inode = DiskInode { mode, dtime: now, ..DiskInode::default() };
+        inode = DiskInode {
+            mode,
+            dtime: now,
+            ..DiskInode::default()
+        };
         self.volume.write_inode(ino, &inode)?;
         self.volume.orphans.remove(&ino);
         self.volume.dir_indexes.forget(ino);
@@ -876,7 +942,11 @@ impl<D: BlockDevice> State<D> {
     /// Drops one link of `ino`; frees it (or defers to the last close).
     fn drop_link(&mut self, ino: u32, inode: &mut DiskInode, now: u32) -> Result<()> {
         let is_dir = inode.file_type() == Some(FileType::Directory);
-        inode.links_count = if is_dir { 0 } else { inode.links_count.saturating_sub(1) };
+        inode.links_count = if is_dir {
+            0
+        } else {
+            inode.links_count.saturating_sub(1)
+        };
         inode.ctime = now;
         self.volume.write_inode(ino, inode)?;
         if inode.links_count == 0 {
@@ -953,13 +1023,20 @@ impl<D: BlockDevice> State<D> {
             return Err(Error::TooManyLinks);
         }
         let mut dir = self.directory(new_parent)?;
-        if self.volume.find_entry(new_parent, &dir, new_name)?.is_some() {
+        if self
+            .volume
+            .find_entry(new_parent, &dir, new_name)?
+            .is_some()
+        {
             return Err(Error::Exists);
         }
-        let kind = inode
-            .file_type()
-            .ok_or(Error::corrupt(Corruption::BadFileType(inode.mode), Some(ino), None))?;
-        self.volume.add_entry(new_parent, &mut dir, new_name, ino, kind)?;
+        let kind = inode.file_type().ok_or(Error::corrupt(
+            Corruption::BadFileType(inode.mode),
+            Some(ino),
+            None,
+        ))?;
+        self.volume
+            .add_entry(new_parent, &mut dir, new_name, ino, kind)?;
         dir.mtime = now;
         dir.ctime = now;
         self.volume.write_inode(new_parent, &dir)?;
@@ -1001,9 +1078,11 @@ impl<D: BlockDevice> State<D> {
         check_name(new_name)?;
         let source = self.lookup(parent, name)?;
         let mut source_inode = self.linked_inode(source)?;
-        let source_kind = source_inode
-            .file_type()
-            .ok_or(Error::corrupt(Corruption::BadFileType(source_inode.mode), Some(source), None))?;
+        let source_kind = source_inode.file_type().ok_or(Error::corrupt(
+            Corruption::BadFileType(source_inode.mode),
+            Some(source),
+            None,
+        ))?;
         let source_is_dir = source_kind == FileType::Directory;
         let mut new_dir = self.directory(new_parent)?;
         let existing = self.volume.find_entry(new_parent, &new_dir, new_name)?;
@@ -1041,9 +1120,18 @@ impl<D: BlockDevice> State<D> {
         // block) leaves the old name in place.
         match replaced {
             Some(_) => {
-                self.volume.retarget_entry(new_parent, &mut new_dir, new_name, source, source_kind)?;
+                self.volume.retarget_entry(
+                    new_parent,
+                    &mut new_dir,
+                    new_name,
+                    source,
+                    source_kind,
+                )?;
             }
-            None => self.volume.add_entry(new_parent, &mut new_dir, new_name, source, source_kind)?,
+            None => {
+                self.volume
+                    .add_entry(new_parent, &mut new_dir, new_name, source, source_kind)?
+            }
         }
         new_dir.mtime = now;
         new_dir.ctime = now;
@@ -1068,7 +1156,13 @@ impl<D: BlockDevice> State<D> {
             self.volume.write_inode(parent, &old_dir)?;
         }
         if moves_dir_between_parents {
-            self.volume.retarget_entry(source, &mut source_inode, b"..", new_parent, FileType::Directory)?;
+            self.volume.retarget_entry(
+                source,
+                &mut source_inode,
+                b"..",
+                new_parent,
+                FileType::Directory,
+            )?;
         }
         source_inode.ctime = now;
         self.volume.write_inode(source, &source_inode)?;
@@ -1082,7 +1176,10 @@ impl<D: BlockDevice> State<D> {
 /// Splits a path into components, pushed in reverse so `pop` yields them
 /// in order; empty components and `.` are skipped.
 fn push_components(stack: &mut Vec<Vec<u8>>, path: &[u8]) {
-    let parts: Vec<&[u8]> = path.split(|&b| b == b'/').filter(|p| !p.is_empty() && *p != b".").collect();
+    let parts: Vec<&[u8]> = path
+        .split(|&b| b == b'/')
+        .filter(|p| !p.is_empty() && *p != b".")
+        .collect();
     for part in parts.into_iter().rev() {
         stack.push(part.to_vec());
     }
@@ -1109,7 +1206,9 @@ fn read_data<D: BlockDevice>(
         let chunk = (BLOCK_SIZE - within).min(length - done);
         let target = &mut buf[done..done + chunk];
         match volume.map_block(ino, inode, logical)? {
-            Some(physical) => target.copy_from_slice(&volume.block(physical)?[within..within + chunk]),
+            Some(physical) => {
+                target.copy_from_slice(&volume.block(physical)?[within..within + chunk])
+            }
             None => target.fill(0),
         }
         done += chunk;
@@ -1160,7 +1259,12 @@ fn write_data<D: BlockDevice>(
 
 /// Sets the size, freeing blocks past it and zeroing the tail of the last
 /// kept block, so a later extension reads zeros.
-fn truncate<D: BlockDevice>(volume: &mut Volume<D>, ino: u32, inode: &mut DiskInode, size: u64) -> Result<()> {
+fn truncate<D: BlockDevice>(
+    volume: &mut Volume<D>,
+    ino: u32,
+    inode: &mut DiskInode,
+    size: u64,
+) -> Result<()> {
     if size < inode.size as u64 {
         let keep = size.div_ceil(BLOCK_SIZE as u64);
         volume.truncate_blocks(ino, inode, keep)?;

@@ -26,9 +26,9 @@ pub mod fs;
 mod sync;
 mod volume;
 
-pub use device::{BlockDevice, MemDevice};
 #[cfg(feature = "std")]
 pub use device::FileDevice;
+pub use device::{BlockDevice, MemDevice};
 pub use dir::DirEntry;
 pub use error::{Corruption, DeviceError, Error, Result};
 pub use format::inode::FileType;

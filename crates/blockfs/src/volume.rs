@@ -5,8 +5,8 @@
 use alloc::collections::BTreeSet;
 
 use crate::cache::BlockCache;
-use crate::dir::DirIndexes;
 use crate::device::BlockDevice;
+use crate::dir::DirIndexes;
 use crate::error::{Corruption, Error, Result};
 use crate::format::extension::Extension;
 use crate::format::geometry::Geometry;
@@ -63,7 +63,11 @@ impl<D: BlockDevice> Volume<D> {
         if block < self.geometry.block_count {
             Ok(())
         } else {
-            Err(Error::corrupt(Corruption::BlockOutOfRange(block), None, Some(block)))
+            Err(Error::corrupt(
+                Corruption::BlockOutOfRange(block),
+                None,
+                Some(block),
+            ))
         }
     }
 
@@ -94,7 +98,11 @@ impl<D: BlockDevice> Volume<D> {
         if ino < self.geometry.usable_inodes() {
             Ok(())
         } else {
-            Err(Error::corrupt(Corruption::InodeOutOfRange(ino), Some(ino), None))
+            Err(Error::corrupt(
+                Corruption::InodeOutOfRange(ino),
+                Some(ino),
+                None,
+            ))
         }
     }
 

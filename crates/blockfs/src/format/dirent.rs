@@ -99,7 +99,12 @@ pub struct BlockWalk<'a> {
 
 impl<'a> BlockWalk<'a> {
     pub fn new(block: &'a [u8; BLOCK_SIZE], limit: usize) -> Self {
-        BlockWalk { block, limit: limit.min(BLOCK_SIZE), offset: 0, end: None }
+        BlockWalk {
+            block,
+            limit: limit.min(BLOCK_SIZE),
+            offset: 0,
+            end: None,
+        }
     }
 
     /// How the walk ended; `None` until the iterator is exhausted.
@@ -152,18 +157,17 @@ impl<'a> Iterator for BlockWalk<'a> {
         }
         self.offset += rec_len;
         let name = &rest[DIRENT_HEADER_SIZE..DIRENT_HEADER_SIZE + name_len];
-        Some(RawEntry { offset, header, name })
+        Some(RawEntry {
+            offset,
+            header,
+            name,
+        })
     }
 }
 
 /// Writes a record at `offset` of `block`: header, name, and zeros over the
 /// rest of the record so no stale name bytes survive.
-pub fn write_entry(
-    block: &mut [u8; BLOCK_SIZE],
-    offset: usize,
-    header: DirentHeader,
-    name: &[u8],
-) {
+pub fn write_entry(block: &mut [u8; BLOCK_SIZE], offset: usize, header: DirentHeader, name: &[u8]) {
     debug_assert_eq!(header.name_len as usize, name.len());
     debug_assert!(offset + header.rec_len as usize <= BLOCK_SIZE);
     let record = &mut block[offset..offset + header.rec_len as usize];
@@ -178,7 +182,12 @@ mod tests {
     use alloc::vec::Vec;
 
     fn header(inode: u32, rec_len: usize, name: &[u8], file_type: u8) -> DirentHeader {
-        DirentHeader { inode, rec_len: rec_len as u16, name_len: name.len() as u8, file_type }
+        DirentHeader {
+            inode,
+            rec_len: rec_len as u16,
+            name_len: name.len() as u8,
+            file_type,
+        }
     }
 
     #[test]

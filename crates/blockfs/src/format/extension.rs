@@ -39,7 +39,10 @@ pub struct Extension {
 pub enum ExtensionError {
     /// No record: a plain version 1 image (or one an older driver synced).
     Missing,
-    BadChecksum { stored: u32, computed: u32 },
+    BadChecksum {
+        stored: u32,
+        computed: u32,
+    },
     UnsupportedVersion(u16),
     BadLength(u16),
 }
@@ -64,7 +67,11 @@ impl Extension {
 
     /// The label without its NUL padding.
     pub fn label(&self) -> &[u8] {
-        let end = self.label.iter().position(|&b| b == 0).unwrap_or(LABEL_SIZE);
+        let end = self
+            .label
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(LABEL_SIZE);
         &self.label[..end]
     }
 
@@ -135,7 +142,10 @@ mod tests {
         let mut block = [0u8; BLOCK_SIZE];
         ext.encode_block(&mut block);
         assert_eq!(&block[64..68], b"BFSX");
-        assert!(block[..64].iter().all(|&b| b == 0), "superblock bytes untouched");
+        assert!(
+            block[..64].iter().all(|&b| b == 0),
+            "superblock bytes untouched"
+        );
         let back = Extension::decode_block(&block).unwrap();
         assert_eq!(back, ext);
         assert_eq!(back.label(), b"rootfs");
@@ -144,7 +154,10 @@ mod tests {
     #[test]
     fn zeroed_tail_means_missing() {
         let block = [0u8; BLOCK_SIZE];
-        assert_eq!(Extension::decode_block(&block), Err(ExtensionError::Missing));
+        assert_eq!(
+            Extension::decode_block(&block),
+            Err(ExtensionError::Missing)
+        );
     }
 
     #[test]
@@ -156,7 +169,10 @@ mod tests {
             let mut damaged = block;
             damaged[byte] ^= 0x10;
             assert!(
-                matches!(Extension::decode_block(&damaged), Err(ExtensionError::BadChecksum { .. })),
+                matches!(
+                    Extension::decode_block(&damaged),
+                    Err(ExtensionError::BadChecksum { .. })
+                ),
                 "flip at byte {byte} not detected"
             );
         }

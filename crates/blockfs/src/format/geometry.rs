@@ -26,10 +26,16 @@ pub struct Geometry {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GeometryError {
     /// The metadata would not leave room for even the root directory block.
-    TooSmall { block_count: u32, needed: u64 },
+    TooSmall {
+        block_count: u32,
+        needed: u64,
+    },
     NoInodes,
     /// `first_data_block` disagrees with `1 + B + I`.
-    FirstDataBlockMismatch { recorded: u32, computed: u32 },
+    FirstDataBlockMismatch {
+        recorded: u32,
+        computed: u32,
+    },
     /// Free counts larger than what exists.
     FreeCountTooLarge,
 }
@@ -47,7 +53,10 @@ impl Geometry {
         // Metadata plus one block for the root directory.
         let needed = 1 + bitmap_blocks as u64 + inode_table_blocks + 1;
         if needed > block_count as u64 {
-            return Err(GeometryError::TooSmall { block_count, needed });
+            return Err(GeometryError::TooSmall {
+                block_count,
+                needed,
+            });
         }
         Ok(Geometry {
             block_count,
@@ -118,7 +127,11 @@ impl Geometry {
     /// populating at least `entries × 1.25 + 64`.
     pub fn default_inode_count(block_count: u32, entries: u64) -> u32 {
         let by_size = (block_count / 4).clamp(MIN_DEFAULT_INODES, MAX_DEFAULT_INODES) as u64;
-        let by_entries = if entries == 0 { 0 } else { entries + entries / 4 + 64 };
+        let by_entries = if entries == 0 {
+            0
+        } else {
+            entries + entries / 4 + 64
+        };
         by_size.max(by_entries).min(u32::MAX as u64) as u32
     }
 }
@@ -156,7 +169,10 @@ mod tests {
 
     #[test]
     fn too_small_and_inconsistent_geometry_is_refused() {
-        assert!(matches!(Geometry::new(3, 42), Err(GeometryError::TooSmall { .. })));
+        assert!(matches!(
+            Geometry::new(3, 42),
+            Err(GeometryError::TooSmall { .. })
+        ));
         assert_eq!(Geometry::new(100, 0), Err(GeometryError::NoInodes));
         assert!(Geometry::new(4, 42).is_ok());
     }
