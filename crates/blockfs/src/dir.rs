@@ -96,10 +96,9 @@ impl DirIndexes {
     fn get(&mut self, dir: u32) -> Option<&mut DirIndex> {
         self.clock += 1;
         let clock = self.clock;
-        self.by_dir.get_mut(&dir).map(|index| {
-            index.last_used = clock;
-            index
-        })
+        let index = self.by_dir.get_mut(&dir)?;
+        index.last_used = clock;
+        Some(index)
     }
 
     fn insert(&mut self, dir: u32, mut index: DirIndex) {

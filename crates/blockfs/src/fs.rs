@@ -342,12 +342,12 @@ impl<D: BlockDevice> FileSystem<D> {
             Ok(extension) => (Some(extension), None),
             Err(problem) => (None, Some(problem)),
         };
-        if !options.read_only {
-            if let Some(extension) = extension {
-                if extension.incompat_features & !KNOWN_INCOMPAT != 0 {
-                    return Err(Error::Unsupported);
-                }
-            }
+        // A newer record (another version, or incompat features we do not
+        // know) describes an image this driver must not write.
+        let unknown_features = extension.is_some_and(|e| e.incompat_features & !KNOWN_INCOMPAT != 0);
+        let newer_record = matches!(extension_problem, Some(ExtensionError::UnsupportedVersion(_)));
+        if !options.read_only && (unknown_features || newer_record) {
+            return Err(Error::Unsupported);
         }
         let was_clean = superblock.state == STATE_CLEAN;
         let cache = BlockCache::new(options.cache_blocks);

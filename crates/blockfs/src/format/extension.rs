@@ -80,11 +80,8 @@ impl Extension {
         if le_u32(record, 0) != EXTENSION_MAGIC {
             return Err(ExtensionError::Missing);
         }
-        let stored = le_u32(record, CRC_OFFSET);
-        let computed = crc32c(&record[..CRC_OFFSET]);
-        if stored != computed {
-            return Err(ExtensionError::BadChecksum { stored, computed });
-        }
+        // The version comes first: a newer record may checksum differently,
+        // and must still be recognised as "newer", not as "missing".
         let version = super::le_u16(record, 4);
         if version != EXTENSION_VERSION {
             return Err(ExtensionError::UnsupportedVersion(version));
@@ -92,6 +89,11 @@ impl Extension {
         let length = super::le_u16(record, 6);
         if length as usize != EXTENSION_SIZE {
             return Err(ExtensionError::BadLength(length));
+        }
+        let stored = le_u32(record, CRC_OFFSET);
+        let computed = crc32c(&record[..CRC_OFFSET]);
+        if stored != computed {
+            return Err(ExtensionError::BadChecksum { stored, computed });
         }
         let mut uuid = [0u8; 16];
         uuid.copy_from_slice(&record[16..32]);
@@ -161,11 +163,19 @@ mod tests {
     }
 
     #[test]
+    fn newer_versions_are_recognised() {
+        let mut block = [0u8; BLOCK_SIZE];
+        Extension::new([1; 16], b"x", 5).encode_block(&mut block);
+        block[EXTENSION_OFFSET + 4] = 2;
+        assert_eq!(Extension::decode_block(&block), Err(ExtensionError::UnsupportedVersion(2)));
+    }
+
+    #[test]
     fn any_flipped_bit_is_caught() {
         let ext = Extension::new([1; 16], b"x", 5);
         let mut block = [0u8; BLOCK_SIZE];
         ext.encode_block(&mut block);
-        for byte in EXTENSION_OFFSET + 4..EXTENSION_OFFSET + EXTENSION_SIZE {
+        for byte in EXTENSION_OFFSET + 8..EXTENSION_OFFSET + EXTENSION_SIZE {
             let mut damaged = block;
             damaged[byte] ^= 0x10;
             assert!(
