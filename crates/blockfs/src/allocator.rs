@@ -84,6 +84,8 @@ impl<D: BlockDevice> Volume<D> {
     }
 
     /// Returns a data block to the free pool and drops it from the cache.
+    /// With a journal the bitmap bit clears only at commit (see
+    /// `pending_frees`).
     pub fn free_block(&mut self, block: u32) -> Result<()> {
         if !self.geometry.is_data_block(block) {
             return Err(Error::corrupt(
@@ -92,19 +94,34 @@ impl<D: BlockDevice> Volume<D> {
                 Some(block),
             ));
         }
-        if !self.block_in_use(block)? {
+        if !self.block_in_use(block)? || self.pending_frees.contains(&block) {
             // Freeing a free block means two owners or a stale pointer;
             // counting it again would inflate free_blocks.
             return Err(Error::corrupt(
-                Corruption::BlockOutOfRange(block),
+                Corruption::DoubleFree(block),
                 None,
                 Some(block),
             ));
         }
-        self.set_block_bit(block, false)?;
         self.cache.forget(block);
+        if self.journal.is_some() {
+            self.pending_frees.insert(block);
+            return Ok(());
+        }
+        self.set_block_bit(block, false)?;
         self.superblock.free_blocks += 1;
         self.superblock_dirty = true;
+        Ok(())
+    }
+
+    /// Clears the bitmap bits of blocks the running transaction freed; they
+    /// become reusable once this transaction commits.
+    pub fn release_pending_frees(&mut self) -> Result<()> {
+        while let Some(block) = self.pending_frees.pop_first() {
+            self.set_block_bit(block, false)?;
+            self.superblock.free_blocks += 1;
+            self.superblock_dirty = true;
+        }
         Ok(())
     }
 
@@ -121,7 +138,7 @@ impl<D: BlockDevice> Volume<D> {
         let start = self.inode_hint.clamp(1, usable.max(2) - 1);
         let candidates = (start..usable).chain(1..start);
         for ino in candidates {
-            if self.orphans.contains(&ino) {
+            if self.orphans.contains(&ino) || self.journal_inode == Some(ino) {
                 continue;
             }
             if self.read_inode(ino)?.is_free() {

@@ -5,6 +5,12 @@
 //! hash lookup and no list surgery. Dirty blocks are written back in block
 //! order, with neighbouring blocks coalesced into one device request, when
 //! the caller flushes or when a dirty block must be evicted.
+//!
+//! Each dirty block is either file data or metadata. With a journal,
+//! dirty metadata is pinned: it may reach its home location only after the
+//! transaction holding it has committed, so eviction passes over it, and
+//! the cache may briefly hold more than its budget until the next commit
+//! (the filesystem commits at the next operation boundary when it does).
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -22,11 +28,28 @@ pub const MIN_CACHE_BLOCKS: usize = 8;
 /// Largest run of blocks handed to the device in one write.
 const MAX_WRITE_RUN: usize = 256;
 
+/// What a dirty block holds, which decides when it may be written home.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockKind {
+    /// File contents: may be written home at any time (ordered mode only
+    /// requires it to be home before the commit that makes it reachable).
+    Data,
+    /// Superblock, bitmap, inode table, directory and indirect blocks.
+    Metadata,
+}
+
 struct Slot {
     block: u32,
     data: Box<Block>,
-    dirty: bool,
+    /// `Some` when the block differs from the device.
+    dirty: Option<BlockKind>,
     referenced: bool,
+}
+
+impl Slot {
+    fn is_dirty(&self) -> bool {
+        self.dirty.is_some()
+    }
 }
 
 /// Counters for tests and benchmarks.
@@ -44,6 +67,9 @@ pub struct BlockCache {
     hand: usize,
     capacity: usize,
     dirty: usize,
+    dirty_metadata: usize,
+    /// Keep dirty metadata until the journal commits it.
+    pin_metadata: bool,
     stats: CacheStats,
 }
 
@@ -64,8 +90,41 @@ impl BlockCache {
             hand: 0,
             capacity,
             dirty: 0,
+            dirty_metadata: 0,
+            pin_metadata: false,
             stats: CacheStats::default(),
         }
+    }
+
+    /// With a journal, dirty metadata stays in memory until committed.
+    pub fn set_pin_metadata(&mut self, pin: bool) {
+        self.pin_metadata = pin;
+    }
+
+    pub fn dirty_metadata_blocks(&self) -> usize {
+        self.dirty_metadata
+    }
+
+    /// Blocks held beyond the budget (pinned metadata awaiting a commit).
+    pub fn overflow(&self) -> usize {
+        self.slots.len().saturating_sub(self.capacity)
+    }
+
+    /// The dirty metadata blocks, in block order, for the journal to log.
+    pub fn dirty_metadata(&self) -> Vec<u32> {
+        let mut blocks: Vec<u32> = self
+            .slots
+            .iter()
+            .filter(|slot| slot.dirty == Some(BlockKind::Metadata))
+            .map(|slot| slot.block)
+            .collect();
+        blocks.sort_unstable();
+        blocks
+    }
+
+    /// A cached block's contents without touching the device.
+    pub fn peek(&self, block: u32) -> Option<&Block> {
+        self.index.get(&block).map(|&slot| &*self.slots[slot].data)
     }
 
     pub fn capacity(&self) -> usize {
@@ -99,9 +158,10 @@ impl BlockCache {
         &mut self,
         device: &mut D,
         block: u32,
+        kind: BlockKind,
     ) -> Result<&mut Block, DeviceError> {
         let slot = self.slot_for(device, block, true)?;
-        self.mark_dirty(slot);
+        self.mark_dirty(slot, kind);
         Ok(&mut self.slots[slot].data)
     }
 
@@ -111,9 +171,10 @@ impl BlockCache {
         &mut self,
         device: &mut D,
         block: u32,
+        kind: BlockKind,
     ) -> Result<&mut Block, DeviceError> {
         let slot = self.slot_for(device, block, false)?;
-        self.mark_dirty(slot);
+        self.mark_dirty(slot, kind);
         let data = &mut self.slots[slot].data;
         data.fill(0);
         Ok(data)
@@ -122,18 +183,21 @@ impl BlockCache {
     /// Drops a freed block without writing it back.
     pub fn forget(&mut self, block: u32) {
         if let Some(slot) = self.index.remove(&block) {
-            if self.slots[slot].dirty {
-                self.dirty -= 1;
-            }
-            // Keep the slot vector dense: move the last slot into the hole.
-            self.slots.swap_remove(slot);
-            if slot < self.slots.len() {
-                let moved = self.slots[slot].block;
-                self.index.insert(moved, slot);
-            }
-            if self.hand >= self.slots.len() {
-                self.hand = 0;
-            }
+            self.clear_dirty(slot);
+            self.remove_slot(slot);
+        }
+    }
+
+    /// Removes a slot (already out of the index), keeping the slot vector
+    /// dense by moving the last slot into the hole.
+    fn remove_slot(&mut self, slot: usize) {
+        self.slots.swap_remove(slot);
+        if slot < self.slots.len() {
+            let moved = self.slots[slot].block;
+            self.index.insert(moved, slot);
+        }
+        if self.hand >= self.slots.len() {
+            self.hand = 0;
         }
     }
 
@@ -144,6 +208,22 @@ impl BlockCache {
         &mut self,
         device: &mut D,
     ) -> Result<usize, DeviceError> {
+        self.write_back_where(device, |_| true)
+    }
+
+    /// Writes back dirty file data only (ordered mode: before a commit).
+    pub fn write_back_data<D: BlockDevice + ?Sized>(
+        &mut self,
+        device: &mut D,
+    ) -> Result<usize, DeviceError> {
+        self.write_back_where(device, |kind| kind == BlockKind::Data)
+    }
+
+    fn write_back_where<D: BlockDevice + ?Sized>(
+        &mut self,
+        device: &mut D,
+        wanted: impl Fn(BlockKind) -> bool,
+    ) -> Result<usize, DeviceError> {
         if self.dirty == 0 {
             return Ok(0);
         }
@@ -151,7 +231,7 @@ impl BlockCache {
             .slots
             .iter()
             .enumerate()
-            .filter(|(_, slot)| slot.dirty)
+            .filter(|(_, slot)| slot.dirty.is_some_and(&wanted))
             .map(|(index, slot)| (slot.block, index))
             .collect();
         dirty.sort_unstable();
@@ -176,20 +256,46 @@ impl BlockCache {
                 device.write_blocks(first_block, &run)?;
             }
             for &(_, slot) in &dirty[start..end] {
-                self.slots[slot].dirty = false;
+                self.clear_dirty(slot);
             }
-            self.dirty -= end - start;
             self.stats.blocks_written += (end - start) as u64;
             start = end;
         }
         Ok(dirty.len())
     }
 
-    fn mark_dirty(&mut self, slot: usize) {
-        if !self.slots[slot].dirty {
-            self.slots[slot].dirty = true;
-            self.dirty += 1;
+    /// Marks a slot dirty. Metadata wins: a block changed as metadata
+    /// stays metadata until written, even if later touched as data.
+    fn mark_dirty(&mut self, slot: usize, kind: BlockKind) {
+        match (self.slots[slot].dirty, kind) {
+            (None, _) => {
+                self.dirty += 1;
+                if kind == BlockKind::Metadata {
+                    self.dirty_metadata += 1;
+                }
+                self.slots[slot].dirty = Some(kind);
+            }
+            (Some(BlockKind::Data), BlockKind::Metadata) => {
+                self.dirty_metadata += 1;
+                self.slots[slot].dirty = Some(kind);
+            }
+            _ => {}
         }
+    }
+
+    fn clear_dirty(&mut self, slot: usize) {
+        match self.slots[slot].dirty.take() {
+            Some(BlockKind::Metadata) => {
+                self.dirty -= 1;
+                self.dirty_metadata -= 1;
+            }
+            Some(BlockKind::Data) => self.dirty -= 1,
+            None => {}
+        }
+    }
+
+    fn is_pinned(&self, slot: usize) -> bool {
+        self.pin_metadata && self.slots[slot].dirty == Some(BlockKind::Metadata)
     }
 
     fn slot_for<D: BlockDevice + ?Sized>(
@@ -204,31 +310,40 @@ impl BlockCache {
             return Ok(slot);
         }
         self.stats.misses += 1;
-        let slot = if self.slots.len() < self.capacity {
-            self.slots.push(Slot {
-                block,
-                data: zeroed_block(),
-                dirty: false,
-                referenced: true,
-            });
-            self.slots.len() - 1
+        let victim = if self.slots.len() < self.capacity {
+            None
         } else {
-            let victim = self.choose_victim();
-            if self.slots[victim].dirty {
-                // Write back everything dirty at once: one sorted sweep is
-                // far cheaper than a scattered write per eviction.
-                self.write_back(device)?;
+            self.choose_victim()
+        };
+        let slot = match victim {
+            None => {
+                let slot = Slot {
+                    block,
+                    data: zeroed_block(),
+                    dirty: None,
+                    referenced: true,
+                };
+                self.slots.push(slot);
+                self.slots.len() - 1
             }
-            let old = self.slots[victim].block;
-            self.index.remove(&old);
-            let slot = &mut self.slots[victim];
-            slot.block = block;
-            slot.referenced = true;
-            victim
+            Some(victim) => {
+                if self.slots[victim].is_dirty() {
+                    // Write back everything that may go home at once: one
+                    // sorted sweep is far cheaper than a write per eviction.
+                    let pin = self.pin_metadata;
+                    self.write_back_where(device, |kind| !pin || kind == BlockKind::Data)?;
+                }
+                let old = self.slots[victim].block;
+                self.index.remove(&old);
+                let slot = &mut self.slots[victim];
+                slot.block = block;
+                slot.referenced = true;
+                victim
+            }
         };
         if load {
             if let Err(error) = device.read_block(block, &mut self.slots[slot].data) {
-                self.discard_slot(slot);
+                self.remove_slot(slot);
                 return Err(error);
             }
             self.stats.blocks_read += 1;
@@ -237,29 +352,32 @@ impl BlockCache {
         Ok(slot)
     }
 
-    /// Undoes a slot claimed for a block whose read failed.
-    fn discard_slot(&mut self, slot: usize) {
-        let last = self.slots.len() - 1;
-        self.slots.swap_remove(slot);
-        if slot != last {
-            let moved = self.slots[slot].block;
-            self.index.insert(moved, slot);
-        }
-        if self.hand >= self.slots.len() {
-            self.hand = 0;
-        }
-    }
-
-    fn choose_victim(&mut self) -> usize {
-        // Two sweeps always suffice: the first clears every reference bit.
-        loop {
+    /// A slot to reuse, or `None` when every slot is pinned.
+    fn choose_victim(&mut self) -> Option<usize> {
+        // Two sweeps suffice: the first clears every reference bit.
+        for _ in 0..2 * self.slots.len() {
             let slot = self.hand;
             self.hand = (self.hand + 1) % self.slots.len();
+            if self.is_pinned(slot) {
+                continue;
+            }
             if self.slots[slot].referenced {
                 self.slots[slot].referenced = false;
             } else {
-                return slot;
+                return Some(slot);
             }
+        }
+        None
+    }
+
+    /// Drops clean slots beyond the budget (after a commit unpinned them).
+    pub fn shrink_to_budget(&mut self) {
+        while self.slots.len() > self.capacity {
+            let Some(clean) = self.slots.iter().rposition(|slot| !slot.is_dirty()) else {
+                break;
+            };
+            let block = self.slots[clean].block;
+            self.forget(block);
         }
     }
 }
@@ -274,7 +392,7 @@ mod tests {
         let mut device = MemDevice::new(64);
         let mut cache = BlockCache::new(MIN_CACHE_BLOCKS);
         for block in 0..64u32 {
-            cache.modify(&mut device, block).unwrap()[0] = block as u8 + 1;
+            cache.modify(&mut device, block, BlockKind::Data).unwrap()[0] = block as u8 + 1;
             assert!(cache.slots.len() <= MIN_CACHE_BLOCKS);
         }
         cache.write_back(&mut device).unwrap();
@@ -295,8 +413,8 @@ mod tests {
         for block in 0..16 {
             cache.read(&mut device, block).unwrap();
         }
-        cache.modify(&mut device, 3).unwrap()[7] = 9;
-        cache.modify(&mut device, 4).unwrap()[7] = 9;
+        cache.modify(&mut device, 3, BlockKind::Data).unwrap()[7] = 9;
+        cache.modify(&mut device, 4, BlockKind::Metadata).unwrap()[7] = 9;
         let before = cache.stats().blocks_written;
         assert_eq!(cache.write_back(&mut device).unwrap(), 2);
         assert_eq!(cache.stats().blocks_written - before, 2);
@@ -307,14 +425,42 @@ mod tests {
     fn forgotten_blocks_are_not_written() {
         let mut device = MemDevice::new(16);
         let mut cache = BlockCache::new(16);
-        cache.overwrite(&mut device, 5).unwrap()[0] = 1;
-        cache.overwrite(&mut device, 6).unwrap()[0] = 2;
+        cache.overwrite(&mut device, 5, BlockKind::Data).unwrap()[0] = 1;
+        cache.overwrite(&mut device, 6, BlockKind::Data).unwrap()[0] = 2;
         cache.forget(5);
         cache.write_back(&mut device).unwrap();
         assert_eq!(device.as_bytes()[5 * BLOCK_SIZE], 0);
         assert_eq!(device.as_bytes()[6 * BLOCK_SIZE], 2);
         assert!(!cache.is_cached(5));
         assert_eq!(cache.read(&mut device, 6).unwrap()[0], 2);
+    }
+
+    #[test]
+    fn pinned_metadata_is_never_evicted_and_data_is() {
+        let mut device = MemDevice::new(64);
+        let mut cache = BlockCache::new(MIN_CACHE_BLOCKS);
+        cache.set_pin_metadata(true);
+        for block in 0..12u32 {
+            cache
+                .modify(&mut device, block, BlockKind::Metadata)
+                .unwrap()[0] = 7;
+        }
+        assert_eq!(cache.overflow(), 12 - MIN_CACHE_BLOCKS);
+        for block in 20..40u32 {
+            cache
+                .overwrite(&mut device, block, BlockKind::Data)
+                .unwrap()[0] = 9;
+        }
+        // Data went home under pressure; metadata did not.
+        assert_eq!(device.as_bytes()[20 * BLOCK_SIZE], 9);
+        assert!((0..12).all(|block| device.as_bytes()[block * BLOCK_SIZE] == 0));
+        assert_eq!(cache.dirty_metadata(), (0..12).collect::<Vec<u32>>());
+        let dirty_data = cache.dirty_blocks() - 12;
+        assert_eq!(cache.write_back_data(&mut device).unwrap(), dirty_data);
+        assert_eq!(cache.write_back(&mut device).unwrap(), 12);
+        cache.shrink_to_budget();
+        assert_eq!(cache.overflow(), 0);
+        assert!((0..12).all(|block| device.as_bytes()[block * BLOCK_SIZE] == 7));
     }
 
     #[test]

@@ -49,6 +49,10 @@ pub enum Corruption {
     SymlinkTooLong(u32),
     /// Walking `..` did not reach the root within the inode count.
     DirectoryLoop,
+    /// The journal's superblock or a committed transaction is unusable.
+    BadJournal,
+    /// A block freed twice in one transaction.
+    DoubleFree(u32),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,6 +157,8 @@ impl fmt::Display for Corruption {
             Corruption::BadSize(size) => write!(f, "size {size} does not match the inode"),
             Corruption::SymlinkTooLong(len) => write!(f, "symlink target of {len} bytes"),
             Corruption::DirectoryLoop => write!(f, "directory tree contains a loop"),
+            Corruption::BadJournal => write!(f, "journal is damaged (run fsck-blockfs)"),
+            Corruption::DoubleFree(block) => write!(f, "block {block} freed twice"),
         }
     }
 }
@@ -206,9 +212,6 @@ impl fmt::Display for Error {
                     f,
                     "superblock says first data block {recorded}, the layout gives {computed}"
                 )
-            }
-            Error::BadGeometry(GeometryError::FreeCountTooLarge) => {
-                write!(f, "superblock free counts exceed the filesystem size")
             }
             Error::Unsupported => write!(f, "image uses features this version cannot handle"),
             Error::Corrupt { what, inode, block } => {

@@ -23,6 +23,7 @@ mod dir;
 pub mod error;
 pub mod format;
 pub mod fs;
+mod journal;
 mod sync;
 mod volume;
 

@@ -37,7 +37,15 @@ impl BlockDevice for Counting {
 fn counting(inner: MemDevice) -> (Counting, Arc<AtomicU64>, Arc<AtomicU64>) {
     let reads = Arc::new(AtomicU64::new(0));
     let writes = Arc::new(AtomicU64::new(0));
-    (Counting { inner, reads: reads.clone(), writes: writes.clone() }, reads, writes)
+    (
+        Counting {
+            inner,
+            reads: reads.clone(),
+            writes: writes.clone(),
+        },
+        reads,
+        writes,
+    )
 }
 
 fn formatted(blocks: u32, inodes: Option<u32>) -> MemDevice {
@@ -46,30 +54,68 @@ fn formatted(blocks: u32, inodes: Option<u32>) -> MemDevice {
     format(MemDevice::new(blocks), &options).unwrap()
 }
 
-const FILE: NewInode = NewInode { perm: 0o644, uid: 0, gid: 0 };
+const FILE: NewInode = NewInode {
+    perm: 0o644,
+    uid: 0,
+    gid: 0,
+};
+
+fn formatted_plain(blocks: u32) -> MemDevice {
+    let mut options = FormatOptions::new(blocks);
+    options.journal = false;
+    format(MemDevice::new(blocks), &options).unwrap()
+}
+
+/// Device reads made by mounting.
+fn mount_reads(device: MemDevice, read_only: bool) -> u64 {
+    let (device, reads, _) = counting(device);
+    let options = MountOptions {
+        read_only,
+        ..MountOptions::default()
+    };
+    let fs = FileSystem::mount(device, options).unwrap();
+    drop(fs);
+    reads.load(Ordering::Relaxed)
+}
 
 #[test]
 fn mount_reads_a_constant_number_of_blocks() {
     for blocks in [1024u32, 65536, 262144] {
-        let (device, reads, _) = counting(formatted(blocks, None));
-        let fs = FileSystem::mount(device, MountOptions::default()).unwrap();
-        // Block 0 (read, then re-read through the cache to mark the image
-        // mounted) and the inode-table block holding the root.
-        assert_eq!(reads.load(Ordering::Relaxed), 3, "mount of {blocks} blocks");
-        drop(fs);
-        let (device, reads, _) = counting(formatted(blocks, None));
-        let read_only = MountOptions { read_only: true, ..MountOptions::default() };
-        let fs = FileSystem::mount(device, read_only).unwrap();
-        assert_eq!(reads.load(Ordering::Relaxed), 2, "read-only mount of {blocks} blocks");
-        drop(fs);
+        // Plain image: block 0, then block 0 again through the cache to mark
+        // it mounted, and the inode-table block holding the root.
+        assert_eq!(
+            mount_reads(formatted_plain(blocks), false),
+            3,
+            "{blocks} blocks"
+        );
+        assert_eq!(
+            mount_reads(formatted_plain(blocks), true),
+            2,
+            "{blocks} blocks"
+        );
+        // Journaled: also the journal superblock and its first block (is
+        // a committed transaction waiting?).
+        assert_eq!(
+            mount_reads(formatted(blocks, None), false),
+            5,
+            "{blocks} blocks"
+        );
+        assert_eq!(
+            mount_reads(formatted(blocks, None), true),
+            4,
+            "{blocks} blocks"
+        );
     }
 }
 
-#[test]
-fn sync_after_changing_one_byte_writes_three_blocks() {
-    let fs = FileSystem::mount(formatted(65536, None), MountOptions::default()).unwrap();
+/// Writes one byte into a file of a populated image and syncs; returns
+/// (home blocks written, device block writes).
+fn one_byte_sync(device: MemDevice) -> (usize, u64) {
+    let fs = FileSystem::mount(device, MountOptions::default()).unwrap();
     for index in 0..200u32 {
-        let attr = fs.create(0, format!("file{index}").as_bytes(), FILE).unwrap();
+        let attr = fs
+            .create(0, format!("file{index}").as_bytes(), FILE)
+            .unwrap();
         fs.write(attr.ino, 0, &vec![index as u8; 10_000]).unwrap();
     }
     let device = fs.unmount().unwrap();
@@ -79,14 +125,22 @@ fn sync_after_changing_one_byte_writes_three_blocks() {
     let ino = fs.lookup(0, b"file77").unwrap().ino;
     writes.store(0, Ordering::Relaxed);
     fs.write(ino, 5000, b"X").unwrap();
-    let written = fs.sync().unwrap();
-    // The data block, the inode-table block (mtime), and block 0.
-    assert_eq!(written, 3);
-    assert_eq!(writes.load(Ordering::Relaxed), 3);
+    let home = fs.sync().unwrap();
+    let device_writes = writes.load(Ordering::Relaxed);
     // Nothing changed since: a second sync writes nothing.
     writes.store(0, Ordering::Relaxed);
     assert_eq!(fs.sync().unwrap(), 0);
     assert_eq!(writes.load(Ordering::Relaxed), 0);
+    (home, device_writes)
+}
+
+#[test]
+fn sync_after_changing_one_byte_writes_what_changed() {
+    // The data block, the inode-table block (mtime), and block 0.
+    assert_eq!(one_byte_sync(formatted_plain(65536)), (3, 3));
+    // Journaled: the same three home blocks, plus a descriptor, copies of
+    // the two metadata blocks, a commit record and the journal superblock.
+    assert_eq!(one_byte_sync(formatted(65536, None)), (3, 8));
 }
 
 #[test]
@@ -94,9 +148,21 @@ fn lookups_in_a_huge_directory_do_not_rescan_it() {
     const NAMES: u32 = 100_000;
     let device = formatted(32768, Some(110_000));
     let fs = FileSystem::mount(device, MountOptions::default()).unwrap();
-    let dir = fs.mkdir(0, b"big", NewInode { perm: 0o755, uid: 0, gid: 0 }).unwrap().ino;
+    let dir = fs
+        .mkdir(
+            0,
+            b"big",
+            NewInode {
+                perm: 0o755,
+                uid: 0,
+                gid: 0,
+            },
+        )
+        .unwrap()
+        .ino;
     for index in 0..NAMES {
-        fs.create(dir, format!("name-{index:06}").as_bytes(), FILE).unwrap();
+        fs.create(dir, format!("name-{index:06}").as_bytes(), FILE)
+            .unwrap();
     }
     let device = fs.unmount().unwrap();
     let (device, reads, _) = counting(device);
@@ -107,10 +173,15 @@ fn lookups_in_a_huge_directory_do_not_rescan_it() {
     let after_first = reads.load(Ordering::Relaxed);
     // Later lookups read at most the target's inode-table block each.
     for index in (0..NAMES).step_by(997) {
-        let attr = fs.lookup(dir, format!("name-{index:06}").as_bytes()).unwrap();
+        let attr = fs
+            .lookup(dir, format!("name-{index:06}").as_bytes())
+            .unwrap();
         assert!(attr.ino > dir);
     }
     let per_lookup = (reads.load(Ordering::Relaxed) - after_first) as f64 / (NAMES / 997) as f64;
     assert!(per_lookup <= 1.0, "{per_lookup} block reads per lookup");
-    assert_eq!(fs.lookup(dir, b"missing").unwrap_err(), blockfs::Error::NotFound);
+    assert_eq!(
+        fs.lookup(dir, b"missing").unwrap_err(),
+        blockfs::Error::NotFound
+    );
 }

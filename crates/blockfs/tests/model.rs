@@ -288,7 +288,9 @@ impl Model {
 struct Harness {
     fs: Option<FileSystem<MemDevice>>,
     model: Model,
+    /// Inodes ordinary files may use (the journal holds one more).
     usable_inodes: usize,
+    system_inodes: u32,
 }
 
 fn clock() -> u32 {
@@ -313,16 +315,22 @@ fn new_inode(perm: u16) -> NewInode {
 }
 
 impl Harness {
-    fn new() -> Self {
+    fn new(journal: bool) -> Self {
         let mut options = FormatOptions::new(BLOCKS);
         options.inode_count = Some(INODES);
+        options.journal = journal;
         let device = format(MemDevice::new(BLOCKS), &options).unwrap();
         let fs = FileSystem::mount(device, mount_options()).unwrap();
-        let usable_inodes = fs.statfs().inodes as usize;
+        assert_eq!(fs.has_journal(), journal);
+        let statfs = fs.statfs();
+        let system_inodes = statfs.inodes - statfs.free_inodes - 1;
+        assert_eq!(system_inodes, journal as u32);
+        let usable_inodes = (statfs.inodes - system_inodes) as usize;
         Harness {
             fs: Some(fs),
             model: Model::new(),
             usable_inodes,
+            system_inodes,
         }
     }
 
@@ -789,7 +797,7 @@ impl Harness {
             .count();
         assert_eq!(
             statfs.inodes - statfs.free_inodes,
-            (self.model.inodes.len()) as u32,
+            self.model.inodes.len() as u32 + self.system_inodes,
             "inodes in use ({} open orphans)",
             open_orphans
         );
@@ -797,7 +805,12 @@ impl Harness {
 }
 
 fn run(ops: &[Op]) {
-    let mut harness = Harness::new();
+    run_on(ops, true);
+    run_on(ops, false);
+}
+
+fn run_on(ops: &[Op], journal: bool) {
+    let mut harness = Harness::new(journal);
     for op in ops {
         harness.apply(op);
     }

@@ -30,7 +30,10 @@ pub struct Extension {
     /// NUL-padded; up to 32 bytes.
     pub label: [u8; LABEL_SIZE],
     pub journal_inode: u32,
+    /// Length of the journal's contiguous block run.
     pub journal_blocks: u32,
+    /// First block of that run (the journal superblock).
+    pub journal_first_block: u32,
     pub created_time: u64,
     pub last_check_time: u64,
 }
@@ -60,12 +63,17 @@ impl Extension {
             label: padded,
             journal_inode: 0,
             journal_blocks: 0,
+            journal_first_block: 0,
             created_time,
             last_check_time: 0,
         }
     }
 
     /// The label without its NUL padding.
+    pub fn has_journal(&self) -> bool {
+        self.compat_features & FEATURE_JOURNAL != 0
+    }
+
     pub fn label(&self) -> &[u8] {
         let end = self
             .label
@@ -107,6 +115,7 @@ impl Extension {
             label,
             journal_inode: le_u32(record, 64),
             journal_blocks: le_u32(record, 68),
+            journal_first_block: le_u32(record, 88),
             created_time: le_u64(record, 72),
             last_check_time: le_u64(record, 80),
         })
@@ -126,6 +135,7 @@ impl Extension {
         put_u32(record, 68, self.journal_blocks);
         put_u64(record, 72, self.created_time);
         put_u64(record, 80, self.last_check_time);
+        put_u32(record, 88, self.journal_first_block);
         let crc = crc32c(&record[..CRC_OFFSET]);
         put_u32(record, CRC_OFFSET, crc);
     }
@@ -141,6 +151,7 @@ mod tests {
         ext.compat_features = FEATURE_JOURNAL;
         ext.journal_inode = 1;
         ext.journal_blocks = 1024;
+        ext.journal_first_block = 400;
         let mut block = [0u8; BLOCK_SIZE];
         ext.encode_block(&mut block);
         assert_eq!(&block[64..68], b"BFSX");
@@ -167,7 +178,10 @@ mod tests {
         let mut block = [0u8; BLOCK_SIZE];
         Extension::new([1; 16], b"x", 5).encode_block(&mut block);
         block[EXTENSION_OFFSET + 4] = 2;
-        assert_eq!(Extension::decode_block(&block), Err(ExtensionError::UnsupportedVersion(2)));
+        assert_eq!(
+            Extension::decode_block(&block),
+            Err(ExtensionError::UnsupportedVersion(2))
+        );
     }
 
     #[test]

@@ -36,8 +36,6 @@ pub enum GeometryError {
         recorded: u32,
         computed: u32,
     },
-    /// Free counts larger than what exists.
-    FreeCountTooLarge,
 }
 
 impl Geometry {
@@ -74,9 +72,6 @@ impl Geometry {
                 recorded: sb.first_data_block,
                 computed: geometry.first_data_block(),
             });
-        }
-        if sb.free_blocks > geometry.data_blocks() || sb.free_inodes > geometry.usable_inodes() {
-            return Err(GeometryError::FreeCountTooLarge);
         }
         Ok(geometry)
     }

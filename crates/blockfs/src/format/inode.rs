@@ -18,6 +18,9 @@ pub const S_IFCHR: u16 = 0o020000;
 pub const S_IFIFO: u16 = 0o010000;
 /// The 12 permission bits (rwx for three classes plus setuid/setgid/sticky).
 pub const PERMISSION_BITS: u16 = 0o7777;
+/// `flags` bit of hidden system inodes (the journal): linked from no
+/// directory, never shown, never freed by an older driver (links >= 1).
+pub const SYSTEM_INODE_FLAG: u32 = 0x8000_0000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FileType {

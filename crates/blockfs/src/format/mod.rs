@@ -6,6 +6,7 @@ pub mod dirent;
 pub mod extension;
 pub mod geometry;
 pub mod inode;
+pub mod journal;
 pub mod superblock;
 
 /// Every BlockFS block is 4 KiB.

@@ -1,0 +1,102 @@
+//! File contents: reading, writing and truncating through the block map.
+//! File data blocks are not journaled (ordered mode); see `journal`.
+
+use crate::device::BlockDevice;
+use crate::error::{Error, Result};
+use crate::format::inode::DiskInode;
+use crate::format::BLOCK_SIZE;
+use crate::volume::Volume;
+
+/// Reads file bytes at `offset`, holes as zeros, stopping at `size`.
+pub(super) fn read_data<D: BlockDevice>(
+    volume: &mut Volume<D>,
+    ino: u32,
+    inode: &DiskInode,
+    offset: u64,
+    buf: &mut [u8],
+) -> Result<usize> {
+    let size = inode.size as u64;
+    if offset >= size {
+        return Ok(0);
+    }
+    let length = (buf.len() as u64).min(size - offset) as usize;
+    let mut done = 0;
+    while done < length {
+        let position = offset + done as u64;
+        let logical = position / BLOCK_SIZE as u64;
+        let within = (position % BLOCK_SIZE as u64) as usize;
+        let chunk = (BLOCK_SIZE - within).min(length - done);
+        let target = &mut buf[done..done + chunk];
+        match volume.map_block(ino, inode, logical)? {
+            Some(physical) => {
+                target.copy_from_slice(&volume.block(physical)?[within..within + chunk])
+            }
+            None => target.fill(0),
+        }
+        done += chunk;
+    }
+    Ok(length)
+}
+
+/// Writes file bytes at `offset` (the caller has bounded the length),
+/// growing `size`. On running out of space part-way, returns the bytes
+/// written so far if any.
+pub(super) fn write_data<D: BlockDevice>(
+    volume: &mut Volume<D>,
+    ino: u32,
+    inode: &mut DiskInode,
+    offset: u64,
+    data: &[u8],
+) -> Result<usize> {
+    let mut done = 0;
+    let mut previous: Option<u32> = None;
+    while done < data.len() {
+        let position = offset + done as u64;
+        let logical = position / BLOCK_SIZE as u64;
+        let within = (position % BLOCK_SIZE as u64) as usize;
+        let chunk = (BLOCK_SIZE - within).min(data.len() - done);
+        let goal = match previous {
+            Some(block) => Some(block + 1),
+            None if logical > 0 => volume.map_block(ino, inode, logical - 1)?.map(|b| b + 1),
+            None => None,
+        };
+        let (physical, fresh) = match volume.map_or_allocate(ino, inode, logical, goal) {
+            Ok(mapped) => mapped,
+            Err(Error::NoSpace) if done > 0 => break,
+            Err(error) => return Err(error),
+        };
+        let block = if fresh || chunk == BLOCK_SIZE {
+            volume.data_block_overwrite(physical)?
+        } else {
+            volume.data_block_mut(physical)?
+        };
+        block[within..within + chunk].copy_from_slice(&data[done..done + chunk]);
+        previous = Some(physical);
+        done += chunk;
+        let end = (position + chunk as u64) as u32;
+        inode.size = inode.size.max(end);
+    }
+    Ok(done)
+}
+
+/// Sets the size, freeing blocks past it and zeroing the tail of the last
+/// kept block, so a later extension reads zeros.
+pub(super) fn truncate<D: BlockDevice>(
+    volume: &mut Volume<D>,
+    ino: u32,
+    inode: &mut DiskInode,
+    size: u64,
+) -> Result<()> {
+    if size < inode.size as u64 {
+        let keep = size.div_ceil(BLOCK_SIZE as u64);
+        volume.truncate_blocks(ino, inode, keep)?;
+        let within = (size % BLOCK_SIZE as u64) as usize;
+        if within != 0 {
+            if let Some(physical) = volume.map_block(ino, inode, size / BLOCK_SIZE as u64)? {
+                volume.data_block_mut(physical)?[within..].fill(0);
+            }
+        }
+    }
+    inode.size = size as u32;
+    Ok(())
+}

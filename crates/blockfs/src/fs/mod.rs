@@ -1,0 +1,502 @@
+//! The filesystem operations, with POSIX semantics and errno-mapped errors.
+//!
+//! [`FileSystem`] is `Send + Sync`: every operation takes `&self` and runs
+//! under one lock (a kernel or a multi-threaded FUSE server may call from
+//! several threads). Inode numbers are the on-disk ones; the root is 0.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use crate::cache::CacheStats;
+use crate::device::BlockDevice;
+use crate::dir::DirEntry;
+use crate::error::{Corruption, Error, Result};
+use crate::format::dirent::MAX_NAME_LEN;
+use crate::format::extension::{Extension, ExtensionError};
+use crate::format::geometry::Geometry;
+use crate::format::inode::{DiskInode, FileType};
+use crate::format::superblock::{Superblock, STATE_CLEAN};
+use crate::format::BLOCK_SIZE;
+use crate::sync::Mutex;
+use crate::volume::Volume;
+
+mod data;
+mod format;
+mod mount;
+mod ops;
+
+pub use format::format;
+
+pub use crate::format::geometry::ROOT_INODE as ROOT_INO;
+
+/// Largest file size: `size` is a u32.
+pub const MAX_FILE_SIZE: u64 = u32::MAX as u64;
+/// Most hard links an inode may have (as ext2's limit, below u16::MAX).
+pub const LINK_MAX: u16 = 65000;
+/// Longest symlink target (PATH_MAX less its NUL).
+pub const MAX_SYMLINK_LEN: usize = 4095;
+/// Symbolic links followed while resolving one path.
+const MAX_SYMLINK_FOLLOWS: usize = 40;
+/// Default block-cache budget: 16 MiB.
+pub const DEFAULT_CACHE_BLOCKS: usize = 4096;
+/// Seconds after which relatime refreshes atime regardless.
+const RELATIME_WINDOW: u32 = 24 * 60 * 60;
+
+/// Seconds since the epoch, as the inode stores them.
+pub type Clock = fn() -> u32;
+
+#[cfg(feature = "std")]
+fn system_clock() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs().min(u32::MAX as u64) as u32)
+        .unwrap_or(0)
+}
+
+#[cfg(not(feature = "std"))]
+fn system_clock() -> u32 {
+    0
+}
+
+/// How to create a filesystem.
+#[derive(Clone, Debug)]
+pub struct FormatOptions {
+    pub block_count: u32,
+    /// `None` picks the default rule (DESIGN.md §1).
+    pub inode_count: Option<u32>,
+    /// Timestamp for the root directory and the extension record.
+    pub time: u32,
+    pub uuid: [u8; 16],
+    pub label: Vec<u8>,
+    /// Write the extension record; `false` makes a plain version 1 image.
+    pub extension: bool,
+    /// Create a journal (needs the extension record, and an image of at
+    /// least 2 MiB; see `journal_size_for`).
+    pub journal: bool,
+    pub root_permissions: u16,
+    pub root_uid: u16,
+    pub root_gid: u16,
+}
+
+impl FormatOptions {
+    pub fn new(block_count: u32) -> Self {
+        FormatOptions {
+            block_count,
+            inode_count: None,
+            time: 0,
+            uuid: [0; 16],
+            label: Vec::new(),
+            extension: true,
+            journal: true,
+            root_permissions: 0o755,
+            root_uid: 0,
+            root_gid: 0,
+        }
+    }
+}
+
+/// How to mount.
+#[derive(Clone, Copy, Debug)]
+pub struct MountOptions {
+    /// Block-cache budget in 4 KiB blocks (at least 8).
+    pub cache_blocks: usize,
+    pub read_only: bool,
+    /// Update atime on read as Linux's relatime does; off means noatime.
+    pub relatime: bool,
+    pub clock: Clock,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        MountOptions {
+            cache_blocks: DEFAULT_CACHE_BLOCKS,
+            read_only: false,
+            relatime: true,
+            clock: system_clock,
+        }
+    }
+}
+
+/// What `stat` reports about an inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: u32,
+    pub kind: FileType,
+    /// The 12 permission bits.
+    pub perm: u16,
+    pub nlink: u16,
+    pub uid: u16,
+    pub gid: u16,
+    pub size: u64,
+    /// Blocks held (data and indirect), in 4 KiB units.
+    pub blocks: u32,
+    pub atime: u32,
+    pub mtime: u32,
+    pub ctime: u32,
+    /// (major, minor) for device nodes, else (0, 0).
+    pub rdev: (u32, u32),
+}
+
+impl Attr {
+    fn from_inode(ino: u32, inode: &DiskInode) -> Result<Self> {
+        let kind = inode.file_type().ok_or(Error::corrupt(
+            Corruption::BadFileType(inode.mode),
+            Some(ino),
+            None,
+        ))?;
+        let rdev = match kind {
+            FileType::CharDevice | FileType::BlockDevice => inode.rdev(),
+            _ => (0, 0),
+        };
+        Ok(Attr {
+            ino,
+            kind,
+            perm: inode.permissions(),
+            nlink: inode.links_count,
+            uid: inode.uid,
+            gid: inode.gid,
+            size: inode.size as u64,
+            blocks: inode.blocks,
+            atime: inode.atime,
+            mtime: inode.mtime,
+            ctime: inode.ctime,
+            rdev,
+        })
+    }
+
+    pub fn mode(&self) -> u32 {
+        (self.kind.mode_bits() | self.perm) as u32
+    }
+}
+
+/// Changes for [`FileSystem::setattr`]; `None` leaves a field alone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SetAttr {
+    /// Permission bits (the file type is kept).
+    pub perm: Option<u16>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<u32>,
+    pub mtime: Option<u32>,
+}
+
+/// Ownership and permissions of a new inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewInode {
+    pub perm: u16,
+    pub uid: u16,
+    pub gid: u16,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatFs {
+    pub block_size: u32,
+    pub blocks: u32,
+    pub free_blocks: u32,
+    /// Inodes with a slot in the table.
+    pub inodes: u32,
+    pub free_inodes: u32,
+    pub name_max: u32,
+}
+
+/// Facts about a mounted image beyond its counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VolumeInfo {
+    pub superblock: Superblock,
+    pub geometry: Geometry,
+    pub extension: Option<Extension>,
+    /// Why block 0 has no usable extension record, when it has none.
+    pub extension_problem: Option<ExtensionError>,
+    /// The superblock said "clean" when mounted.
+    pub was_clean: bool,
+}
+
+/// `rename` flags (Linux `renameat2`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RenameFlags {
+    /// Fail with `Exists` instead of replacing.
+    pub no_replace: bool,
+}
+
+pub(crate) struct State<D> {
+    pub volume: Volume<D>,
+    /// Open handles per inode; unlinked inodes stay allocated while open.
+    pub open: BTreeMap<u32, u32>,
+}
+
+pub struct FileSystem<D> {
+    state: Mutex<State<D>>,
+    info: VolumeInfo,
+    options: MountOptions,
+}
+
+impl<D: BlockDevice> FileSystem<D> {
+    /// Mounts: reads block 0 and the journal superblock, replays a
+    /// committed transaction if a crash left one, and reads nothing else.
+    /// A read-write mount marks the image dirty (state 0) and bumps the
+    /// mount count at once, so an unclean shutdown is recognisable.
+    pub fn mount(device: D, options: MountOptions) -> Result<Self> {
+        let (volume, info) = mount::open_volume(device, &options)?;
+        let state = State {
+            volume,
+            open: BTreeMap::new(),
+        };
+        Ok(FileSystem {
+            state: Mutex::new(state),
+            info,
+            options,
+        })
+    }
+
+    /// Commits everything, marks the image clean and returns the device.
+    pub fn unmount(self) -> Result<D> {
+        let now = (self.options.clock)();
+        let mut state = self.state.into_inner();
+        let open: Vec<u32> = state.open.keys().copied().collect();
+        for ino in open {
+            if state.volume.orphans.contains(&ino) {
+                state.free_inode(ino, now)?;
+            }
+        }
+        if !state.volume.read_only {
+            state.volume.superblock.state = STATE_CLEAN;
+            state.volume.superblock_dirty = true;
+            state.volume.commit(now)?;
+        }
+        Ok(state.volume.device)
+    }
+
+    /// Facts read at mount time (superblock as found, extension record).
+    pub fn info(&self) -> VolumeInfo {
+        self.info
+    }
+
+    /// The superblock as it is now in memory.
+    pub fn superblock(&self) -> Superblock {
+        self.state.lock().volume.superblock
+    }
+
+    pub fn cache_stats(&self) -> CacheStats {
+        self.state.lock().volume.cache.stats()
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.options.read_only
+    }
+
+    pub fn has_journal(&self) -> bool {
+        self.state.lock().volume.journal.is_some()
+    }
+
+    /// Runs one operation under the lock. Each operation is one atomic
+    /// unit: the running transaction commits only between operations, when
+    /// it has grown large (see `Volume::commit_due`).
+    fn run<T>(&self, operation: impl FnOnce(&mut State<D>, u32) -> Result<T>) -> Result<T> {
+        let now = (self.options.clock)();
+        let mut state = self.state.lock();
+        let result = operation(&mut state, now);
+        if state.volume.commit_due() {
+            state.volume.commit(now)?;
+        }
+        result
+    }
+
+    pub fn statfs(&self) -> StatFs {
+        let state = self.state.lock();
+        let volume = &state.volume;
+        StatFs {
+            block_size: BLOCK_SIZE as u32,
+            blocks: volume.geometry.block_count,
+            // Blocks freed by the running transaction count as free.
+            free_blocks: volume.superblock.free_blocks + volume.pending_frees.len() as u32,
+            inodes: volume.geometry.usable_inodes(),
+            free_inodes: volume.superblock.free_inodes,
+            name_max: MAX_NAME_LEN as u32,
+        }
+    }
+
+    pub fn getattr(&self, ino: u32) -> Result<Attr> {
+        self.run(|state, _| {
+            let inode = state.live_inode(ino)?;
+            Attr::from_inode(ino, &inode)
+        })
+    }
+
+    pub fn lookup(&self, parent: u32, name: &[u8]) -> Result<Attr> {
+        self.run(|state, _| {
+            let ino = state.lookup(parent, name)?;
+            let inode = state.linked_inode(ino)?;
+            Attr::from_inode(ino, &inode)
+        })
+    }
+
+    /// Resolves an absolute path, following symlinks in every component
+    /// but the last (and the last too when `follow_last`).
+    pub fn resolve(&self, path: &[u8], follow_last: bool) -> Result<u32> {
+        self.run(|state, _| state.resolve(path, follow_last))
+    }
+
+    pub fn setattr(&self, ino: u32, changes: &SetAttr) -> Result<Attr> {
+        self.run(|state, now| state.setattr(ino, changes, now))
+    }
+
+    pub fn read(&self, ino: u32, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let relatime = self.options.relatime && !self.options.read_only;
+        self.run(|state, now| state.read(ino, offset, buf, relatime.then_some(now)))
+    }
+
+    pub fn write(&self, ino: u32, offset: u64, data: &[u8]) -> Result<usize> {
+        self.run(|state, now| state.write(ino, offset, data, now))
+    }
+
+    pub fn create(&self, parent: u32, name: &[u8], new: NewInode) -> Result<Attr> {
+        self.mknod(parent, name, FileType::Regular, new, (0, 0))
+    }
+
+    /// Creates a regular file, FIFO, socket or device node.
+    pub fn mknod(
+        &self,
+        parent: u32,
+        name: &[u8],
+        kind: FileType,
+        new: NewInode,
+        rdev: (u32, u32),
+    ) -> Result<Attr> {
+        if matches!(kind, FileType::Directory | FileType::Symlink) {
+            return Err(Error::InvalidArgument);
+        }
+        self.run(|state, now| {
+            state.make_node(parent, name, kind, new, now, |_, _, inode| {
+                if matches!(kind, FileType::CharDevice | FileType::BlockDevice) {
+                    inode.set_rdev(rdev.0, rdev.1);
+                }
+                Ok(())
+            })
+        })
+    }
+
+    pub fn mkdir(&self, parent: u32, name: &[u8], new: NewInode) -> Result<Attr> {
+        self.run(|state, now| state.mkdir(parent, name, new, now))
+    }
+
+    pub fn symlink(
+        &self,
+        parent: u32,
+        name: &[u8],
+        target: &[u8],
+        uid: u16,
+        gid: u16,
+    ) -> Result<Attr> {
+        if target.is_empty() {
+            return Err(Error::NotFound);
+        }
+        if target.len() > MAX_SYMLINK_LEN {
+            return Err(Error::NameTooLong);
+        }
+        let new = NewInode {
+            perm: 0o777,
+            uid,
+            gid,
+        };
+        self.run(|state, now| {
+            state.make_node(
+                parent,
+                name,
+                FileType::Symlink,
+                new,
+                now,
+                |volume, ino, inode| data::write_data(volume, ino, inode, 0, target).map(|_| ()),
+            )
+        })
+    }
+
+    pub fn readlink(&self, ino: u32) -> Result<Vec<u8>> {
+        self.run(|state, _| state.readlink(ino))
+    }
+
+    pub fn unlink(&self, parent: u32, name: &[u8]) -> Result<()> {
+        self.run(|state, now| state.unlink(parent, name, now))
+    }
+
+    pub fn rmdir(&self, parent: u32, name: &[u8]) -> Result<()> {
+        self.run(|state, now| state.rmdir(parent, name, now))
+    }
+
+    pub fn link(&self, ino: u32, new_parent: u32, new_name: &[u8]) -> Result<Attr> {
+        self.run(|state, now| state.link(ino, new_parent, new_name, now))
+    }
+
+    pub fn rename(
+        &self,
+        parent: u32,
+        name: &[u8],
+        new_parent: u32,
+        new_name: &[u8],
+        flags: RenameFlags,
+    ) -> Result<()> {
+        self.run(|state, now| state.rename(parent, name, new_parent, new_name, flags, now))
+    }
+
+    /// Lists directory `ino` from cookie `offset` (0 = start). `visit`
+    /// gets each entry and the cookie that resumes after it; it returns
+    /// false to stop (the entry it refused is offered again next time).
+    pub fn readdir(
+        &self,
+        ino: u32,
+        offset: u64,
+        visit: &mut dyn FnMut(&DirEntry, u64) -> bool,
+    ) -> Result<()> {
+        self.run(|state, _| {
+            let inode = state.directory(ino)?;
+            let from = offset.min(u32::MAX as u64) as u32;
+            state.volume.list_entries(ino, &inode, from, &mut |entry| {
+                let next = entry.position as u64 + 1;
+                visit(&entry, next)
+            })
+        })
+    }
+
+    /// Notes an open handle: an unlinked inode keeps its data until the
+    /// last handle is released.
+    pub fn open(&self, ino: u32) -> Result<Attr> {
+        self.run(|state, _| {
+            let inode = state.live_inode(ino)?;
+            *state.open.entry(ino).or_insert(0) += 1;
+            Attr::from_inode(ino, &inode)
+        })
+    }
+
+    pub fn release(&self, ino: u32) -> Result<()> {
+        self.run(|state, now| state.release(ino, now))
+    }
+
+    /// Makes every change durable (one journal transaction, or a full
+    /// write-back on a plain image) and flushes the device. Returns the
+    /// number of home blocks written.
+    pub fn sync(&self) -> Result<usize> {
+        let now = (self.options.clock)();
+        self.state.lock().volume.commit(now)
+    }
+
+    /// Makes inode `ino`'s data and metadata durable. Metadata is only
+    /// consistent as a whole, so this commits everything that changed
+    /// (which is still proportional to the change, not to the image).
+    pub fn fsync(&self, ino: u32) -> Result<usize> {
+        let now = (self.options.clock)();
+        let mut state = self.state.lock();
+        state.live_inode(ino)?;
+        state.volume.commit(now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filesystem_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<FileSystem<crate::device::MemDevice>>();
+    }
+}

@@ -1,0 +1,158 @@
+//! Opening an image: superblock and extension record, journal recovery,
+//! and marking the image mounted.
+
+use crate::cache::BlockCache;
+use crate::device::BlockDevice;
+use crate::dir::DirIndexes;
+use crate::error::{Corruption, Error, Result};
+use crate::format::extension::{Extension, ExtensionError, KNOWN_INCOMPAT};
+use crate::format::geometry::{Geometry, ROOT_INODE};
+use crate::format::inode::FileType;
+use crate::format::superblock::{Superblock, STATE_CLEAN, STATE_DIRTY};
+use crate::format::{Block, BLOCK_SIZE};
+use crate::journal::Journal;
+use crate::volume::Volume;
+
+use super::{MountOptions, VolumeInfo};
+
+/// Block 0, decoded.
+struct Head {
+    superblock: Superblock,
+    extension: Result<Extension, ExtensionError>,
+}
+
+fn decode_head(block0: &Block) -> Result<Head> {
+    let superblock = Superblock::decode_block(block0).map_err(Error::NotBlockFs)?;
+    Ok(Head {
+        superblock,
+        extension: Extension::decode_block(block0),
+    })
+}
+
+pub(super) fn open_volume<D: BlockDevice>(
+    mut device: D,
+    options: &MountOptions,
+) -> Result<(Volume<D>, VolumeInfo)> {
+    let mut block0 = [0u8; BLOCK_SIZE];
+    device.read_block(0, &mut block0)?;
+    let mut head = decode_head(&block0)?;
+    let was_clean = head.superblock.state == STATE_CLEAN;
+
+    // Recovery first: a committed transaction may rewrite block 0 itself.
+    let mut journal = None;
+    let mut overlay = alloc::collections::BTreeMap::new();
+    if let Ok(extension) = head.extension.as_ref().copied() {
+        if extension.has_journal() {
+            match Journal::open(
+                &mut device,
+                extension.journal_first_block,
+                extension.journal_blocks,
+            ) {
+                Ok(mut opened) => {
+                    if let Some(pending) =
+                        opened.pending(&mut device, head.superblock.block_count)?
+                    {
+                        if options.read_only {
+                            overlay = opened.load(&mut device, &pending)?;
+                        } else {
+                            opened.replay(&mut device, &pending)?;
+                        }
+                        match overlay.get(&0) {
+                            Some(replayed) => block0 = **replayed,
+                            None => device.read_block(0, &mut block0)?,
+                        }
+                        head = decode_head(&block0)?;
+                    }
+                    journal = Some(opened);
+                }
+                // A damaged journal can still be read around, not written.
+                Err(error) if !options.read_only => return Err(error),
+                Err(_) => {}
+            }
+        }
+    }
+
+    let Head {
+        superblock,
+        extension,
+    } = head;
+    let geometry = Geometry::from_superblock(&superblock).map_err(Error::BadGeometry)?;
+    if device.block_count() < superblock.block_count {
+        return Err(Error::corrupt(
+            Corruption::BlockOutOfRange(superblock.block_count - 1),
+            None,
+            None,
+        ));
+    }
+    let (extension, extension_problem) = match extension {
+        Ok(extension) => (Some(extension), None),
+        Err(problem) => (None, Some(problem)),
+    };
+    // A newer record (another version, or incompat features we do not
+    // know) describes an image this driver must not write.
+    let unknown_features = extension.is_some_and(|e| e.incompat_features & !KNOWN_INCOMPAT != 0);
+    let newer_record = matches!(
+        extension_problem,
+        Some(ExtensionError::UnsupportedVersion(_))
+    );
+    if !options.read_only && (unknown_features || newer_record) {
+        return Err(Error::Unsupported);
+    }
+
+    // Never believe more free space than exists. The older host tool
+    // counts the inode numbers that have no table slot as free; a count
+    // above the possible maximum (all but the root) is that mistake.
+    let mut counted = superblock;
+    counted.free_blocks = counted.free_blocks.min(geometry.data_blocks());
+    let most_free_inodes = geometry.usable_inodes() - 1;
+    if counted.free_inodes > most_free_inodes {
+        let homeless = geometry.inode_count - geometry.usable_inodes();
+        counted.free_inodes = counted
+            .free_inodes
+            .saturating_sub(homeless)
+            .min(most_free_inodes);
+    }
+
+    let cache = BlockCache::new(options.cache_blocks);
+    let index_budget = cache.capacity() * BLOCK_SIZE / 2;
+    let mut volume = Volume::new(
+        device,
+        cache,
+        counted,
+        extension,
+        geometry,
+        options.read_only,
+        DirIndexes::new(index_budget),
+    );
+    volume.overlay = overlay;
+    volume.journal_inode = extension
+        .filter(Extension::has_journal)
+        .map(|e| e.journal_inode);
+    let root = volume.read_inode(ROOT_INODE)?;
+    if root.file_type() != Some(FileType::Directory) || root.is_free() {
+        return Err(Error::corrupt(
+            Corruption::BadFileType(root.mode),
+            Some(ROOT_INODE),
+            None,
+        ));
+    }
+    if !options.read_only {
+        volume.superblock.state = STATE_DIRTY;
+        volume.superblock.mount_count = volume.superblock.mount_count.wrapping_add(1);
+        volume.superblock.mount_time = (options.clock)() as u64;
+        volume.store_superblock()?;
+        volume.cache.write_back(&mut volume.device)?;
+        volume.device.flush()?;
+        if let Some(journal) = journal {
+            volume.attach_journal(journal);
+        }
+    }
+    let info = VolumeInfo {
+        superblock,
+        geometry,
+        extension,
+        extension_problem,
+        was_clean,
+    };
+    Ok((volume, info))
+}
