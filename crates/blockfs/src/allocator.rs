@@ -88,20 +88,12 @@ impl<D: BlockDevice> Volume<D> {
     /// `pending_frees`).
     pub fn free_block(&mut self, block: u32) -> Result<()> {
         if !self.geometry.is_data_block(block) {
-            return Err(Error::corrupt(
-                Corruption::BlockOutOfRange(block),
-                None,
-                Some(block),
-            ));
+            return Err(Error::corrupt(Corruption::BlockOutOfRange(block), None, Some(block)));
         }
         if !self.block_in_use(block)? || self.pending_frees.contains(&block) {
             // Freeing a free block means two owners or a stale pointer;
             // counting it again would inflate free_blocks.
-            return Err(Error::corrupt(
-                Corruption::DoubleFree(block),
-                None,
-                Some(block),
-            ));
+            return Err(Error::corrupt(Corruption::DoubleFree(block), None, Some(block)));
         }
         self.cache.forget(block);
         if self.journal.is_some() {
@@ -153,8 +145,7 @@ impl<D: BlockDevice> Volume<D> {
 
     /// Counts an inode (already written with no links) as free again.
     pub fn release_inode(&mut self, ino: u32) {
-        self.superblock.free_inodes =
-            (self.superblock.free_inodes + 1).min(self.geometry.usable_inodes());
+        self.superblock.free_inodes = (self.superblock.free_inodes + 1).min(self.geometry.usable_inodes());
         self.superblock_dirty = true;
         if ino < self.inode_hint {
             self.inode_hint = ino.max(1);

@@ -29,10 +29,7 @@ fn path_of(logical: u64) -> Option<Path> {
         Some(Path::Single((logical - SINGLE_START) as usize))
     } else if logical < MAX_LOGICAL_BLOCKS {
         let rest = logical - DOUBLE_START;
-        Some(Path::Double(
-            (rest / PER_BLOCK) as usize,
-            (rest % PER_BLOCK) as usize,
-        ))
+        Some(Path::Double((rest / PER_BLOCK) as usize, (rest % PER_BLOCK) as usize))
     } else {
         None
     }
@@ -44,11 +41,7 @@ impl<D: BlockDevice> Volume<D> {
         if pointer == 0 || self.geometry.is_data_block(pointer) {
             Ok(pointer)
         } else {
-            Err(Error::corrupt(
-                Corruption::BlockOutOfRange(pointer),
-                Some(ino),
-                Some(pointer),
-            ))
+            Err(Error::corrupt(Corruption::BlockOutOfRange(pointer), Some(ino), Some(pointer)))
         }
     }
 
@@ -72,11 +65,7 @@ impl<D: BlockDevice> Volume<D> {
             }
             Some(Path::Double(outer, inner)) => {
                 let double = self.checked_pointer(inode.double_indirect, ino)?;
-                let middle = if double == 0 {
-                    0
-                } else {
-                    self.pointer_in(double, outer, ino)?
-                };
+                let middle = if double == 0 { 0 } else { self.pointer_in(double, outer, ino)? };
                 if middle == 0 {
                     0
                 } else {

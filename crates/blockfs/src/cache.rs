@@ -75,10 +75,7 @@ pub struct BlockCache {
 
 fn zeroed_block() -> Box<Block> {
     // Built on the heap directly: a 4 KiB array on a kernel stack is unwelcome.
-    alloc::vec![0u8; BLOCK_SIZE]
-        .into_boxed_slice()
-        .try_into()
-        .expect("exactly one block")
+    alloc::vec![0u8; BLOCK_SIZE].into_boxed_slice().try_into().expect("exactly one block")
 }
 
 impl BlockCache {
@@ -204,18 +201,12 @@ impl BlockCache {
     /// Writes every dirty block back (in block order, coalesced). Does not
     /// flush the device: the caller decides when durability is needed.
     /// Returns the number of blocks written.
-    pub fn write_back<D: BlockDevice + ?Sized>(
-        &mut self,
-        device: &mut D,
-    ) -> Result<usize, DeviceError> {
+    pub fn write_back<D: BlockDevice + ?Sized>(&mut self, device: &mut D) -> Result<usize, DeviceError> {
         self.write_back_where(device, |_| true)
     }
 
     /// Writes back dirty file data only (ordered mode: before a commit).
-    pub fn write_back_data<D: BlockDevice + ?Sized>(
-        &mut self,
-        device: &mut D,
-    ) -> Result<usize, DeviceError> {
+    pub fn write_back_data<D: BlockDevice + ?Sized>(&mut self, device: &mut D) -> Result<usize, DeviceError> {
         self.write_back_where(device, |kind| kind == BlockKind::Data)
     }
 
@@ -239,10 +230,7 @@ impl BlockCache {
         let mut start = 0;
         while start < dirty.len() {
             let mut end = start + 1;
-            while end < dirty.len()
-                && end - start < MAX_WRITE_RUN
-                && dirty[end].0 == dirty[end - 1].0 + 1
-            {
+            while end < dirty.len() && end - start < MAX_WRITE_RUN && dirty[end].0 == dirty[end - 1].0 + 1 {
                 end += 1;
             }
             let first_block = dirty[start].0;
@@ -310,19 +298,10 @@ impl BlockCache {
             return Ok(slot);
         }
         self.stats.misses += 1;
-        let victim = if self.slots.len() < self.capacity {
-            None
-        } else {
-            self.choose_victim()
-        };
+        let victim = if self.slots.len() < self.capacity { None } else { self.choose_victim() };
         let slot = match victim {
             None => {
-                let slot = Slot {
-                    block,
-                    data: zeroed_block(),
-                    dirty: None,
-                    referenced: true,
-                };
+                let slot = Slot { block, data: zeroed_block(), dirty: None, referenced: true };
                 self.slots.push(slot);
                 self.slots.len() - 1
             }
@@ -398,10 +377,7 @@ mod tests {
         cache.write_back(&mut device).unwrap();
         assert_eq!(cache.dirty_blocks(), 0);
         for block in 0..64u32 {
-            assert_eq!(
-                device.as_bytes()[block as usize * BLOCK_SIZE],
-                block as u8 + 1
-            );
+            assert_eq!(device.as_bytes()[block as usize * BLOCK_SIZE], block as u8 + 1);
             assert_eq!(cache.read(&mut device, block).unwrap()[0], block as u8 + 1);
         }
     }
@@ -441,15 +417,11 @@ mod tests {
         let mut cache = BlockCache::new(MIN_CACHE_BLOCKS);
         cache.set_pin_metadata(true);
         for block in 0..12u32 {
-            cache
-                .modify(&mut device, block, BlockKind::Metadata)
-                .unwrap()[0] = 7;
+            cache.modify(&mut device, block, BlockKind::Metadata).unwrap()[0] = 7;
         }
         assert_eq!(cache.overflow(), 12 - MIN_CACHE_BLOCKS);
         for block in 20..40u32 {
-            cache
-                .overwrite(&mut device, block, BlockKind::Data)
-                .unwrap()[0] = 9;
+            cache.overwrite(&mut device, block, BlockKind::Data).unwrap()[0] = 9;
         }
         // Data went home under pressure; metadata did not.
         assert_eq!(device.as_bytes()[20 * BLOCK_SIZE], 9);

@@ -75,9 +75,7 @@ pub struct MemDevice {
 
 impl MemDevice {
     pub fn new(block_count: u32) -> Self {
-        MemDevice {
-            bytes: vec![0; block_count as usize * BLOCK_SIZE],
-        }
+        MemDevice { bytes: vec![0; block_count as usize * BLOCK_SIZE] }
     }
 
     /// Wraps an image; a trailing partial block is ignored.
@@ -141,10 +139,7 @@ mod file {
     }
 
     fn device_error(error: io::Error, block: Option<u32>) -> DeviceError {
-        DeviceError {
-            errno: error.raw_os_error().unwrap_or(errno::EIO),
-            block,
-        }
+        DeviceError { errno: error.raw_os_error().unwrap_or(errno::EIO), block }
     }
 
     impl FileDevice {
@@ -158,11 +153,7 @@ mod file {
         pub fn from_file(file: File, writable: bool) -> io::Result<Self> {
             let length = file.metadata()?.len();
             let block_count = (length / BLOCK_SIZE as u64).min(u32::MAX as u64) as u32;
-            Ok(FileDevice {
-                file,
-                block_count,
-                writable,
-            })
+            Ok(FileDevice { file, block_count, writable })
         }
 
         pub fn file(&self) -> &File {
@@ -177,10 +168,7 @@ mod file {
             if self.writable {
                 Ok(())
             } else {
-                Err(DeviceError {
-                    errno: errno::EROFS,
-                    block: Some(index),
-                })
+                Err(DeviceError { errno: errno::EROFS, block: Some(index) })
             }
         }
     }

@@ -21,8 +21,7 @@ use hashbrown::HashMap;
 use crate::device::BlockDevice;
 use crate::error::{Corruption, Error, Result};
 use crate::format::dirent::{
-    entry_size, is_dot_or_dotdot, write_entry, BlockEnd, BlockWalk, DirentHeader,
-    DIRENT_HEADER_SIZE,
+    entry_size, is_dot_or_dotdot, write_entry, BlockEnd, BlockWalk, DirentHeader, DIRENT_HEADER_SIZE,
 };
 use crate::format::inode::{DiskInode, FileType};
 use crate::format::{Block, BLOCK_SIZE};
@@ -78,12 +77,7 @@ pub(crate) struct DirIndexes {
 
 impl DirIndexes {
     pub fn new(budget_bytes: usize) -> Self {
-        DirIndexes {
-            by_dir: HashMap::new(),
-            budget: budget_bytes,
-            used: 0,
-            clock: 0,
-        }
+        DirIndexes { by_dir: HashMap::new(), budget: budget_bytes, used: 0, clock: 0 }
     }
 
     /// Drops a directory's index (the directory was freed or rewritten).
@@ -104,11 +98,7 @@ impl DirIndexes {
     fn insert(&mut self, dir: u32, mut index: DirIndex) {
         self.forget(dir);
         while self.used + index.cost > self.budget && !self.by_dir.is_empty() {
-            let oldest = self
-                .by_dir
-                .iter()
-                .min_by_key(|(_, idx)| idx.last_used)
-                .map(|(&d, _)| d);
+            let oldest = self.by_dir.iter().min_by_key(|(_, idx)| idx.last_used).map(|(&d, _)| d);
             if let Some(oldest) = oldest {
                 self.forget(oldest);
             }
@@ -158,13 +148,7 @@ fn room_in_block(block: &Block, limit: usize) -> usize {
 }
 
 /// Places a record for `name` in `block` if it fits; returns its offset.
-fn place_in_block(
-    block: &mut Block,
-    limit: usize,
-    name: &[u8],
-    ino: u32,
-    file_type: u8,
-) -> Option<usize> {
+fn place_in_block(block: &mut Block, limit: usize, name: &[u8], ino: u32, file_type: u8) -> Option<usize> {
     let needed = entry_size(name.len());
     let header = |rec_len: usize| DirentHeader {
         inode: ino,
@@ -176,12 +160,7 @@ fn place_in_block(
     let mut choice = None;
     for record in walk.by_ref() {
         if record.slack() >= needed {
-            choice = Some((
-                record.offset,
-                record.header,
-                record.is_live(),
-                record.name.len(),
-            ));
+            choice = Some((record.offset, record.header, record.is_live(), record.name.len()));
             break;
         }
     }
@@ -289,8 +268,7 @@ impl<D: BlockDevice> Volume<D> {
             let want = |buffer_start: usize, buffer: &Vec<u8>, bytes: usize| {
                 position + bytes > buffer_start + buffer.len()
             };
-            while want(buffer_start, &buffer, DIRENT_HEADER_SIZE)
-                && (next_block as usize) * BLOCK_SIZE < size
+            while want(buffer_start, &buffer, DIRENT_HEADER_SIZE) && (next_block as usize) * BLOCK_SIZE < size
             {
                 self.append_dir_block(ino, inode, next_block, &mut buffer)?;
                 next_block += 1;
@@ -311,16 +289,14 @@ impl<D: BlockDevice> Volume<D> {
                 return Ok(false);
             }
             let rec_len = header.rec_len as usize;
-            if position + rec_len > size || DIRENT_HEADER_SIZE + header.name_len as usize > rec_len
-            {
+            if position + rec_len > size || DIRENT_HEADER_SIZE + header.name_len as usize > rec_len {
                 return Ok(false);
             }
             while want(buffer_start, &buffer, rec_len) {
                 self.append_dir_block(ino, inode, next_block, &mut buffer)?;
                 next_block += 1;
             }
-            let name = &buffer
-                [at + DIRENT_HEADER_SIZE..at + DIRENT_HEADER_SIZE + header.name_len as usize];
+            let name = &buffer[at + DIRENT_HEADER_SIZE..at + DIRENT_HEADER_SIZE + header.name_len as usize];
             if header.inode != 0 || is_dot_or_dotdot(name) {
                 let entry = DirEntry {
                     position: position as u32,
@@ -375,11 +351,7 @@ impl<D: BlockDevice> Volume<D> {
         let mut cost = 0;
         let mut collect = |entry: DirEntry| {
             cost += entry.name.len() + INDEX_ENTRY_OVERHEAD;
-            let slot = Slot {
-                position: entry.position,
-                ino: entry.ino,
-                file_type: entry.file_type,
-            };
+            let slot = Slot { position: entry.position, ino: entry.ino, file_type: entry.file_type };
             names.entry(entry.name.into_boxed_slice()).or_insert(slot);
             true
         };
@@ -390,14 +362,8 @@ impl<D: BlockDevice> Volume<D> {
             let mut stream_cost = 0;
             let consistent = self.walk_stream(ino, inode, &mut |entry: DirEntry| {
                 stream_cost += entry.name.len() + INDEX_ENTRY_OVERHEAD;
-                let slot = Slot {
-                    position: entry.position,
-                    ino: entry.ino,
-                    file_type: entry.file_type,
-                };
-                stream_names
-                    .entry(entry.name.into_boxed_slice())
-                    .or_insert(slot);
+                let slot = Slot { position: entry.position, ino: entry.ino, file_type: entry.file_type };
+                stream_names.entry(entry.name.into_boxed_slice()).or_insert(slot);
                 true
             })?;
             if consistent {
@@ -417,39 +383,22 @@ impl<D: BlockDevice> Volume<D> {
             }
         }
         let cost = cost + room.len() * 2;
-        Ok(DirIndex {
-            names,
-            room,
-            legacy,
-            last_used: 0,
-            cost,
-        })
+        Ok(DirIndex { names, room, legacy, last_used: 0, cost })
     }
 
     fn is_legacy(&mut self, ino: u32, inode: &DiskInode) -> Result<bool> {
-        Ok(self
-            .dir_index(ino, inode)?
-            .is_some_and(|index| index.legacy))
+        Ok(self.dir_index(ino, inode)?.is_some_and(|index| index.legacy))
     }
 
     /// Finds `name` in directory `ino`.
-    pub(crate) fn find_entry(
-        &mut self,
-        ino: u32,
-        inode: &DiskInode,
-        name: &[u8],
-    ) -> Result<Option<Slot>> {
+    pub(crate) fn find_entry(&mut self, ino: u32, inode: &DiskInode, name: &[u8]) -> Result<Option<Slot>> {
         if let Some(index) = self.dir_index(ino, inode)? {
             return Ok(index.names.get(name).copied());
         }
         let mut found = None;
         self.walk_blocks(ino, inode, 0, &mut |entry| {
             if entry.name == name {
-                found = Some(Slot {
-                    position: entry.position,
-                    ino: entry.ino,
-                    file_type: entry.file_type,
-                });
+                found = Some(Slot { position: entry.position, ino: entry.ino, file_type: entry.file_type });
                 false
             } else {
                 true
@@ -468,9 +417,7 @@ impl<D: BlockDevice> Volume<D> {
         visit: &mut dyn FnMut(DirEntry) -> bool,
     ) -> Result<()> {
         if self.is_legacy(ino, inode)? {
-            self.walk_stream(ino, inode, &mut |entry| {
-                entry.position < from || visit(entry)
-            })?;
+            self.walk_stream(ino, inode, &mut |entry| entry.position < from || visit(entry))?;
         } else {
             self.walk_blocks(ino, inode, from, visit)?;
         }
@@ -488,28 +435,13 @@ impl<D: BlockDevice> Volume<D> {
     }
 
     /// Writes the first block of a new directory: `.` and `..`.
-    pub(crate) fn init_directory(
-        &mut self,
-        ino: u32,
-        inode: &mut DiskInode,
-        parent: u32,
-    ) -> Result<()> {
+    pub(crate) fn init_directory(&mut self, ino: u32, inode: &mut DiskInode, parent: u32) -> Result<()> {
         let (physical, _) = self.map_or_allocate(ino, inode, 0, None)?;
         let block = self.block_overwrite(physical)?;
         let dir_code = FileType::Directory.dirent_code();
-        let dot = DirentHeader {
-            inode: ino,
-            rec_len: 12,
-            name_len: 1,
-            file_type: dir_code,
-        };
+        let dot = DirentHeader { inode: ino, rec_len: 12, name_len: 1, file_type: dir_code };
         write_entry(block, 0, dot, b".");
-        let dotdot = DirentHeader {
-            inode: parent,
-            rec_len: 12,
-            name_len: 2,
-            file_type: dir_code,
-        };
+        let dotdot = DirentHeader { inode: parent, rec_len: 12, name_len: 2, file_type: dir_code };
         write_entry(block, 12, dotdot, b"..");
         inode.size = 24;
         Ok(())
@@ -518,11 +450,7 @@ impl<D: BlockDevice> Volume<D> {
     /// Rewrites a straddling legacy directory into the block layout.
     fn convert_legacy(&mut self, ino: u32, inode: &mut DiskInode) -> Result<()> {
         if inode.size > MAX_LEGACY_DIR_SIZE {
-            return Err(Error::corrupt(
-                Corruption::BadSize(inode.size),
-                Some(ino),
-                None,
-            ));
+            return Err(Error::corrupt(Corruption::BadSize(inode.size), Some(ino), None));
         }
         let mut entries = Vec::new();
         self.walk_stream(ino, inode, &mut |entry| {
@@ -558,18 +486,8 @@ impl<D: BlockDevice> Volume<D> {
         Ok(())
     }
 
-    fn store_dir_block(
-        &mut self,
-        ino: u32,
-        inode: &mut DiskInode,
-        index: u64,
-        data: &Block,
-    ) -> Result<()> {
-        let goal = if index > 0 {
-            self.map_block(ino, inode, index - 1)?.map(|b| b + 1)
-        } else {
-            None
-        };
+    fn store_dir_block(&mut self, ino: u32, inode: &mut DiskInode, index: u64, data: &Block) -> Result<()> {
+        let goal = if index > 0 { self.map_block(ino, inode, index - 1)?.map(|b| b + 1) } else { None };
         let (physical, _) = self.map_or_allocate(ino, inode, index, goal)?;
         self.block_overwrite(physical)?.copy_from_slice(data);
         Ok(())
@@ -635,11 +553,7 @@ impl<D: BlockDevice> Volume<D> {
         if start + needed as u64 > u32::MAX as u64 {
             return Err(Error::NoSpace);
         }
-        let goal = if index > 0 {
-            self.map_block(ino, inode, index - 1)?.map(|b| b + 1)
-        } else {
-            None
-        };
+        let goal = if index > 0 { self.map_block(ino, inode, index - 1)?.map(|b| b + 1) } else { None };
         let (physical, _) = self.map_or_allocate(ino, inode, index, goal)?;
         let block = self.block_overwrite(physical)?;
         let header = DirentHeader {
@@ -653,15 +567,7 @@ impl<D: BlockDevice> Volume<D> {
         if let Some(index_entry) = self.dir_indexes.get(ino) {
             index_entry.room.push((BLOCK_SIZE - needed) as u16);
         }
-        self.dir_indexes.add_name(
-            ino,
-            name,
-            Slot {
-                position: start as u32,
-                ino: target,
-                file_type: code,
-            },
-        );
+        self.dir_indexes.add_name(ino, name, Slot { position: start as u32, ino: target, file_type: code });
         Ok(())
     }
 
@@ -679,12 +585,7 @@ impl<D: BlockDevice> Volume<D> {
     }
 
     /// Removes `name`, returning what it pointed to.
-    pub(crate) fn remove_entry(
-        &mut self,
-        ino: u32,
-        inode: &mut DiskInode,
-        name: &[u8],
-    ) -> Result<Slot> {
+    pub(crate) fn remove_entry(&mut self, ino: u32, inode: &mut DiskInode, name: &[u8]) -> Result<Slot> {
         if self.is_legacy(ino, inode)? {
             self.convert_legacy(ino, inode)?;
         }
@@ -692,9 +593,7 @@ impl<D: BlockDevice> Volume<D> {
         let index = slot.position as u64 / BLOCK_SIZE as u64;
         let offset = slot.position as usize % BLOCK_SIZE;
         let physical = self.map_block(ino, inode, index)?.ok_or(Error::corrupt(
-            Corruption::DirEntryCrossesBlock {
-                offset: slot.position,
-            },
+            Corruption::DirEntryCrossesBlock { offset: slot.position },
             Some(ino),
             None,
         ))?;
@@ -710,9 +609,7 @@ impl<D: BlockDevice> Volume<D> {
             previous = Some((record.offset, record.header));
         }
         let removed = target.ok_or(Error::corrupt(
-            Corruption::DirEntryCrossesBlock {
-                offset: slot.position,
-            },
+            Corruption::DirEntryCrossesBlock { offset: slot.position },
             Some(ino),
             None,
         ))?;
@@ -751,9 +648,7 @@ impl<D: BlockDevice> Volume<D> {
         let index = slot.position as u64 / BLOCK_SIZE as u64;
         let offset = slot.position as usize % BLOCK_SIZE;
         let physical = self.map_block(ino, inode, index)?.ok_or(Error::corrupt(
-            Corruption::DirEntryCrossesBlock {
-                offset: slot.position,
-            },
+            Corruption::DirEntryCrossesBlock { offset: slot.position },
             Some(ino),
             None,
         ))?;
@@ -762,11 +657,7 @@ impl<D: BlockDevice> Volume<D> {
         header.inode = target;
         header.file_type = file_type.dirent_code();
         header.encode(&mut block[offset..]);
-        let updated = Slot {
-            position: slot.position,
-            ino: target,
-            file_type: header.file_type,
-        };
+        let updated = Slot { position: slot.position, ino: target, file_type: header.file_type };
         if let Some(index) = self.dir_indexes.get(ino) {
             if let Some(entry) = index.names.get_mut(name) {
                 *entry = updated;

@@ -18,10 +18,7 @@ pub struct DeviceError {
 
 impl DeviceError {
     pub const fn eio(block: Option<u32>) -> Self {
-        DeviceError {
-            errno: errno::EIO,
-            block,
-        }
+        DeviceError { errno: errno::EIO, block }
     }
 }
 
@@ -53,6 +50,8 @@ pub enum Corruption {
     BadJournal,
     /// A block freed twice in one transaction.
     DoubleFree(u32),
+    /// The chain of unlinked-but-open inodes loops or names a live inode.
+    BadOrphanChain,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,10 +147,7 @@ impl fmt::Display for Corruption {
                 write!(f, "directory entry at offset {offset} crosses its block")
             }
             Corruption::DirEntryNameOverflow { offset } => {
-                write!(
-                    f,
-                    "directory entry at offset {offset} has a name longer than its record"
-                )
+                write!(f, "directory entry at offset {offset} has a name longer than its record")
             }
             Corruption::DirMissingDots => write!(f, "directory lacks its . and .. entries"),
             Corruption::BadSize(size) => write!(f, "size {size} does not match the inode"),
@@ -159,6 +155,7 @@ impl fmt::Display for Corruption {
             Corruption::DirectoryLoop => write!(f, "directory tree contains a loop"),
             Corruption::BadJournal => write!(f, "journal is damaged (run fsck-blockfs)"),
             Corruption::DoubleFree(block) => write!(f, "block {block} freed twice"),
+            Corruption::BadOrphanChain => write!(f, "orphan inode chain is damaged"),
         }
     }
 }
@@ -166,10 +163,7 @@ impl fmt::Display for Corruption {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Io(DeviceError {
-                errno,
-                block: Some(block),
-            }) => {
+            Error::Io(DeviceError { errno, block: Some(block) }) => {
                 write!(f, "I/O error (errno {errno}) at block {block}")
             }
             Error::Io(DeviceError { errno, block: None }) => write!(f, "I/O error (errno {errno})"),
@@ -188,10 +182,7 @@ impl fmt::Display for Error {
             Error::NotPermitted => write!(f, "operation not permitted"),
             Error::ReadOnly => write!(f, "read-only filesystem"),
             Error::NotBlockFs(SuperblockError::BadMagic(magic)) => {
-                write!(
-                    f,
-                    "not a BlockFS image (magic {magic:#010x}, expected 0x424c4b46)"
-                )
+                write!(f, "not a BlockFS image (magic {magic:#010x}, expected 0x424c4b46)")
             }
             Error::NotBlockFs(SuperblockError::BadBlockSize(size)) => {
                 write!(f, "unsupported block size {size} (BlockFS uses 4096)")
@@ -199,19 +190,13 @@ impl fmt::Display for Error {
             Error::NotBlockFs(SuperblockError::BadInodeSize(size)) => {
                 write!(f, "unsupported inode size {size} (BlockFS uses 96)")
             }
-            Error::BadGeometry(GeometryError::TooSmall {
-                block_count,
-                needed,
-            }) => write!(
+            Error::BadGeometry(GeometryError::TooSmall { block_count, needed }) => write!(
                 f,
                 "{block_count} blocks cannot hold the metadata and root directory ({needed} needed)"
             ),
             Error::BadGeometry(GeometryError::NoInodes) => write!(f, "inode count is zero"),
             Error::BadGeometry(GeometryError::FirstDataBlockMismatch { recorded, computed }) => {
-                write!(
-                    f,
-                    "superblock says first data block {recorded}, the layout gives {computed}"
-                )
+                write!(f, "superblock says first data block {recorded}, the layout gives {computed}")
             }
             Error::Unsupported => write!(f, "image uses features this version cannot handle"),
             Error::Corrupt { what, inode, block } => {

@@ -61,31 +61,17 @@ pub(crate) struct Journal {
 impl Journal {
     /// Writes an empty journal (superblock, and a zeroed block 1 so a
     /// stale transaction from an earlier use of the disk is never replayed).
-    pub fn create<D: BlockDevice>(
-        device: &mut D,
-        first_block: u32,
-        block_count: u32,
-    ) -> Result<Journal> {
-        let journal = Journal {
-            first_block,
-            block_count,
-            sequence: 1,
-        };
+    pub fn create<D: BlockDevice>(device: &mut D, first_block: u32, block_count: u32) -> Result<Journal> {
+        let journal = Journal { first_block, block_count, sequence: 1 };
         device.write_block(first_block + 1, &[0u8; BLOCK_SIZE])?;
         journal.write_superblock(device)?;
         Ok(journal)
     }
 
-    pub fn open<D: BlockDevice>(
-        device: &mut D,
-        first_block: u32,
-        block_count: u32,
-    ) -> Result<Journal> {
+    pub fn open<D: BlockDevice>(device: &mut D, first_block: u32, block_count: u32) -> Result<Journal> {
         let corrupt = || Error::corrupt(Corruption::BadJournal, None, Some(first_block));
         if block_count < 3
-            || first_block
-                .checked_add(block_count)
-                .is_none_or(|end| end > device.block_count())
+            || first_block.checked_add(block_count).is_none_or(|end| end > device.block_count())
         {
             return Err(corrupt());
         }
@@ -95,18 +81,11 @@ impl Journal {
         if superblock.block_count != block_count {
             return Err(corrupt());
         }
-        Ok(Journal {
-            first_block,
-            block_count,
-            sequence: superblock.sequence,
-        })
+        Ok(Journal { first_block, block_count, sequence: superblock.sequence })
     }
 
     fn write_superblock<D: BlockDevice>(&self, device: &mut D) -> Result<()> {
-        let superblock = JournalSuperblock {
-            block_count: self.block_count,
-            sequence: self.sequence,
-        };
+        let superblock = JournalSuperblock { block_count: self.block_count, sequence: self.sequence };
         device.write_block(self.first_block, &superblock.encode())?;
         Ok(())
     }
@@ -142,11 +121,7 @@ impl Journal {
         let mut crc = 0;
         let mut position = 1;
         for chunk in targets.chunks(TARGETS_PER_DESCRIPTOR) {
-            let descriptor = Descriptor {
-                sequence: self.sequence,
-                total,
-                targets: chunk.to_vec(),
-            };
+            let descriptor = Descriptor { sequence: self.sequence, total, targets: chunk.to_vec() };
             let block = descriptor.encode();
             crc = crc32c_append(crc, &block);
             device.write_block(self.first_block + position, &block)?;
@@ -156,19 +131,15 @@ impl Journal {
         for chunk in targets.chunks(LOG_RUN) {
             run.clear();
             for &target in chunk {
-                let block = contents(target)
-                    .ok_or(Error::Io(crate::error::DeviceError::eio(Some(target))))?;
+                let block =
+                    contents(target).ok_or(Error::Io(crate::error::DeviceError::eio(Some(target))))?;
                 crc = crc32c_append(crc, &block);
                 run.extend_from_slice(&block);
             }
             device.write_blocks(self.first_block + position, &run)?;
             position += chunk.len() as u32;
         }
-        let commit = Commit {
-            sequence: self.sequence,
-            total,
-            body_crc: crc,
-        };
+        let commit = Commit { sequence: self.sequence, total, body_crc: crc };
         device.write_block(self.first_block + position, &commit.encode())?;
         Ok(())
     }
@@ -181,11 +152,7 @@ impl Journal {
 
     /// The committed transaction awaiting replay, if the journal holds one
     /// whose every descriptor, copy and commit record checks out.
-    pub fn pending<D: BlockDevice>(
-        &self,
-        device: &mut D,
-        image_blocks: u32,
-    ) -> Result<Option<Pending>> {
+    pub fn pending<D: BlockDevice>(&self, device: &mut D, image_blocks: u32) -> Result<Option<Pending>> {
         let mut block = [0u8; BLOCK_SIZE];
         self.read(device, 1, &mut block)?;
         let Ok(first) = Descriptor::decode(&block) else {
@@ -221,24 +188,15 @@ impl Journal {
         let Ok(commit) = Commit::decode(&block) else {
             return Ok(None);
         };
-        if commit.sequence != self.sequence
-            || commit.total as usize != total
-            || commit.body_crc != crc
-        {
+        if commit.sequence != self.sequence || commit.total as usize != total || commit.body_crc != crc {
             return Ok(None);
         }
         // A committed transaction naming blocks outside the image or inside
         // the journal was not written by us: refuse rather than scribble.
-        if let Some(&bad) = targets
-            .iter()
-            .find(|&&t| t >= image_blocks || self.contains(t))
-        {
+        if let Some(&bad) = targets.iter().find(|&&t| t >= image_blocks || self.contains(t)) {
             return Err(Error::corrupt(Corruption::BadJournal, None, Some(bad)));
         }
-        Ok(Some(Pending {
-            targets,
-            first_copy,
-        }))
+        Ok(Some(Pending { targets, first_copy }))
     }
 
     /// Writes a pending transaction home and retires it.
@@ -293,21 +251,13 @@ mod tests {
         let mut device = MemDevice::new(200);
         let mut journal = Journal::create(&mut device, 100, 64).unwrap();
         let targets = [3u32, 7, 9];
-        journal
-            .write_transaction(&mut device, &targets, |t| Some(filled(t as u8)))
-            .unwrap();
+        journal.write_transaction(&mut device, &targets, |t| Some(filled(t as u8))).unwrap();
         let mut reopened = Journal::open(&mut device, 100, 64).unwrap();
-        let pending = reopened
-            .pending(&mut device, 200)
-            .unwrap()
-            .expect("committed");
+        let pending = reopened.pending(&mut device, 200).unwrap().expect("committed");
         assert_eq!(pending.targets, targets);
         reopened.replay(&mut device, &pending).unwrap();
         for target in targets {
-            assert_eq!(
-                device.as_bytes()[target as usize * BLOCK_SIZE],
-                target as u8
-            );
+            assert_eq!(device.as_bytes()[target as usize * BLOCK_SIZE], target as u8);
         }
         let again = Journal::open(&mut device, 100, 64).unwrap();
         assert!(again.pending(&mut device, 200).unwrap().is_none());
@@ -317,9 +267,7 @@ mod tests {
     fn torn_transactions_are_ignored() {
         let mut device = MemDevice::new(200);
         let mut journal = Journal::create(&mut device, 100, 64).unwrap();
-        journal
-            .write_transaction(&mut device, &[3, 4], |_| Some(filled(1)))
-            .unwrap();
+        journal.write_transaction(&mut device, &[3, 4], |_| Some(filled(1))).unwrap();
         // Damage one logged copy: the commit CRC no longer matches.
         let copy = (100 + 2) * BLOCK_SIZE;
         let mut bytes = device.into_bytes();
@@ -335,9 +283,7 @@ mod tests {
         let mut journal = Journal::create(&mut device, 1500, 2500).unwrap();
         let targets: Vec<u32> = (0..1500).collect();
         assert!(journal.capacity() >= targets.len());
-        journal
-            .write_transaction(&mut device, &targets, |t| Some(filled((t % 251) as u8)))
-            .unwrap();
+        journal.write_transaction(&mut device, &targets, |t| Some(filled((t % 251) as u8))).unwrap();
         let pending = journal.pending(&mut device, 4000).unwrap().unwrap();
         assert_eq!(pending.targets, targets);
         let overlay = journal.load(&mut device, &pending).unwrap();
@@ -347,20 +293,10 @@ mod tests {
     #[test]
     fn capacity_fits_the_journal() {
         for blocks in [3u32, 64, 1019, 1020, 1021, 2040, 8192] {
-            let journal = Journal {
-                first_block: 0,
-                block_count: blocks,
-                sequence: 1,
-            };
+            let journal = Journal { first_block: 0, block_count: blocks, sequence: 1 };
             let logged = journal.capacity();
-            assert!(
-                2 + descriptors_for(logged) + logged <= blocks as usize,
-                "{blocks}"
-            );
-            assert!(
-                2 + descriptors_for(logged + 1) + logged + 1 > blocks as usize,
-                "{blocks}"
-            );
+            assert!(2 + descriptors_for(logged) + logged <= blocks as usize, "{blocks}");
+            assert!(2 + descriptors_for(logged + 1) + logged + 1 > blocks as usize, "{blocks}");
         }
     }
 }

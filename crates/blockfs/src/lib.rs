@@ -24,6 +24,7 @@ pub mod error;
 pub mod format;
 pub mod fs;
 mod journal;
+mod orphan;
 mod sync;
 mod volume;
 

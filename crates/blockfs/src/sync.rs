@@ -14,15 +14,11 @@ impl<T> Mutex<T> {
     pub fn lock(&self) -> std::sync::MutexGuard<'_, T> {
         // A panic while holding the lock is a bug, but the data is still
         // the best view of the filesystem we have; keep serving it.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn into_inner(self) -> T {
-        self.0
-            .into_inner()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

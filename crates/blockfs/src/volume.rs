@@ -86,11 +86,7 @@ impl<D: BlockDevice> Volume<D> {
         if block < self.geometry.block_count {
             Ok(())
         } else {
-            Err(Error::corrupt(
-                Corruption::BlockOutOfRange(block),
-                None,
-                Some(block),
-            ))
+            Err(Error::corrupt(Corruption::BlockOutOfRange(block), None, Some(block)))
         }
     }
 
@@ -113,33 +109,25 @@ impl<D: BlockDevice> Volume<D> {
     /// A metadata block (bitmap, inode table, directory, indirect) to change.
     pub fn block_mut(&mut self, block: u32) -> Result<&mut Block> {
         self.writable(block)?;
-        Ok(self
-            .cache
-            .modify(&mut self.device, block, BlockKind::Metadata)?)
+        Ok(self.cache.modify(&mut self.device, block, BlockKind::Metadata)?)
     }
 
     /// A metadata block the caller fills whole: zeroed, not read first.
     pub fn block_overwrite(&mut self, block: u32) -> Result<&mut Block> {
         self.writable(block)?;
-        Ok(self
-            .cache
-            .overwrite(&mut self.device, block, BlockKind::Metadata)?)
+        Ok(self.cache.overwrite(&mut self.device, block, BlockKind::Metadata)?)
     }
 
     /// A file-data block to change (not journaled; ordered before commit).
     pub fn data_block_mut(&mut self, block: u32) -> Result<&mut Block> {
         self.writable(block)?;
-        Ok(self
-            .cache
-            .modify(&mut self.device, block, BlockKind::Data)?)
+        Ok(self.cache.modify(&mut self.device, block, BlockKind::Data)?)
     }
 
     /// A file-data block the caller fills whole: zeroed, not read first.
     pub fn data_block_overwrite(&mut self, block: u32) -> Result<&mut Block> {
         self.writable(block)?;
-        Ok(self
-            .cache
-            .overwrite(&mut self.device, block, BlockKind::Data)?)
+        Ok(self.cache.overwrite(&mut self.device, block, BlockKind::Data)?)
     }
 
     /// Inode numbers that have a slot in the table.
@@ -147,11 +135,7 @@ impl<D: BlockDevice> Volume<D> {
         if ino < self.geometry.usable_inodes() {
             Ok(())
         } else {
-            Err(Error::corrupt(
-                Corruption::InodeOutOfRange(ino),
-                Some(ino),
-                None,
-            ))
+            Err(Error::corrupt(Corruption::InodeOutOfRange(ino), Some(ino), None))
         }
     }
 
@@ -213,9 +197,7 @@ impl<D: BlockDevice> Volume<D> {
         let logged = metadata.len() <= journal.capacity();
         if logged {
             let cache = &self.cache;
-            journal.write_transaction(&mut self.device, &metadata, |block| {
-                cache.peek(block).copied()
-            })?;
+            journal.write_transaction(&mut self.device, &metadata, |block| cache.peek(block).copied())?;
             self.device.flush()?;
         }
         let written = self.cache.write_back(&mut self.device)?;

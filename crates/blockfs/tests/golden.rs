@@ -333,9 +333,7 @@ fn try_dir_records(img: &[u8], dir: &Ino) -> Result<Vec<Rec>, String> {
             let file_type = blk[off + 7];
             if rec_len < 8 || rec_len % 4 != 0 {
                 if blk[off..limit].iter().any(|&b| b != 0) {
-                    return Err(format!(
-                        "non-zero bytes after the chain ended in dir block {l} at {off}"
-                    ));
+                    return Err(format!("non-zero bytes after the chain ended in dir block {l} at {off}"));
                 }
                 break;
             }
@@ -350,13 +348,7 @@ fn try_dir_records(img: &[u8], dir: &Ino) -> Result<Vec<Rec>, String> {
             let name = blk[off + 8..off + 8 + name_len].to_vec();
             let live = ino != 0 || name == b"." || name == b"..";
             if live {
-                out.push(Rec {
-                    position: l * BS + off,
-                    ino,
-                    rec_len,
-                    file_type,
-                    name,
-                });
+                out.push(Rec { position: l * BS + off, ino, rec_len, file_type, name });
             }
             off += rec_len;
         }
@@ -365,8 +357,7 @@ fn try_dir_records(img: &[u8], dir: &Ino) -> Result<Vec<Rec>, String> {
 }
 
 fn strict_dir_records(img: &[u8], dir: &Ino) -> Vec<Rec> {
-    try_dir_records(img, dir)
-        .unwrap_or_else(|e| panic!("directory does not follow the block rule: {e}"))
+    try_dir_records(img, dir).unwrap_or_else(|e| panic!("directory does not follow the block rule: {e}"))
 }
 
 fn list_dir(fs: &FileSystem<MemDevice>, ino: u32) -> Vec<DirEntry> {
@@ -409,10 +400,7 @@ fn read_all(fs: &FileSystem<MemDevice>, ino: u32, len: usize) -> Vec<u8> {
 }
 
 fn ro() -> MountOptions {
-    MountOptions {
-        read_only: true,
-        ..Default::default()
-    }
+    MountOptions { read_only: true, ..Default::default() }
 }
 
 const T_MOUNT: u32 = 1_700_000_000;
@@ -420,11 +408,7 @@ fn fixed_clock() -> u32 {
     T_MOUNT
 }
 fn rw() -> MountOptions {
-    MountOptions {
-        read_only: false,
-        clock: fixed_clock,
-        ..Default::default()
-    }
+    MountOptions { read_only: false, clock: fixed_clock, ..Default::default() }
 }
 
 /// Hand-written CRC-32C (Castagnoli, reflected, init and final xor !0).
@@ -433,11 +417,7 @@ fn crc32c(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= b as u32;
         for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0x82F6_3B78
-            } else {
-                crc >> 1
-            };
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
         }
     }
     !crc
@@ -453,10 +433,7 @@ fn audit(img: &[u8]) -> (u32, u32) {
 
     // Bits past block_count are zero.
     for blk in sb.block_count as usize..b as usize * BITS_PER_BITMAP_BLOCK {
-        assert!(
-            !bit(img, blk as u32),
-            "bitmap bit {blk} past block_count is set"
-        );
+        assert!(!bit(img, blk as u32), "bitmap bit {blk} past block_count is set");
     }
     // Metadata blocks are marked used.
     for blk in 0..first {
@@ -477,16 +454,9 @@ fn audit(img: &[u8]) -> (u32, u32) {
             continue;
         }
         let held = held_blocks(img, &node);
-        assert_eq!(
-            node.blocks as usize,
-            held.len(),
-            "inode {ino}: `blocks` counts data + indirect blocks"
-        );
+        assert_eq!(node.blocks as usize, held.len(), "inode {ino}: `blocks` counts data + indirect blocks");
         for blk in held {
-            assert!(
-                blk >= first && blk < sb.block_count,
-                "inode {ino} points outside the data area: {blk}"
-            );
+            assert!(blk >= first && blk < sb.block_count, "inode {ino} points outside the data area: {blk}");
             assert!(bit(img, blk), "block {blk} of inode {ino} not marked used");
             if let Some(other) = owner.insert(blk, ino) {
                 panic!("block {blk} owned by inodes {other} and {ino}");
@@ -499,10 +469,7 @@ fn audit(img: &[u8]) -> (u32, u32) {
         if bit(img, blk) {
             used_blocks += 1;
             if blk >= first {
-                assert!(
-                    owner.contains_key(&blk),
-                    "block {blk} marked used but owned by no inode"
-                );
+                assert!(owner.contains_key(&blk), "block {blk} marked used but owned by no inode");
             }
         }
     }
@@ -521,9 +488,7 @@ const LINK_TARGET: &[u8] = b"sub/../big";
 const TIME_BASE: u32 = 1_600_000_000;
 
 fn big_content() -> Vec<u8> {
-    (0..BIG_SIZE)
-        .map(|i| ((i * 31 + i / BS) % 251) as u8)
-        .collect()
+    (0..BIG_SIZE).map(|i| ((i * 31 + i / BS) % 251) as u8).collect()
 }
 
 fn holey_content() -> Vec<u8> {
@@ -538,21 +503,12 @@ fn holey_content() -> Vec<u8> {
 
 fn times(ino: u32) -> (u32, u32, u32) {
     // (atime, ctime, mtime), distinct per inode and per field.
-    (
-        TIME_BASE + ino * 10 + 1,
-        TIME_BASE + ino * 10 + 2,
-        TIME_BASE + ino * 10 + 3,
-    )
+    (TIME_BASE + ino * 10 + 1, TIME_BASE + ino * 10 + 2, TIME_BASE + ino * 10 + 3)
 }
 
 fn timed(ino: u32, node: Ino) -> Ino {
     let (atime, ctime, mtime) = times(ino);
-    Ino {
-        atime,
-        ctime,
-        mtime,
-        ..node
-    }
+    Ino { atime, ctime, mtime, ..node }
 }
 
 /// Inodes: 0 root, 1 sub, 2 big (2 links), 3 holey, 4 link, 5 tty, 6 empty,
@@ -619,16 +575,7 @@ fn golden_image() -> Vec<u8> {
         0,
         &timed(
             0,
-            Ino {
-                mode: 0o040755,
-                uid: 0,
-                gid: 0,
-                links: 3,
-                size: 104,
-                blocks: 1,
-                direct,
-                ..Ino::default()
-            },
+            Ino { mode: 0o040755, uid: 0, gid: 0, links: 3, size: 104, blocks: 1, direct, ..Ino::default() },
         ),
     );
 
@@ -758,17 +705,7 @@ fn golden_image() -> Vec<u8> {
         &mut img,
         b,
         5,
-        &timed(
-            5,
-            Ino {
-                mode: 0o020620,
-                uid: 0,
-                gid: 5,
-                links: 1,
-                direct,
-                ..Ino::default()
-            },
-        ),
+        &timed(5, Ino { mode: 0o020620, uid: 0, gid: 5, links: 1, direct, ..Ino::default() }),
     );
 
     // Empty regular file (inode 6) in the subdirectory.
@@ -776,29 +713,11 @@ fn golden_image() -> Vec<u8> {
         &mut img,
         b,
         6,
-        &timed(
-            6,
-            Ino {
-                mode: 0o100400,
-                uid: 1000,
-                gid: 100,
-                links: 1,
-                ..Ino::default()
-            },
-        ),
+        &timed(6, Ino { mode: 0o100400, uid: 1000, gid: 100, links: 1, ..Ino::default() }),
     );
 
     // A deleted inode (7): links 0 means free, whatever else it holds.
-    put_inode(
-        &mut img,
-        b,
-        7,
-        &Ino {
-            mode: 0o100644,
-            dtime: TIME_BASE + 99,
-            ..Ino::default()
-        },
-    );
+    put_inode(&mut img, b, 7, &Ino { mode: 0o100644, dtime: TIME_BASE + 99, ..Ino::default() });
 
     img
 }
@@ -822,8 +741,7 @@ fn golden_image_written_by_hand_is_read_exactly() {
     // The hand-made image is itself consistent.
     assert_eq!(audit(&img), (G_BLOCKS - 40, G_INODES - 7));
 
-    let fs =
-        FileSystem::mount(MemDevice::from_bytes(img.clone()), ro()).expect("golden image mounts");
+    let fs = FileSystem::mount(MemDevice::from_bytes(img.clone()), ro()).expect("golden image mounts");
 
     // Superblock as decoded by the library.
     let info = fs.info();
@@ -871,9 +789,7 @@ fn golden_image_written_by_hand_is_read_exactly() {
         Expect { ino: 6, kind: FileType::Regular, perm: 0o400, mode: 0o100400, uid: 1000, gid: 100, nlink: 1, size: 0, blocks: 0, rdev: (0, 0) },
     ];
     for e in &expected {
-        let a = fs
-            .getattr(e.ino)
-            .unwrap_or_else(|err| panic!("getattr({}) failed: {err:?}", e.ino));
+        let a = fs.getattr(e.ino).unwrap_or_else(|err| panic!("getattr({}) failed: {err:?}", e.ino));
         let (atime, ctime, mtime) = times(e.ino);
         assert_eq!(a.ino, e.ino);
         assert_eq!(a.kind, e.kind, "kind of {}", e.ino);
@@ -883,12 +799,7 @@ fn golden_image_written_by_hand_is_read_exactly() {
         assert_eq!(a.nlink, e.nlink, "nlink of {}", e.ino);
         assert_eq!(a.size, e.size, "size of {}", e.ino);
         assert_eq!(a.blocks, e.blocks, "blocks of {}", e.ino);
-        assert_eq!(
-            (a.atime, a.ctime, a.mtime),
-            (atime, ctime, mtime),
-            "times of {}",
-            e.ino
-        );
+        assert_eq!((a.atime, a.ctime, a.mtime), (atime, ctime, mtime), "times of {}", e.ino);
         assert_eq!(a.rdev, e.rdev, "rdev of {}", e.ino);
     }
     // The freed inode and inodes never used are not there.
@@ -898,10 +809,8 @@ fn golden_image_written_by_hand_is_read_exactly() {
 
     // Directory listings: exactly these names, in on-disk order; the free
     // "ghost" entry is invisible.
-    let root: Vec<(Vec<u8>, u32, Option<FileType>)> = list_dir(&fs, 0)
-        .into_iter()
-        .map(|e| (e.name.clone(), e.ino, e.kind()))
-        .collect();
+    let root: Vec<(Vec<u8>, u32, Option<FileType>)> =
+        list_dir(&fs, 0).into_iter().map(|e| (e.name.clone(), e.ino, e.kind())).collect();
     assert_eq!(
         root,
         vec![
@@ -915,10 +824,8 @@ fn golden_image_written_by_hand_is_read_exactly() {
         ]
     );
     assert_eq!(list_dir_chunked(&fs, 0, 2), list_dir(&fs, 0));
-    let sub: Vec<(Vec<u8>, u32, u8)> = list_dir(&fs, 1)
-        .into_iter()
-        .map(|e| (e.name, e.ino, e.file_type))
-        .collect();
+    let sub: Vec<(Vec<u8>, u32, u8)> =
+        list_dir(&fs, 1).into_iter().map(|e| (e.name, e.ino, e.file_type)).collect();
     assert_eq!(
         sub,
         vec![
@@ -951,10 +858,7 @@ fn golden_image_written_by_hand_is_read_exactly() {
         );
     }
     assert_eq!(fs.lookup(0, b"ghost").map(|a| a.ino), Err(Error::NotFound));
-    assert_eq!(
-        fs.lookup(0, b"missing").map(|a| a.ino),
-        Err(Error::NotFound)
-    );
+    assert_eq!(fs.lookup(0, b"missing").map(|a| a.ino), Err(Error::NotFound));
     assert_eq!(fs.lookup(2, b"x").map(|a| a.ino), Err(Error::NotDir));
 
     // Paths and symlinks.
@@ -983,14 +887,8 @@ fn golden_image_written_by_hand_is_read_exactly() {
     let holey = holey_content();
     let got = read_all(&fs, 3, HOLEY_SIZE);
     assert_eq!(got.len(), HOLEY_SIZE);
-    assert!(
-        got[BS..5 * BS].iter().all(|&b| b == 0),
-        "direct hole reads as zeros"
-    );
-    assert!(
-        got[6 * BS..15 * BS].iter().all(|&b| b == 0),
-        "holes behind the indirect block read as zeros"
-    );
+    assert!(got[BS..5 * BS].iter().all(|&b| b == 0), "direct hole reads as zeros");
+    assert!(got[6 * BS..15 * BS].iter().all(|&b| b == 0), "holes behind the indirect block read as zeros");
     assert_eq!(got, holey);
     let mut hole = [0xFFu8; 100];
     assert_eq!(fs.read(3, 13 * BS as u64 + 7, &mut hole), Ok(100));
@@ -1003,16 +901,7 @@ fn golden_image_written_by_hand_is_read_exactly() {
     // Read-only: nothing may be written, and the image is untouched.
     assert_eq!(fs.write(2, 0, b"x"), Err(Error::ReadOnly));
     assert_eq!(
-        fs.create(
-            0,
-            b"new",
-            NewInode {
-                perm: 0o644,
-                uid: 0,
-                gid: 0
-            }
-        )
-        .map(|a| a.ino),
+        fs.create(0, b"new", NewInode { perm: 0o644, uid: 0, gid: 0 }).map(|a| a.ino),
         Err(Error::ReadOnly)
     );
     let back = fs.unmount().unwrap().into_bytes();
@@ -1023,31 +912,15 @@ fn golden_image_written_by_hand_is_read_exactly() {
     // version 1 image stays one).
     let fs = FileSystem::mount(MemDevice::from_bytes(img.clone()), rw()).unwrap();
     let back = fs.unmount().unwrap().into_bytes();
-    assert!(
-        back[BS..] == img[BS..],
-        "blocks past 0 changed by a no-op read-write mount"
-    );
-    assert!(
-        back[62..BS].iter().all(|&b| b == 0),
-        "bytes 62.. of block 0 must stay zero"
-    );
+    assert!(back[BS..] == img[BS..], "blocks past 0 changed by a no-op read-write mount");
+    assert!(back[62..BS].iter().all(|&b| b == 0), "bytes 62.. of block 0 must stay zero");
     let sb = get_superblock(&back);
     assert_eq!(sb.mount_count, 8);
     assert_eq!(sb.state, 1);
-    assert_eq!(
-        (sb.mount_time, sb.write_time),
-        (T_MOUNT as u64, T_MOUNT as u64)
-    );
-    assert_eq!(
-        (sb.free_blocks, sb.free_inodes),
-        (G_BLOCKS - 40, G_INODES - 7)
-    );
+    assert_eq!((sb.mount_time, sb.write_time), (T_MOUNT as u64, T_MOUNT as u64));
+    assert_eq!((sb.free_blocks, sb.free_inodes), (G_BLOCKS - 40, G_INODES - 7));
     assert_eq!(&back[..38], &img[..38], "counts and constants unchanged");
-    assert_eq!(
-        &back[56..62],
-        &img[56..62],
-        "max_mount_count, state, errors unchanged"
-    );
+    assert_eq!(&back[56..62], &img[56..62], "max_mount_count, state, errors unchanged");
 }
 
 // ---------------------------------------------------------------------------
@@ -1095,14 +968,8 @@ fn legacy_image() -> (Vec<u8>, usize) {
     let size = stream.len();
     let nblocks = size.div_ceil(BS);
     assert!(nblocks >= 3, "stream must span at least 3 blocks");
-    assert!(
-        straddlers >= 2,
-        "some records must straddle block boundaries"
-    );
-    assert!(
-        split_headers >= 1,
-        "one record's 8-byte header is split across blocks"
-    );
+    assert!(straddlers >= 2, "some records must straddle block boundaries");
+    assert!(split_headers >= 1, "one record's 8-byte header is split across blocks");
 
     // Root directory, block 18.
     {
@@ -1117,14 +984,7 @@ fn legacy_image() -> (Vec<u8>, usize) {
         &mut img,
         b,
         0,
-        &Ino {
-            mode: 0o040755,
-            links: 3,
-            size: 40,
-            blocks: 1,
-            direct,
-            ..Ino::default()
-        },
+        &Ino { mode: 0o040755, links: 3, size: 40, blocks: 1, direct, ..Ino::default() },
     );
 
     // The legacy directory: blocks 19.. hold the stream.
@@ -1155,12 +1015,7 @@ fn legacy_image() -> (Vec<u8>, usize) {
             &mut img,
             b,
             2 + k as u32,
-            &Ino {
-                mode: 0o100644,
-                links: 1,
-                uid: k as u16,
-                ..Ino::default()
-            },
+            &Ino { mode: 0o100644, links: 1, uid: k as u16, ..Ino::default() },
         );
     }
     let used_blocks = 19 + nblocks as u32;
@@ -1200,28 +1055,14 @@ fn check_legacy_listing(fs: &FileSystem<MemDevice>, extra: Option<(&[u8], u32)>)
         expected.push((name.to_vec(), ino));
     }
     let mut got: Vec<(Vec<u8>, u32)> = listed.iter().map(|e| (e.name.clone(), e.ino)).collect();
-    assert_eq!(
-        got.len(),
-        expected.len(),
-        "readdir returned {} entries",
-        got.len()
-    );
+    assert_eq!(got.len(), expected.len(), "readdir returned {} entries", got.len());
     got.sort();
     let mut want = expected.clone();
     want.sort();
     assert_eq!(got, want);
     for e in &listed {
-        let want_type = if e.name == b"." || e.name == b".." {
-            FT_DIR
-        } else {
-            FT_REG
-        };
-        assert_eq!(
-            e.file_type,
-            want_type,
-            "file type of {:?}",
-            String::from_utf8_lossy(&e.name)
-        );
+        let want_type = if e.name == b"." || e.name == b".." { FT_DIR } else { FT_REG };
+        assert_eq!(e.file_type, want_type, "file type of {:?}", String::from_utf8_lossy(&e.name));
     }
     // Resuming from cookies yields the same listing.
     assert_eq!(list_dir_chunked(fs, 1, 7), listed);
@@ -1231,52 +1072,27 @@ fn check_legacy_listing(fs: &FileSystem<MemDevice>, extra: Option<(&[u8], u32)>)
             .unwrap_or_else(|e| panic!("lookup {:?}: {e:?}", String::from_utf8_lossy(name)));
         assert_eq!(a.ino, *ino);
     }
-    assert_eq!(
-        fs.lookup(1, b"file-500").map(|a| a.ino),
-        Err(Error::NotFound)
-    );
+    assert_eq!(fs.lookup(1, b"file-500").map(|a| a.ino), Err(Error::NotFound));
 }
 
 #[test]
 fn legacy_straddling_directory_is_read_as_a_stream() {
     let (img, nblocks) = legacy_image();
-    assert_eq!(
-        audit(&img),
-        (G_BLOCKS - 19 - nblocks as u32, G_INODES - 502)
-    );
-    assert!(
-        try_dir_records(&img, &get_inode(&img, 1, 1)).is_err(),
-        "the input really straddles"
-    );
+    assert_eq!(audit(&img), (G_BLOCKS - 19 - nblocks as u32, G_INODES - 502));
+    assert!(try_dir_records(&img, &get_inode(&img, 1, 1)).is_err(), "the input really straddles");
 
     // Read-only: every name is found, nothing is rewritten.
     let fs = FileSystem::mount(MemDevice::from_bytes(img.clone()), ro()).unwrap();
     check_legacy_listing(&fs, None);
     assert_eq!(fs.resolve(b"/legacy/file-123___", true), Ok(2 + 123));
-    assert_eq!(
-        fs.resolve(b"/legacy/file-499____/..", true).map(|_| ()),
-        Err(Error::NotDir)
-    );
+    assert_eq!(fs.resolve(b"/legacy/file-499____/..", true).map(|_| ()), Err(Error::NotDir));
     let back = fs.unmount().unwrap().into_bytes();
     assert!(back == img, "a read-only mount changed the image");
 
     // Read-write: add one name, which rewrites the directory.
     let fs = FileSystem::mount(MemDevice::from_bytes(img), rw()).unwrap();
-    let created = fs
-        .create(
-            1,
-            b"file-new",
-            NewInode {
-                perm: 0o640,
-                uid: 7,
-                gid: 8,
-            },
-        )
-        .unwrap();
-    assert_eq!(
-        created.ino, 502,
-        "new inodes are taken from 1 upward: 502 is the first free one"
-    );
+    let created = fs.create(1, b"file-new", NewInode { perm: 0o640, uid: 7, gid: 8 }).unwrap();
+    assert_eq!(created.ino, 502, "new inodes are taken from 1 upward: 502 is the first free one");
     check_legacy_listing(&fs, Some((b"file-new", 502)));
     let bytes = fs.unmount().unwrap().into_bytes();
 
@@ -1284,10 +1100,7 @@ fn legacy_straddling_directory_is_read_as_a_stream() {
     let fs = FileSystem::mount(MemDevice::from_bytes(bytes.clone()), ro()).unwrap();
     check_legacy_listing(&fs, Some((b"file-new", 502)));
     let a = fs.getattr(502).unwrap();
-    assert_eq!(
-        (a.kind, a.perm, a.uid, a.gid, a.nlink),
-        (FileType::Regular, 0o640, 7, 8, 1)
-    );
+    assert_eq!((a.kind, a.perm, a.uid, a.gid, a.nlink), (FileType::Regular, 0o640, 7, 8, 1));
     drop(fs);
 
     // Decode the rewritten directory by hand: no record crosses a block.
@@ -1302,30 +1115,16 @@ fn legacy_straddling_directory_is_read_as_a_stream() {
     assert_eq!(names.len(), L_ENTRIES + 3);
     names.sort();
     names.dedup();
-    assert_eq!(
-        names.len(),
-        L_ENTRIES + 3,
-        "duplicate names after the rewrite"
-    );
+    assert_eq!(names.len(), L_ENTRIES + 3, "duplicate names after the rewrite");
     for r in &records {
         assert_eq!(r.rec_len % 4, 0);
         assert!(r.rec_len >= 8);
-        assert_eq!(
-            r.position / BS,
-            (r.position + r.rec_len - 1) / BS,
-            "record {:?} crosses a block",
-            r.name
-        );
+        assert_eq!(r.position / BS, (r.position + r.rec_len - 1) / BS, "record {:?} crosses a block", r.name);
         let want = match r.name.as_slice() {
             b"." => 1,
             b".." => 0,
             b"file-new" => 502,
-            n => {
-                2 + std::str::from_utf8(&n[5..8])
-                    .unwrap()
-                    .parse::<u32>()
-                    .unwrap()
-            }
+            n => 2 + std::str::from_utf8(&n[5..8]).unwrap().parse::<u32>().unwrap(),
         };
         assert_eq!(r.ino, want, "entry {:?}", String::from_utf8_lossy(&r.name));
     }
@@ -1336,14 +1135,8 @@ fn legacy_straddling_directory_is_read_as_a_stream() {
     assert!(last.position + entry_len(&last.name) <= dir.size as usize);
     // The new inode on disk.
     let new = get_inode(&bytes, 1, 502);
-    assert_eq!(
-        (new.mode, new.uid, new.gid, new.links, new.size),
-        (0o100640, 7, 8, 1, 0)
-    );
-    assert_eq!(
-        (new.atime, new.ctime, new.mtime),
-        (T_MOUNT, T_MOUNT, T_MOUNT)
-    );
+    assert_eq!((new.mode, new.uid, new.gid, new.links, new.size), (0o100640, 7, 8, 1, 0));
+    assert_eq!((new.atime, new.ctime, new.mtime), (T_MOUNT, T_MOUNT, T_MOUNT));
     // Bitmap and counters are consistent after the rewrite.
     let (free_blocks, free_inodes) = audit(&bytes);
     assert_eq!(sb.free_blocks, free_blocks);
@@ -1379,57 +1172,20 @@ fn image_written_by_library_decodes_field_by_field() {
     };
     let device = format(MemDevice::new(BLOCKS), &options).unwrap();
     let fs = FileSystem::mount(device, rw()).unwrap();
-    let owner = NewInode {
-        perm: 0o750,
-        uid: 1000,
-        gid: 100,
-    };
+    let owner = NewInode { perm: 0o750, uid: 1000, gid: 100 };
     let docs = fs.mkdir(0, b"docs", owner).unwrap();
     assert_eq!(docs.ino, 1);
-    let readme = fs
-        .create(
-            docs.ino,
-            b"readme.txt",
-            NewInode {
-                perm: 0o644,
-                uid: 1000,
-                gid: 100,
-            },
-        )
-        .unwrap();
+    let readme = fs.create(docs.ino, b"readme.txt", NewInode { perm: 0o644, uid: 1000, gid: 100 }).unwrap();
     assert_eq!(readme.ino, 2);
     let content: Vec<u8> = (0..13 * BS + 77).map(|k| (k * 7 % 253) as u8).collect();
     assert_eq!(fs.write(readme.ino, 0, &content), Ok(content.len()));
-    let link = fs
-        .symlink(0, b"readme", b"docs/readme.txt", 1000, 100)
-        .unwrap();
+    let link = fs.symlink(0, b"readme", b"docs/readme.txt", 1000, 100).unwrap();
     assert_eq!(link.ino, 3);
-    let small = fs
-        .create(
-            0,
-            b"small",
-            NewInode {
-                perm: 0o600,
-                uid: 0,
-                gid: 0,
-            },
-        )
-        .unwrap();
+    let small = fs.create(0, b"small", NewInode { perm: 0o600, uid: 0, gid: 0 }).unwrap();
     assert_eq!(small.ino, 4);
     assert_eq!(fs.write(small.ino, 0, b"hello, blockfs\n"), Ok(15));
-    let null = fs
-        .mknod(
-            0,
-            b"null",
-            FileType::CharDevice,
-            NewInode {
-                perm: 0o666,
-                uid: 0,
-                gid: 0,
-            },
-            (1, 3),
-        )
-        .unwrap();
+    let null =
+        fs.mknod(0, b"null", FileType::CharDevice, NewInode { perm: 0o666, uid: 0, gid: 0 }, (1, 3)).unwrap();
     assert_eq!(null.ino, 5);
     let img = fs.unmount().unwrap().into_bytes();
     assert_eq!(img.len(), BLOCKS as usize * BS);
@@ -1484,10 +1240,7 @@ fn image_written_by_library_decodes_field_by_field() {
     }
     for t in 0..i {
         let blk = block(&img, 1 + b + t);
-        assert!(
-            blk[INODES_PER_BLOCK * INODE_SIZE..].iter().all(|&x| x == 0),
-            "table block {t} tail"
-        );
+        assert!(blk[INODES_PER_BLOCK * INODE_SIZE..].iter().all(|&x| x == 0), "table block {t} tail");
     }
 
     // Root (inode 0).
@@ -1495,17 +1248,11 @@ fn image_written_by_library_decodes_field_by_field() {
     assert_eq!(root.mode, 0o040755);
     assert_eq!(root.links, 3, "2 + one subdirectory");
     assert_eq!(root.blocks, 1);
-    assert_eq!(
-        root.direct[0], first,
-        "format puts the root directory in the first data block"
-    );
+    assert_eq!(root.direct[0], first, "format puts the root directory in the first data block");
     assert_eq!(root.atime, FORMAT_TIME);
     assert_eq!((root.mtime, root.ctime), (T_MOUNT, T_MOUNT));
     let recs = strict_dir_records(&img, &root);
-    let got: Vec<(&[u8], u32, u8)> = recs
-        .iter()
-        .map(|r| (r.name.as_slice(), r.ino, r.file_type))
-        .collect();
+    let got: Vec<(&[u8], u32, u8)> = recs.iter().map(|r| (r.name.as_slice(), r.ino, r.file_type)).collect();
     assert_eq!(
         got,
         vec![
@@ -1521,44 +1268,21 @@ fn image_written_by_library_decodes_field_by_field() {
         assert_eq!(r.rec_len % 4, 0);
         assert!(r.rec_len >= 8 + r.name.len());
     }
-    let end = recs
-        .iter()
-        .map(|r| r.position + entry_len(&r.name))
-        .max()
-        .unwrap();
+    let end = recs.iter().map(|r| r.position + entry_len(&r.name)).max().unwrap();
     assert!(root.size as usize >= end && root.size as usize <= BS);
 
     // docs (inode 1).
     let docs_i = get_inode(&img, b, 1);
-    assert_eq!(
-        (docs_i.mode, docs_i.uid, docs_i.gid, docs_i.links),
-        (0o040750, 1000, 100, 2)
-    );
-    assert_eq!(
-        (docs_i.atime, docs_i.ctime, docs_i.mtime),
-        (T_MOUNT, T_MOUNT, T_MOUNT)
-    );
+    assert_eq!((docs_i.mode, docs_i.uid, docs_i.gid, docs_i.links), (0o040750, 1000, 100, 2));
+    assert_eq!((docs_i.atime, docs_i.ctime, docs_i.mtime), (T_MOUNT, T_MOUNT, T_MOUNT));
     assert_eq!(docs_i.blocks, 1);
     let recs = strict_dir_records(&img, &docs_i);
-    let got: Vec<(&[u8], u32, u8)> = recs
-        .iter()
-        .map(|r| (r.name.as_slice(), r.ino, r.file_type))
-        .collect();
-    assert_eq!(
-        got,
-        vec![
-            (&b"."[..], 1, FT_DIR),
-            (b"..", 0, FT_DIR),
-            (b"readme.txt", 2, FT_REG)
-        ]
-    );
+    let got: Vec<(&[u8], u32, u8)> = recs.iter().map(|r| (r.name.as_slice(), r.ino, r.file_type)).collect();
+    assert_eq!(got, vec![(&b"."[..], 1, FT_DIR), (b"..", 0, FT_DIR), (b"readme.txt", 2, FT_REG)]);
 
     // readme.txt (inode 2): 12 direct blocks and one single-indirect block.
     let file = get_inode(&img, b, 2);
-    assert_eq!(
-        (file.mode, file.uid, file.gid, file.links),
-        (0o100644, 1000, 100, 1)
-    );
+    assert_eq!((file.mode, file.uid, file.gid, file.links), (0o100644, 1000, 100, 1));
     assert_eq!(file.size as usize, content.len());
     assert_eq!(file.blocks, 15, "14 data blocks + the indirect block");
     assert!(file.direct.iter().all(|&p| p != 0));
@@ -1567,26 +1291,16 @@ fn image_written_by_library_decodes_field_by_field() {
     let ib = block(&img, file.indirect);
     assert_ne!(get_u32(ib, 0), 0);
     assert_ne!(get_u32(ib, 4), 0);
-    assert!(
-        ib[8..].iter().all(|&x| x == 0),
-        "only two pointers in the indirect block"
-    );
+    assert!(ib[8..].iter().all(|&x| x == 0), "only two pointers in the indirect block");
     for (l, &p) in logical_map(&img, &file, 14).iter().enumerate() {
         let chunk = &content[l * BS..((l + 1) * BS).min(content.len())];
-        assert_eq!(
-            &block(&img, p)[..chunk.len()],
-            chunk,
-            "data of logical block {l} at block {p}"
-        );
+        assert_eq!(&block(&img, p)[..chunk.len()], chunk, "data of logical block {l} at block {p}");
     }
     assert_eq!(read_by_hand(&img, &file), content);
 
     // Symlink (inode 3): target in its data block.
     let sl = get_inode(&img, b, 3);
-    assert_eq!(
-        (sl.mode, sl.uid, sl.gid, sl.links),
-        (0o120777, 1000, 100, 1)
-    );
+    assert_eq!((sl.mode, sl.uid, sl.gid, sl.links), (0o120777, 1000, 100, 1));
     assert_eq!(sl.size, 15);
     assert_eq!(sl.blocks, 1);
     assert_ne!(sl.direct[0], 0);
@@ -1594,10 +1308,7 @@ fn image_written_by_library_decodes_field_by_field() {
 
     // small (inode 4).
     let sm = get_inode(&img, b, 4);
-    assert_eq!(
-        (sm.mode, sm.size, sm.blocks, sm.links),
-        (0o100600, 15, 1, 1)
-    );
+    assert_eq!((sm.mode, sm.size, sm.blocks, sm.links), (0o100600, 15, 1, 1));
     assert_eq!(&block(&img, sm.direct[0])[..15], b"hello, blockfs\n");
 
     // Character device (inode 5): rdev as (major << 8) | minor in direct[0].
@@ -1619,11 +1330,7 @@ fn usable_inode_limit() {
     assert_eq!((b, i, first), (1, 384, 386));
     let device = format(
         MemDevice::new(1024),
-        &FormatOptions {
-            inode_count: Some(16384),
-            journal: false,
-            ..FormatOptions::new(1024)
-        },
+        &FormatOptions { inode_count: Some(16384), journal: false, ..FormatOptions::new(1024) },
     )
     .unwrap();
     let sb = get_superblock(device.as_bytes());
@@ -1633,24 +1340,16 @@ fn usable_inode_limit() {
     assert_eq!(fs.statfs().inodes, 16128);
     assert_eq!(fs.statfs().free_inodes, 16127);
     // Fill every slot: numbers 1..16128 are handed out, 16128.. never.
-    let new = NewInode {
-        perm: 0o644,
-        uid: 0,
-        gid: 0,
-    };
+    let new = NewInode { perm: 0o644, uid: 0, gid: 0 };
     let mut highest = 0;
     for k in 1..16128u32 {
-        let a = fs
-            .create(0, format!("{k:05}").as_bytes(), new)
-            .unwrap_or_else(|e| panic!("create #{k}: {e:?}"));
+        let a =
+            fs.create(0, format!("{k:05}").as_bytes(), new).unwrap_or_else(|e| panic!("create #{k}: {e:?}"));
         highest = highest.max(a.ino);
     }
     assert_eq!(highest, 16127);
     assert_eq!(fs.statfs().free_inodes, 0);
-    assert_eq!(
-        fs.create(0, b"16128", new).map(|a| a.ino),
-        Err(Error::NoSpace)
-    );
+    assert_eq!(fs.create(0, b"16128", new).map(|a| a.ino), Err(Error::NoSpace));
     let img = fs.unmount().unwrap().into_bytes();
     let (free_blocks, free_inodes) = audit(&img);
     let sb = get_superblock(&img);
@@ -1659,9 +1358,7 @@ fn usable_inode_limit() {
     // Nothing past the table: the last table block (383) holds slots
     // 16086..16127 and its 64-byte tail is zero; the root directory block
     // right after the table is still the root's first block.
-    assert!(block(&img, 1 + 383)[INODES_PER_BLOCK * INODE_SIZE..]
-        .iter()
-        .all(|&x| x == 0));
+    assert!(block(&img, 1 + 383)[INODES_PER_BLOCK * INODE_SIZE..].iter().all(|&x| x == 0));
     assert_eq!(get_inode(&img, 1, 0).direct[0], 386);
     assert_eq!(get_inode(&img, 1, 16127).links, 1);
     let root = get_inode(&img, 1, 0);
@@ -1678,46 +1375,24 @@ fn usable_inode_limit() {
     assert_eq!(usable, 126);
     let device = format(
         MemDevice::new(BLOCKS),
-        &FormatOptions {
-            inode_count: Some(INODES),
-            journal: false,
-            ..FormatOptions::new(BLOCKS)
-        },
+        &FormatOptions { inode_count: Some(INODES), journal: false, ..FormatOptions::new(BLOCKS) },
     )
     .unwrap();
     let fs = FileSystem::mount(device, rw()).unwrap();
     assert_eq!(fs.statfs().inodes, usable);
     assert_eq!(fs.statfs().free_inodes, usable - 1);
-    let new = NewInode {
-        perm: 0o644,
-        uid: 0,
-        gid: 0,
-    };
+    let new = NewInode { perm: 0o644, uid: 0, gid: 0 };
     for k in 1..usable {
-        let a = fs
-            .create(0, format!("f{k:03}").as_bytes(), new)
-            .unwrap_or_else(|e| panic!("create #{k}: {e:?}"));
+        let a =
+            fs.create(0, format!("f{k:03}").as_bytes(), new).unwrap_or_else(|e| panic!("create #{k}: {e:?}"));
         assert_eq!(a.ino, k, "inodes are taken from 1 upward");
     }
     assert_eq!(fs.statfs().free_inodes, 0);
     // Inode numbers 126 and 127 exist in inode_count but have no slot.
-    assert_eq!(
-        fs.create(0, b"one-too-many", new).map(|a| a.ino),
-        Err(Error::NoSpace)
-    );
-    assert_eq!(
-        fs.mkdir(0, b"dir-too-many", new).map(|a| a.ino),
-        Err(Error::NoSpace)
-    );
-    assert_eq!(
-        fs.symlink(0, b"link-too-many", b"f001", 0, 0)
-            .map(|a| a.ino),
-        Err(Error::NoSpace)
-    );
-    assert_eq!(
-        fs.lookup(0, b"one-too-many").map(|a| a.ino),
-        Err(Error::NotFound)
-    );
+    assert_eq!(fs.create(0, b"one-too-many", new).map(|a| a.ino), Err(Error::NoSpace));
+    assert_eq!(fs.mkdir(0, b"dir-too-many", new).map(|a| a.ino), Err(Error::NoSpace));
+    assert_eq!(fs.symlink(0, b"link-too-many", b"f001", 0, 0).map(|a| a.ino), Err(Error::NoSpace));
+    assert_eq!(fs.lookup(0, b"one-too-many").map(|a| a.ino), Err(Error::NotFound));
     assert_eq!(fs.getattr(126), Err(Error::NotFound));
     assert_eq!(fs.getattr(127), Err(Error::NotFound));
     assert_eq!(fs.statfs().free_inodes, 0);
@@ -1734,10 +1409,7 @@ fn usable_inode_limit() {
     }
     for t in 0..i {
         let blk = block(&img, 1 + b + t);
-        assert!(
-            blk[INODES_PER_BLOCK * INODE_SIZE..].iter().all(|&x| x == 0),
-            "table block {t} tail written"
-        );
+        assert!(blk[INODES_PER_BLOCK * INODE_SIZE..].iter().all(|&x| x == 0), "table block {t} tail written");
     }
     let root = get_inode(&img, b, 0);
     assert_eq!(root.direct[0], first);
@@ -1749,17 +1421,11 @@ fn usable_inode_limit() {
 
     // After a remount the limit still holds, and a freed number is reused.
     let fs = FileSystem::mount(MemDevice::from_bytes(img), rw()).unwrap();
-    assert_eq!(
-        fs.create(0, b"again", new).map(|a| a.ino),
-        Err(Error::NoSpace)
-    );
+    assert_eq!(fs.create(0, b"again", new).map(|a| a.ino), Err(Error::NoSpace));
     fs.unlink(0, b"f077").unwrap();
     assert_eq!(fs.statfs().free_inodes, 1);
     assert_eq!(fs.create(0, b"again", new).map(|a| a.ino), Ok(77));
-    assert_eq!(
-        fs.create(0, b"again2", new).map(|a| a.ino),
-        Err(Error::NoSpace)
-    );
+    assert_eq!(fs.create(0, b"again2", new).map(|a| a.ino), Err(Error::NoSpace));
     let img = fs.unmount().unwrap().into_bytes();
     let (_, free_inodes) = audit(&img);
     assert_eq!(free_inodes, 0);
@@ -1788,12 +1454,9 @@ fn image_from_veridian_mkfs_defaults_mounts() {
     // directory) and "hello" (inode 2), appended as a stream in block 98.
     // "etc" holds "." and ".." in block 99; "hello" has its data in 100.
     let mut off = 0;
-    for (ino, ft, name) in [
-        (0u32, FT_DIR, &b"."[..]),
-        (0, FT_DIR, b".."),
-        (1, FT_DIR, b"etc"),
-        (2, FT_REG, b"hello"),
-    ] {
+    for (ino, ft, name) in
+        [(0u32, FT_DIR, &b"."[..]), (0, FT_DIR, b".."), (1, FT_DIR, b"etc"), (2, FT_REG, b"hello")]
+    {
         let rl = rec_len_for(name);
         put_dirent(block_mut(&mut img, 98), off, ino, rl, ft, name);
         off += rl;
@@ -1804,46 +1467,15 @@ fn image_from_veridian_mkfs_defaults_mounts() {
         &mut img,
         b,
         0,
-        &Ino {
-            mode: 0x41ED,
-            links: 3,
-            size: off as u32,
-            blocks: 1,
-            direct,
-            ..Ino::default()
-        },
+        &Ino { mode: 0x41ED, links: 3, size: off as u32, blocks: 1, direct, ..Ino::default() },
     );
     put_dirent(block_mut(&mut img, 99), 0, 1, 12, FT_DIR, b".");
     put_dirent(block_mut(&mut img, 99), 12, 0, 12, FT_DIR, b"..");
     direct[0] = 99;
-    put_inode(
-        &mut img,
-        b,
-        1,
-        &Ino {
-            mode: 0x41ED,
-            links: 2,
-            size: 24,
-            blocks: 1,
-            direct,
-            ..Ino::default()
-        },
-    );
+    put_inode(&mut img, b, 1, &Ino { mode: 0x41ED, links: 2, size: 24, blocks: 1, direct, ..Ino::default() });
     block_mut(&mut img, 100)[..6].copy_from_slice(b"hello\n");
     direct[0] = 100;
-    put_inode(
-        &mut img,
-        b,
-        2,
-        &Ino {
-            mode: 0x81A4,
-            links: 1,
-            size: 6,
-            blocks: 1,
-            direct,
-            ..Ino::default()
-        },
-    );
+    put_inode(&mut img, b, 2, &Ino { mode: 0x81A4, links: 1, size: 6, blocks: 1, direct, ..Ino::default() });
     for blk in 0..101 {
         set_bit(&mut img, blk);
     }
@@ -1876,40 +1508,20 @@ fn image_from_veridian_mkfs_defaults_mounts() {
     };
     let st = fs.statfs();
     assert_eq!(st.inodes, usable);
-    assert!(
-        st.free_inodes <= usable - 3,
-        "free_inodes {} counts slot-less inodes",
-        st.free_inodes
-    );
+    assert!(st.free_inodes <= usable - 3, "free_inodes {} counts slot-less inodes", st.free_inodes);
     assert_eq!(fs.lookup(0, b"etc").map(|a| a.ino), Ok(1));
     assert_eq!(read_all(&fs, 2, 6), b"hello\n");
     drop(fs);
 
     // Read-write: the library may create files and writes a usable count.
     let fs = FileSystem::mount(MemDevice::from_bytes(img), rw()).unwrap();
-    assert_eq!(
-        fs.create(
-            1,
-            b"passwd",
-            NewInode {
-                perm: 0o644,
-                uid: 0,
-                gid: 0
-            }
-        )
-        .map(|a| a.ino),
-        Ok(3)
-    );
+    assert_eq!(fs.create(1, b"passwd", NewInode { perm: 0o644, uid: 0, gid: 0 }).map(|a| a.ino), Ok(3));
     let img = fs.unmount().unwrap().into_bytes();
     let sb = get_superblock(&img);
     let (free_blocks, free_inodes) = audit(&img);
     assert_eq!(free_inodes, usable - 4);
     assert_eq!(sb.free_blocks, free_blocks);
-    assert!(
-        sb.free_inodes <= usable - 4,
-        "free_inodes written as {}",
-        sb.free_inodes
-    );
+    assert!(sb.free_inodes <= usable - 4, "free_inodes written as {}", sb.free_inodes);
 }
 
 // ---------------------------------------------------------------------------
@@ -1960,14 +1572,7 @@ fn huge_legacy_image() -> (Vec<u8>, usize) {
         &mut img,
         b,
         0,
-        &Ino {
-            mode: 0o040755,
-            links: 3,
-            size: 36,
-            blocks: 1,
-            direct,
-            ..Ino::default()
-        },
+        &Ino { mode: 0o040755, links: 3, size: 36, blocks: 1, direct, ..Ino::default() },
     );
 
     // Direct blocks 19..=30, the indirect block 31, then 32.. for the rest.
@@ -2007,11 +1612,7 @@ fn huge_legacy_image() -> (Vec<u8>, usize) {
             &mut img,
             b,
             2 + t,
-            &Ino {
-                mode: 0o100644,
-                links: (H_ENTRIES / 4) as u16,
-                ..Ino::default()
-            },
+            &Ino { mode: 0o100644, links: (H_ENTRIES / 4) as u16, ..Ino::default() },
         );
     }
     for blk in 0..next {
@@ -2047,37 +1648,23 @@ fn check_huge_listing(fs: &FileSystem<MemDevice>, extra: Option<(&[u8], u32)>) {
     if let Some((name, ino)) = extra {
         want.push((name.to_vec(), ino));
     }
-    let mut got: Vec<(Vec<u8>, u32)> = list_dir(fs, 1)
-        .into_iter()
-        .map(|e| (e.name, e.ino))
-        .collect();
+    let mut got: Vec<(Vec<u8>, u32)> = list_dir(fs, 1).into_iter().map(|e| (e.name, e.ino)).collect();
     assert_eq!(got.len(), want.len());
     got.sort();
     let mut sorted = want.clone();
     sorted.sort();
     assert_eq!(got, sorted);
     for (name, ino) in &want {
-        assert_eq!(
-            fs.lookup(1, name).map(|a| a.ino),
-            Ok(*ino),
-            "lookup {:?}",
-            String::from_utf8_lossy(name)
-        );
+        assert_eq!(fs.lookup(1, name).map(|a| a.ino), Ok(*ino), "lookup {:?}", String::from_utf8_lossy(name));
     }
 }
 
 #[test]
 fn legacy_directory_past_twelve_blocks_is_read_and_rewritten() {
     let (img, nblocks) = huge_legacy_image();
-    assert!(
-        try_dir_records(&img, &get_inode(&img, 1, 1)).is_err(),
-        "the input really straddles"
-    );
+    assert!(try_dir_records(&img, &get_inode(&img, 1, 1)).is_err(), "the input really straddles");
     let (free_blocks, free_inodes) = audit(&img);
-    assert_eq!(
-        (free_blocks, free_inodes),
-        (512 - 32 - (nblocks as u32 - 12), G_INODES - 6)
-    );
+    assert_eq!((free_blocks, free_inodes), (512 - 32 - (nblocks as u32 - 12), G_INODES - 6));
 
     let fs = FileSystem::mount(MemDevice::from_bytes(img.clone()), ro()).unwrap();
     check_huge_listing(&fs, None);
@@ -2085,19 +1672,7 @@ fn legacy_directory_past_twelve_blocks_is_read_and_rewritten() {
     drop(fs);
 
     let fs = FileSystem::mount(MemDevice::from_bytes(img), rw()).unwrap();
-    assert_eq!(
-        fs.create(
-            1,
-            b"newcomer",
-            NewInode {
-                perm: 0o644,
-                uid: 0,
-                gid: 0
-            }
-        )
-        .map(|a| a.ino),
-        Ok(6)
-    );
+    assert_eq!(fs.create(1, b"newcomer", NewInode { perm: 0o644, uid: 0, gid: 0 }).map(|a| a.ino), Ok(6));
     let bytes = fs.unmount().unwrap().into_bytes();
 
     let fs = FileSystem::mount(MemDevice::from_bytes(bytes.clone()), ro()).unwrap();
@@ -2105,10 +1680,7 @@ fn legacy_directory_past_twelve_blocks_is_read_and_rewritten() {
     drop(fs);
 
     let dir = get_inode(&bytes, 1, 1);
-    assert_ne!(
-        dir.indirect, 0,
-        "the rewritten directory still needs the indirect block"
-    );
+    assert_ne!(dir.indirect, 0, "the rewritten directory still needs the indirect block");
     let recs = strict_dir_records(&bytes, &dir);
     assert_eq!(recs.len(), H_ENTRIES + 3);
     let sb = get_superblock(&bytes);

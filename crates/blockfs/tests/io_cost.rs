@@ -37,15 +37,7 @@ impl BlockDevice for Counting {
 fn counting(inner: MemDevice) -> (Counting, Arc<AtomicU64>, Arc<AtomicU64>) {
     let reads = Arc::new(AtomicU64::new(0));
     let writes = Arc::new(AtomicU64::new(0));
-    (
-        Counting {
-            inner,
-            reads: reads.clone(),
-            writes: writes.clone(),
-        },
-        reads,
-        writes,
-    )
+    (Counting { inner, reads: reads.clone(), writes: writes.clone() }, reads, writes)
 }
 
 fn formatted(blocks: u32, inodes: Option<u32>) -> MemDevice {
@@ -54,11 +46,7 @@ fn formatted(blocks: u32, inodes: Option<u32>) -> MemDevice {
     format(MemDevice::new(blocks), &options).unwrap()
 }
 
-const FILE: NewInode = NewInode {
-    perm: 0o644,
-    uid: 0,
-    gid: 0,
-};
+const FILE: NewInode = NewInode { perm: 0o644, uid: 0, gid: 0 };
 
 fn formatted_plain(blocks: u32) -> MemDevice {
     let mut options = FormatOptions::new(blocks);
@@ -69,10 +57,7 @@ fn formatted_plain(blocks: u32) -> MemDevice {
 /// Device reads made by mounting.
 fn mount_reads(device: MemDevice, read_only: bool) -> u64 {
     let (device, reads, _) = counting(device);
-    let options = MountOptions {
-        read_only,
-        ..MountOptions::default()
-    };
+    let options = MountOptions { read_only, ..MountOptions::default() };
     let fs = FileSystem::mount(device, options).unwrap();
     drop(fs);
     reads.load(Ordering::Relaxed)
@@ -83,28 +68,12 @@ fn mount_reads_a_constant_number_of_blocks() {
     for blocks in [1024u32, 65536, 262144] {
         // Plain image: block 0, then block 0 again through the cache to mark
         // it mounted, and the inode-table block holding the root.
-        assert_eq!(
-            mount_reads(formatted_plain(blocks), false),
-            3,
-            "{blocks} blocks"
-        );
-        assert_eq!(
-            mount_reads(formatted_plain(blocks), true),
-            2,
-            "{blocks} blocks"
-        );
+        assert_eq!(mount_reads(formatted_plain(blocks), false), 3, "{blocks} blocks");
+        assert_eq!(mount_reads(formatted_plain(blocks), true), 2, "{blocks} blocks");
         // Journaled: also the journal superblock and its first block (is
         // a committed transaction waiting?).
-        assert_eq!(
-            mount_reads(formatted(blocks, None), false),
-            5,
-            "{blocks} blocks"
-        );
-        assert_eq!(
-            mount_reads(formatted(blocks, None), true),
-            4,
-            "{blocks} blocks"
-        );
+        assert_eq!(mount_reads(formatted(blocks, None), false), 5, "{blocks} blocks");
+        assert_eq!(mount_reads(formatted(blocks, None), true), 4, "{blocks} blocks");
     }
 }
 
@@ -113,9 +82,7 @@ fn mount_reads_a_constant_number_of_blocks() {
 fn one_byte_sync(device: MemDevice) -> (usize, u64) {
     let fs = FileSystem::mount(device, MountOptions::default()).unwrap();
     for index in 0..200u32 {
-        let attr = fs
-            .create(0, format!("file{index}").as_bytes(), FILE)
-            .unwrap();
+        let attr = fs.create(0, format!("file{index}").as_bytes(), FILE).unwrap();
         fs.write(attr.ino, 0, &vec![index as u8; 10_000]).unwrap();
     }
     let device = fs.unmount().unwrap();
@@ -148,21 +115,9 @@ fn lookups_in_a_huge_directory_do_not_rescan_it() {
     const NAMES: u32 = 100_000;
     let device = formatted(32768, Some(110_000));
     let fs = FileSystem::mount(device, MountOptions::default()).unwrap();
-    let dir = fs
-        .mkdir(
-            0,
-            b"big",
-            NewInode {
-                perm: 0o755,
-                uid: 0,
-                gid: 0,
-            },
-        )
-        .unwrap()
-        .ino;
+    let dir = fs.mkdir(0, b"big", NewInode { perm: 0o755, uid: 0, gid: 0 }).unwrap().ino;
     for index in 0..NAMES {
-        fs.create(dir, format!("name-{index:06}").as_bytes(), FILE)
-            .unwrap();
+        fs.create(dir, format!("name-{index:06}").as_bytes(), FILE).unwrap();
     }
     let device = fs.unmount().unwrap();
     let (device, reads, _) = counting(device);
@@ -173,15 +128,10 @@ fn lookups_in_a_huge_directory_do_not_rescan_it() {
     let after_first = reads.load(Ordering::Relaxed);
     // Later lookups read at most the target's inode-table block each.
     for index in (0..NAMES).step_by(997) {
-        let attr = fs
-            .lookup(dir, format!("name-{index:06}").as_bytes())
-            .unwrap();
+        let attr = fs.lookup(dir, format!("name-{index:06}").as_bytes()).unwrap();
         assert!(attr.ino > dir);
     }
     let per_lookup = (reads.load(Ordering::Relaxed) - after_first) as f64 / (NAMES / 997) as f64;
     assert!(per_lookup <= 1.0, "{per_lookup} block reads per lookup");
-    assert_eq!(
-        fs.lookup(dir, b"missing").unwrap_err(),
-        blockfs::Error::NotFound
-    );
+    assert_eq!(fs.lookup(dir, b"missing").unwrap_err(), blockfs::Error::NotFound);
 }

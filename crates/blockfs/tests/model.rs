@@ -7,9 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use blockfs::fs::{format, NewInode, RenameFlags};
-use blockfs::{
-    Error, FileSystem, FileType, FormatOptions, MemDevice, MountOptions, SetAttr, ROOT_INO,
-};
+use blockfs::{Error, FileSystem, FileType, FormatOptions, MemDevice, MountOptions, SetAttr, ROOT_INO};
 use proptest::prelude::*;
 
 const BLOCKS: u32 = 8192;
@@ -19,83 +17,23 @@ const MAX_OFFSET: u64 = 5 << 20;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Create {
-        dir: u16,
-        name: u16,
-        perm: u16,
-    },
-    Mkdir {
-        dir: u16,
-        name: u16,
-    },
-    Symlink {
-        dir: u16,
-        name: u16,
-        target: u16,
-    },
-    Write {
-        file: u16,
-        offset: u64,
-        len: u16,
-        byte: u8,
-    },
-    Truncate {
-        file: u16,
-        size: u64,
-    },
-    Read {
-        file: u16,
-        offset: u64,
-        len: u16,
-    },
-    Unlink {
-        dir: u16,
-        name: u16,
-    },
-    Rmdir {
-        dir: u16,
-        name: u16,
-    },
-    Rename {
-        dir: u16,
-        name: u16,
-        to_dir: u16,
-        to_name: u16,
-        no_replace: bool,
-    },
-    Link {
-        file: u16,
-        dir: u16,
-        name: u16,
-    },
-    Chmod {
-        node: u16,
-        perm: u16,
-        uid: u16,
-    },
-    CreateMany {
-        dir: u16,
-        count: u16,
-    },
-    Open {
-        file: u16,
-    },
-    Close {
-        handle: u16,
-    },
-    WriteOpen {
-        handle: u16,
-        offset: u64,
-        len: u16,
-        byte: u8,
-    },
-    ReadOpen {
-        handle: u16,
-    },
-    Readdir {
-        dir: u16,
-        stop_after: u8,
-    },
+    Create { dir: u16, name: u16, perm: u16 },
+    Mkdir { dir: u16, name: u16 },
+    Symlink { dir: u16, name: u16, target: u16 },
+    Write { file: u16, offset: u64, len: u16, byte: u8 },
+    Truncate { file: u16, size: u64 },
+    Read { file: u16, offset: u64, len: u16 },
+    Unlink { dir: u16, name: u16 },
+    Rmdir { dir: u16, name: u16 },
+    Rename { dir: u16, name: u16, to_dir: u16, to_name: u16, no_replace: bool },
+    Link { file: u16, dir: u16, name: u16 },
+    Chmod { node: u16, perm: u16, uid: u16 },
+    CreateMany { dir: u16, count: u16 },
+    Open { file: u16 },
+    Close { handle: u16 },
+    WriteOpen { handle: u16, offset: u64, len: u16, byte: u8 },
+    ReadOpen { handle: u16 },
+    Readdir { dir: u16, stop_after: u8 },
     Remount,
 }
 
@@ -144,16 +82,9 @@ fn name_of(index: u16) -> Vec<u8> {
 
 #[derive(Clone, Debug)]
 enum Node {
-    File {
-        data: Vec<u8>,
-    },
-    Dir {
-        children: BTreeMap<Vec<u8>, u32>,
-        parent: u32,
-    },
-    Symlink {
-        target: Vec<u8>,
-    },
+    File { data: Vec<u8> },
+    Dir { children: BTreeMap<Vec<u8>, u32>, parent: u32 },
+    Symlink { target: Vec<u8> },
 }
 
 #[derive(Clone, Debug)]
@@ -187,10 +118,7 @@ impl Model {
         model.inodes.insert(
             ROOT_INO,
             ModelInode {
-                node: Node::Dir {
-                    children: BTreeMap::new(),
-                    parent: ROOT_INO,
-                },
+                node: Node::Dir { children: BTreeMap::new(), parent: ROOT_INO },
                 perm: 0o755,
                 uid: 0,
                 links: 2,
@@ -274,11 +202,7 @@ impl Model {
 
     fn drop_link(&mut self, ino: u32) {
         let entry = self.inodes.get_mut(&ino).unwrap();
-        entry.links = if matches!(entry.node, Node::Dir { .. }) {
-            0
-        } else {
-            entry.links - 1
-        };
+        entry.links = if matches!(entry.node, Node::Dir { .. }) { 0 } else { entry.links - 1 };
         if entry.links == 0 && !self.handles.contains(&ino) {
             self.inodes.remove(&ino);
         }
@@ -298,20 +222,11 @@ fn clock() -> u32 {
 }
 
 fn mount_options() -> MountOptions {
-    MountOptions {
-        cache_blocks: 8,
-        read_only: false,
-        relatime: false,
-        clock,
-    }
+    MountOptions { cache_blocks: 8, read_only: false, relatime: false, clock }
 }
 
 fn new_inode(perm: u16) -> NewInode {
-    NewInode {
-        perm,
-        uid: 0,
-        gid: 0,
-    }
+    NewInode { perm, uid: 0, gid: 0 }
 }
 
 impl Harness {
@@ -326,12 +241,7 @@ impl Harness {
         let system_inodes = statfs.inodes - statfs.free_inodes - 1;
         assert_eq!(system_inodes, journal as u32);
         let usable_inodes = (statfs.inodes - system_inodes) as usize;
-        Harness {
-            fs: Some(fs),
-            model: Model::new(),
-            usable_inodes,
-            system_inodes,
-        }
+        Harness { fs: Some(fs), model: Model::new(), usable_inodes, system_inodes }
     }
 
     fn fs(&self) -> &FileSystem<MemDevice> {
@@ -341,12 +251,7 @@ impl Harness {
     fn remount(&mut self) {
         for ino in std::mem::take(&mut self.model.handles) {
             self.fs().release(ino).unwrap();
-            if self
-                .model
-                .inodes
-                .get(&ino)
-                .is_some_and(|node| node.links == 0)
-            {
+            if self.model.inodes.get(&ino).is_some_and(|node| node.links == 0) {
                 self.model.inodes.remove(&ino);
             }
         }
@@ -373,40 +278,18 @@ impl Harness {
             Node::Dir { .. } => fs.mkdir(dir, &name, new_inode(perm)),
             Node::Symlink { target } => fs.symlink(dir, &name, target, 0, 0),
         };
-        assert_eq!(
-            outcome(result),
-            expected,
-            "create {:?} in {dir}",
-            String::from_utf8_lossy(&name)
-        );
+        assert_eq!(outcome(result), expected, "create {:?} in {dir}", String::from_utf8_lossy(&name));
         if let Ok(attr) = result {
             let is_dir = matches!(node, Node::Dir { .. });
             let node = match node {
-                Node::Dir { children, .. } => Node::Dir {
-                    children,
-                    parent: dir,
-                },
+                Node::Dir { children, .. } => Node::Dir { children, parent: dir },
                 other => other,
             };
-            let perm = if matches!(node, Node::Symlink { .. }) {
-                0o777
-            } else {
-                perm
-            };
-            assert!(
-                !self.model.inodes.contains_key(&attr.ino),
-                "inode {} reused while live",
-                attr.ino
-            );
-            self.model.inodes.insert(
-                attr.ino,
-                ModelInode {
-                    node,
-                    perm,
-                    uid: 0,
-                    links: if is_dir { 2 } else { 1 },
-                },
-            );
+            let perm = if matches!(node, Node::Symlink { .. }) { 0o777 } else { perm };
+            assert!(!self.model.inodes.contains_key(&attr.ino), "inode {} reused while live", attr.ino);
+            self.model
+                .inodes
+                .insert(attr.ino, ModelInode { node, perm, uid: 0, links: if is_dir { 2 } else { 1 } });
             self.model.children_mut(dir).insert(name, attr.ino);
             if is_dir {
                 self.model.inodes.get_mut(&dir).unwrap().links += 1;
@@ -422,50 +305,28 @@ impl Harness {
             }
             Op::Mkdir { dir, name } => {
                 let dir = self.model.pick(dir, Some(true));
-                let node = Node::Dir {
-                    children: BTreeMap::new(),
-                    parent: dir,
-                };
+                let node = Node::Dir { children: BTreeMap::new(), parent: dir };
                 self.create_node(dir, name_of(name), node, 0o755);
             }
             Op::Symlink { dir, name, target } => {
                 let dir = self.model.pick(dir, Some(true));
-                let target =
-                    format!("../target/{}", String::from_utf8_lossy(&name_of(target))).into_bytes();
+                let target = format!("../target/{}", String::from_utf8_lossy(&name_of(target))).into_bytes();
                 self.create_node(dir, name_of(name), Node::Symlink { target }, 0o777);
             }
             Op::CreateMany { dir, count } => {
                 let dir = self.model.pick(dir, Some(true));
                 for index in 0..count {
-                    self.create_node(
-                        dir,
-                        name_of(6 + index),
-                        Node::File { data: Vec::new() },
-                        0o644,
-                    );
+                    self.create_node(dir, name_of(6 + index), Node::File { data: Vec::new() }, 0o644);
                 }
             }
-            Op::Write {
-                file,
-                offset,
-                len,
-                byte,
-            } => {
+            Op::Write { file, offset, len, byte } => {
                 let files = self.model.files();
                 if let Some(&ino) = files.get(file as usize % files.len().max(1)) {
                     self.write(ino, offset, len, byte);
                 }
             }
-            Op::WriteOpen {
-                handle,
-                offset,
-                len,
-                byte,
-            } => {
-                if let Some(&ino) = self
-                    .model
-                    .handles
-                    .get(handle as usize % self.model.handles.len().max(1))
+            Op::WriteOpen { handle, offset, len, byte } => {
+                if let Some(&ino) = self.model.handles.get(handle as usize % self.model.handles.len().max(1))
                 {
                     self.write(ino, offset, len, byte);
                 }
@@ -473,16 +334,9 @@ impl Harness {
             Op::Truncate { file, size } => {
                 let files = self.model.files();
                 if let Some(&ino) = files.get(file as usize % files.len().max(1)) {
-                    let result = self.fs().setattr(
-                        ino,
-                        &SetAttr {
-                            size: Some(size),
-                            ..SetAttr::default()
-                        },
-                    );
+                    let result = self.fs().setattr(ino, &SetAttr { size: Some(size), ..SetAttr::default() });
                     assert_eq!(result.map(|a| a.size), Ok(size));
-                    if let Node::File { data } = &mut self.model.inodes.get_mut(&ino).unwrap().node
-                    {
+                    if let Node::File { data } = &mut self.model.inodes.get_mut(&ino).unwrap().node {
                         data.resize(size as usize, 0);
                     }
                 }
@@ -494,10 +348,7 @@ impl Harness {
                 }
             }
             Op::ReadOpen { handle } => {
-                if let Some(&ino) = self
-                    .model
-                    .handles
-                    .get(handle as usize % self.model.handles.len().max(1))
+                if let Some(&ino) = self.model.handles.get(handle as usize % self.model.handles.len().max(1))
                 {
                     self.check_read(ino, 0, MAX_OFFSET as usize);
                 }
@@ -522,9 +373,7 @@ impl Harness {
                 let expected = match self.model.children(dir).get(&name) {
                     None => Err(errno(Error::NotFound)),
                     Some(&ino) if !self.model.is_dir(ino) => Err(errno(Error::NotDir)),
-                    Some(&ino) if !self.model.children(ino).is_empty() => {
-                        Err(errno(Error::NotEmpty))
-                    }
+                    Some(&ino) if !self.model.children(ino).is_empty() => Err(errno(Error::NotEmpty)),
                     Some(_) => Ok(()),
                 };
                 assert_eq!(outcome(self.fs().rmdir(dir, &name)), expected);
@@ -534,21 +383,12 @@ impl Harness {
                     self.model.drop_link(ino);
                 }
             }
-            Op::Rename {
-                dir,
-                name,
-                to_dir,
-                to_name,
-                no_replace,
-            } => {
+            Op::Rename { dir, name, to_dir, to_name, no_replace } => {
                 // Pick a source that usually exists: an entry of `dir`.
                 let dir = self.model.pick(dir, Some(true));
                 let names: Vec<Vec<u8>> = self.model.children(dir).keys().cloned().collect();
-                let name = if names.is_empty() {
-                    name_of(name)
-                } else {
-                    names[name as usize % names.len()].clone()
-                };
+                let name =
+                    if names.is_empty() { name_of(name) } else { names[name as usize % names.len()].clone() };
                 let to_dir = self.model.pick(to_dir, Some(true));
                 let to_name = name_of(to_name);
                 self.rename(dir, name, to_dir, to_name, no_replace);
@@ -575,11 +415,7 @@ impl Harness {
             }
             Op::Chmod { node, perm, uid } => {
                 let ino = self.model.pick(node, None);
-                let changes = SetAttr {
-                    perm: Some(perm),
-                    uid: Some(uid as u32),
-                    ..SetAttr::default()
-                };
+                let changes = SetAttr { perm: Some(perm), uid: Some(uid as u32), ..SetAttr::default() };
                 let attr = self.fs().setattr(ino, &changes).unwrap();
                 assert_eq!((attr.perm, attr.uid), (perm, uid));
                 let entry = self.model.inodes.get_mut(&ino).unwrap();
@@ -597,17 +433,11 @@ impl Harness {
                 if self.model.handles.is_empty() {
                     return;
                 }
-                let ino = self
-                    .model
-                    .handles
-                    .remove(handle as usize % self.model.handles.len());
+                let ino = self.model.handles.remove(handle as usize % self.model.handles.len());
                 self.fs().release(ino).unwrap();
                 if self.model.inodes[&ino].links == 0 && !self.model.handles.contains(&ino) {
                     self.model.inodes.remove(&ino);
-                    assert_eq!(
-                        self.fs().getattr(ino).map_err(errno),
-                        Err(errno(Error::NotFound))
-                    );
+                    assert_eq!(self.fs().getattr(ino).map_err(errno), Err(errno(Error::NotFound)));
                 }
             }
             Op::Readdir { dir, stop_after } => {
@@ -646,10 +476,7 @@ impl Harness {
         let start = (offset as usize).min(data.len());
         let end = (start + len).min(data.len());
         assert_eq!(read, end - start, "read length of inode {ino}");
-        assert!(
-            buf[..read] == data[start..end],
-            "content of inode {ino} at {offset}"
-        );
+        assert!(buf[..read] == data[start..end], "content of inode {ino} at {offset}");
     }
 
     fn rename(&mut self, dir: u32, name: Vec<u8>, to_dir: u32, to_name: Vec<u8>, no_replace: bool) {
@@ -660,18 +487,12 @@ impl Harness {
             None => Err(errno(Error::NotFound)),
             Some(_) if existing.is_some() && no_replace => Err(errno(Error::Exists)),
             Some(source) if existing == Some(source) => Ok(()),
-            Some(source)
-                if model.is_dir(source) && to_dir != dir && model.is_ancestor(source, to_dir) =>
-            {
+            Some(source) if model.is_dir(source) && to_dir != dir && model.is_ancestor(source, to_dir) => {
                 Err(errno(Error::InvalidArgument))
             }
             Some(source) => match existing {
-                Some(target) if model.is_dir(source) && !model.is_dir(target) => {
-                    Err(errno(Error::NotDir))
-                }
-                Some(target) if !model.is_dir(source) && model.is_dir(target) => {
-                    Err(errno(Error::IsDir))
-                }
+                Some(target) if model.is_dir(source) && !model.is_dir(target) => Err(errno(Error::NotDir)),
+                Some(target) if !model.is_dir(source) && model.is_dir(target) => Err(errno(Error::IsDir)),
                 Some(target) if model.is_dir(target) && !model.children(target).is_empty() => {
                     Err(errno(Error::NotEmpty))
                 }
@@ -705,8 +526,7 @@ impl Harness {
         if source_is_dir {
             self.model.inodes.get_mut(&dir).unwrap().links -= 1;
             self.model.inodes.get_mut(&to_dir).unwrap().links += 1;
-            if let Node::Dir { parent, .. } = &mut self.model.inodes.get_mut(&source).unwrap().node
-            {
+            if let Node::Dir { parent, .. } = &mut self.model.inodes.get_mut(&source).unwrap().node {
                 *parent = to_dir;
             }
         }
@@ -725,10 +545,7 @@ impl Harness {
                     if taken == batch {
                         return false;
                     }
-                    assert!(
-                        seen.insert(entry.name.clone(), entry.ino).is_none(),
-                        "duplicate entry"
-                    );
+                    assert!(seen.insert(entry.name.clone(), entry.ino).is_none(), "duplicate entry");
                     taken += 1;
                     next = cookie;
                     true
@@ -789,12 +606,7 @@ impl Harness {
             }
         }
         let statfs = fs.statfs();
-        let open_orphans = self
-            .model
-            .inodes
-            .values()
-            .filter(|node| node.links == 0)
-            .count();
+        let open_orphans = self.model.inodes.values().filter(|node| node.links == 0).count();
         assert_eq!(
             statfs.inodes - statfs.free_inodes,
             self.model.inodes.len() as u32 + self.system_inodes,
@@ -836,62 +648,27 @@ proptest! {
 fn big_directory_then_removals_then_reinsertions() {
     let mut ops = vec![Op::CreateMany { dir: 0, count: 400 }];
     for index in (6..406).step_by(3) {
-        ops.push(Op::Unlink {
-            dir: 0,
-            name: index,
-        });
+        ops.push(Op::Unlink { dir: 0, name: index });
     }
     ops.push(Op::Remount);
-    ops.push(Op::Readdir {
-        dir: 0,
-        stop_after: 3,
-    });
+    ops.push(Op::Readdir { dir: 0, stop_after: 3 });
     ops.push(Op::CreateMany { dir: 0, count: 200 });
     ops.push(Op::Mkdir { dir: 0, name: 3 });
-    ops.push(Op::Rename {
-        dir: 0,
-        name: 0,
-        to_dir: 1,
-        to_name: 4,
-        no_replace: false,
-    });
+    ops.push(Op::Rename { dir: 0, name: 0, to_dir: 1, to_name: 4, no_replace: false });
     run(&ops);
 }
 
 #[test]
 fn unlinked_open_file_keeps_its_data() {
     let ops = vec![
-        Op::Create {
-            dir: 0,
-            name: 0,
-            perm: 0o644,
-        },
-        Op::Write {
-            file: 0,
-            offset: 0,
-            len: 5000,
-            byte: 7,
-        },
+        Op::Create { dir: 0, name: 0, perm: 0o644 },
+        Op::Write { file: 0, offset: 0, len: 5000, byte: 7 },
         Op::Open { file: 0 },
         Op::Unlink { dir: 0, name: 0 },
-        Op::Create {
-            dir: 0,
-            name: 1,
-            perm: 0o644,
-        },
-        Op::Write {
-            file: 0,
-            offset: 0,
-            len: 9000,
-            byte: 9,
-        },
+        Op::Create { dir: 0, name: 1, perm: 0o644 },
+        Op::Write { file: 0, offset: 0, len: 9000, byte: 9 },
         Op::ReadOpen { handle: 0 },
-        Op::WriteOpen {
-            handle: 0,
-            offset: 100,
-            len: 10,
-            byte: 1,
-        },
+        Op::WriteOpen { handle: 0, offset: 100, len: 10, byte: 1 },
         Op::ReadOpen { handle: 0 },
         Op::Close { handle: 0 },
     ];

@@ -99,12 +99,7 @@ pub struct BlockWalk<'a> {
 
 impl<'a> BlockWalk<'a> {
     pub fn new(block: &'a [u8; BLOCK_SIZE], limit: usize) -> Self {
-        BlockWalk {
-            block,
-            limit: limit.min(BLOCK_SIZE),
-            offset: 0,
-            end: None,
-        }
+        BlockWalk { block, limit: limit.min(BLOCK_SIZE), offset: 0, end: None }
     }
 
     /// How the walk ended; `None` until the iterator is exhausted.
@@ -157,11 +152,7 @@ impl<'a> Iterator for BlockWalk<'a> {
         }
         self.offset += rec_len;
         let name = &rest[DIRENT_HEADER_SIZE..DIRENT_HEADER_SIZE + name_len];
-        Some(RawEntry {
-            offset,
-            header,
-            name,
-        })
+        Some(RawEntry { offset, header, name })
     }
 }
 
@@ -182,12 +173,7 @@ mod tests {
     use alloc::vec::Vec;
 
     fn header(inode: u32, rec_len: usize, name: &[u8], file_type: u8) -> DirentHeader {
-        DirentHeader {
-            inode,
-            rec_len: rec_len as u16,
-            name_len: name.len() as u8,
-            file_type,
-        }
+        DirentHeader { inode, rec_len: rec_len as u16, name_len: name.len() as u8, file_type }
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct Extension {
     pub journal_first_block: u32,
     pub created_time: u64,
     pub last_check_time: u64,
+    /// First unlinked-but-open inode (chained through `dtime`); 0 = none.
+    pub orphan_head: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +68,7 @@ impl Extension {
             journal_first_block: 0,
             created_time,
             last_check_time: 0,
+            orphan_head: 0,
         }
     }
 
@@ -75,11 +78,7 @@ impl Extension {
     }
 
     pub fn label(&self) -> &[u8] {
-        let end = self
-            .label
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(LABEL_SIZE);
+        let end = self.label.iter().position(|&b| b == 0).unwrap_or(LABEL_SIZE);
         &self.label[..end]
     }
 
@@ -118,6 +117,7 @@ impl Extension {
             journal_first_block: le_u32(record, 88),
             created_time: le_u64(record, 72),
             last_check_time: le_u64(record, 80),
+            orphan_head: le_u32(record, 92),
         })
     }
 
@@ -136,6 +136,7 @@ impl Extension {
         put_u64(record, 72, self.created_time);
         put_u64(record, 80, self.last_check_time);
         put_u32(record, 88, self.journal_first_block);
+        put_u32(record, 92, self.orphan_head);
         let crc = crc32c(&record[..CRC_OFFSET]);
         put_u32(record, CRC_OFFSET, crc);
     }
@@ -152,13 +153,11 @@ mod tests {
         ext.journal_inode = 1;
         ext.journal_blocks = 1024;
         ext.journal_first_block = 400;
+        ext.orphan_head = 17;
         let mut block = [0u8; BLOCK_SIZE];
         ext.encode_block(&mut block);
         assert_eq!(&block[64..68], b"BFSX");
-        assert!(
-            block[..64].iter().all(|&b| b == 0),
-            "superblock bytes untouched"
-        );
+        assert!(block[..64].iter().all(|&b| b == 0), "superblock bytes untouched");
         let back = Extension::decode_block(&block).unwrap();
         assert_eq!(back, ext);
         assert_eq!(back.label(), b"rootfs");
@@ -167,10 +166,7 @@ mod tests {
     #[test]
     fn zeroed_tail_means_missing() {
         let block = [0u8; BLOCK_SIZE];
-        assert_eq!(
-            Extension::decode_block(&block),
-            Err(ExtensionError::Missing)
-        );
+        assert_eq!(Extension::decode_block(&block), Err(ExtensionError::Missing));
     }
 
     #[test]
@@ -178,10 +174,7 @@ mod tests {
         let mut block = [0u8; BLOCK_SIZE];
         Extension::new([1; 16], b"x", 5).encode_block(&mut block);
         block[EXTENSION_OFFSET + 4] = 2;
-        assert_eq!(
-            Extension::decode_block(&block),
-            Err(ExtensionError::UnsupportedVersion(2))
-        );
+        assert_eq!(Extension::decode_block(&block), Err(ExtensionError::UnsupportedVersion(2)));
     }
 
     #[test]
@@ -193,10 +186,7 @@ mod tests {
             let mut damaged = block;
             damaged[byte] ^= 0x10;
             assert!(
-                matches!(
-                    Extension::decode_block(&damaged),
-                    Err(ExtensionError::BadChecksum { .. })
-                ),
+                matches!(Extension::decode_block(&damaged), Err(ExtensionError::BadChecksum { .. })),
                 "flip at byte {byte} not detected"
             );
         }

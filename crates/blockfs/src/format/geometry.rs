@@ -51,10 +51,7 @@ impl Geometry {
         // Metadata plus one block for the root directory.
         let needed = 1 + bitmap_blocks as u64 + inode_table_blocks + 1;
         if needed > block_count as u64 {
-            return Err(GeometryError::TooSmall {
-                block_count,
-                needed,
-            });
+            return Err(GeometryError::TooSmall { block_count, needed });
         }
         Ok(Geometry {
             block_count,
@@ -107,10 +104,7 @@ impl Geometry {
 
     /// Bitmap block and bit within it that track block `block`.
     pub fn bitmap_location(&self, block: u32) -> (u32, u32) {
-        (
-            self.first_bitmap_block() + block / BITS_PER_BITMAP_BLOCK,
-            block % BITS_PER_BITMAP_BLOCK,
-        )
+        (self.first_bitmap_block() + block / BITS_PER_BITMAP_BLOCK, block % BITS_PER_BITMAP_BLOCK)
     }
 
     /// Whether `block` may hold file data (and so appear in a block map).
@@ -122,11 +116,7 @@ impl Geometry {
     /// populating at least `entries × 1.25 + 64`.
     pub fn default_inode_count(block_count: u32, entries: u64) -> u32 {
         let by_size = (block_count / 4).clamp(MIN_DEFAULT_INODES, MAX_DEFAULT_INODES) as u64;
-        let by_entries = if entries == 0 {
-            0
-        } else {
-            entries + entries / 4 + 64
-        };
+        let by_entries = if entries == 0 { 0 } else { entries + entries / 4 + 64 };
         by_size.max(by_entries).min(u32::MAX as u64) as u32
     }
 }
@@ -164,10 +154,7 @@ mod tests {
 
     #[test]
     fn too_small_and_inconsistent_geometry_is_refused() {
-        assert!(matches!(
-            Geometry::new(3, 42),
-            Err(GeometryError::TooSmall { .. })
-        ));
+        assert!(matches!(Geometry::new(3, 42), Err(GeometryError::TooSmall { .. })));
         assert_eq!(Geometry::new(100, 0), Err(GeometryError::NoInodes));
         assert!(Geometry::new(4, 42).is_ok());
     }

@@ -88,10 +88,7 @@ impl FileType {
     /// Whether the inode's block pointers address data (files, directories,
     /// symlink targets) rather than hold a device number or nothing.
     pub fn has_data_blocks(self) -> bool {
-        matches!(
-            self,
-            FileType::Regular | FileType::Directory | FileType::Symlink
-        )
+        matches!(self, FileType::Regular | FileType::Directory | FileType::Symlink)
     }
 }
 
@@ -248,11 +245,7 @@ mod tests {
     fn slots_do_not_overlap() {
         let mut block = [0u8; super::super::BLOCK_SIZE];
         for slot in 0..INODES_PER_BLOCK as usize {
-            let inode = DiskInode {
-                size: slot as u32 + 1,
-                links_count: 1,
-                ..Default::default()
-            };
+            let inode = DiskInode { size: slot as u32 + 1, links_count: 1, ..Default::default() };
             inode.encode_slot(&mut block, slot);
         }
         for slot in 0..INODES_PER_BLOCK as usize {
@@ -272,14 +265,8 @@ mod tests {
             FileType::Fifo,
             FileType::Socket,
         ] {
-            assert_eq!(
-                FileType::from_mode(file_type.mode_bits() | 0o644),
-                Some(file_type)
-            );
-            assert_eq!(
-                FileType::from_dirent_code(file_type.dirent_code()),
-                Some(file_type)
-            );
+            assert_eq!(FileType::from_mode(file_type.mode_bits() | 0o644), Some(file_type));
+            assert_eq!(FileType::from_dirent_code(file_type.dirent_code()), Some(file_type));
         }
         assert_eq!(FileType::from_mode(0o644), None);
         assert_eq!(FileType::from_dirent_code(0), None);

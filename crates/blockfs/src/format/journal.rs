@@ -67,10 +67,7 @@ impl JournalSuperblock {
         if version != JOURNAL_VERSION {
             return Err(JournalRecordError::UnsupportedVersion(version));
         }
-        Ok(JournalSuperblock {
-            block_count: le_u32(block, 8),
-            sequence: le_u64(block, 16),
-        })
+        Ok(JournalSuperblock { block_count: le_u32(block, 8), sequence: le_u64(block, 16) })
     }
 }
 
@@ -112,14 +109,8 @@ impl Descriptor {
             return Err(JournalRecordError::BadChecksum);
         }
         let count = (le_u32(block, 4) as usize).min(TARGETS_PER_DESCRIPTOR);
-        let targets = (0..count)
-            .map(|index| le_u32(block, HEADER_SIZE + 4 * index))
-            .collect();
-        Ok(Descriptor {
-            sequence: le_u64(block, 8),
-            total: le_u32(block, 16),
-            targets,
-        })
+        let targets = (0..count).map(|index| le_u32(block, HEADER_SIZE + 4 * index)).collect();
+        Ok(Descriptor { sequence: le_u64(block, 8), total: le_u32(block, 16), targets })
     }
 }
 
@@ -147,11 +138,7 @@ impl Commit {
 
     pub fn decode(block: &Block) -> Result<Self, JournalRecordError> {
         sealed(block, COMMIT_MAGIC, HEADER_SIZE)?;
-        Ok(Commit {
-            sequence: le_u64(block, 8),
-            total: le_u32(block, 16),
-            body_crc: le_u32(block, 20),
-        })
+        Ok(Commit { sequence: le_u64(block, 8), total: le_u32(block, 16), body_crc: le_u32(block, 20) })
     }
 }
 
@@ -162,50 +149,23 @@ mod tests {
 
     #[test]
     fn records_round_trip() {
-        let sb = JournalSuperblock {
-            block_count: 1024,
-            sequence: 77,
-        };
+        let sb = JournalSuperblock { block_count: 1024, sequence: 77 };
         assert_eq!(JournalSuperblock::decode(&sb.encode()), Ok(sb));
-        let descriptor = Descriptor {
-            sequence: 9,
-            total: 3,
-            targets: vec![0, 5, 900],
-        };
+        let descriptor = Descriptor { sequence: 9, total: 3, targets: vec![0, 5, 900] };
         assert_eq!(Descriptor::decode(&descriptor.encode()), Ok(descriptor));
-        let commit = Commit {
-            sequence: 9,
-            total: 3,
-            body_crc: 0xDEAD_BEEF,
-        };
+        let commit = Commit { sequence: 9, total: 3, body_crc: 0xDEAD_BEEF };
         assert_eq!(Commit::decode(&commit.encode()), Ok(commit));
     }
 
     #[test]
     fn damage_is_detected() {
-        let mut block = Commit {
-            sequence: 1,
-            total: 1,
-            body_crc: 2,
-        }
-        .encode();
+        let mut block = Commit { sequence: 1, total: 1, body_crc: 2 }.encode();
         block[9] ^= 1;
         assert_eq!(Commit::decode(&block), Err(JournalRecordError::BadChecksum));
-        let mut block = Descriptor {
-            sequence: 1,
-            total: 1,
-            targets: vec![44],
-        }
-        .encode();
+        let mut block = Descriptor { sequence: 1, total: 1, targets: vec![44] }.encode();
         block[HEADER_SIZE] ^= 1;
-        assert_eq!(
-            Descriptor::decode(&block),
-            Err(JournalRecordError::BadChecksum)
-        );
+        assert_eq!(Descriptor::decode(&block), Err(JournalRecordError::BadChecksum));
         let block = [0u8; BLOCK_SIZE];
-        assert_eq!(
-            JournalSuperblock::decode(&block),
-            Err(JournalRecordError::BadMagic)
-        );
+        assert_eq!(JournalSuperblock::decode(&block), Err(JournalRecordError::BadMagic));
     }
 }

@@ -164,23 +164,14 @@ mod tests {
         let mut sb = sample();
         sb.magic = 0x1234;
         sb.encode(&mut bytes);
-        assert_eq!(
-            Superblock::decode(&bytes),
-            Err(SuperblockError::BadMagic(0x1234))
-        );
+        assert_eq!(Superblock::decode(&bytes), Err(SuperblockError::BadMagic(0x1234)));
         let mut sb = sample();
         sb.block_size = 1024;
         sb.encode(&mut bytes);
-        assert_eq!(
-            Superblock::decode(&bytes),
-            Err(SuperblockError::BadBlockSize(1024))
-        );
+        assert_eq!(Superblock::decode(&bytes), Err(SuperblockError::BadBlockSize(1024)));
         let mut sb = sample();
         sb.inode_size = 128;
         sb.encode(&mut bytes);
-        assert_eq!(
-            Superblock::decode(&bytes),
-            Err(SuperblockError::BadInodeSize(128))
-        );
+        assert_eq!(Superblock::decode(&bytes), Err(SuperblockError::BadInodeSize(128)));
     }
 }

@@ -28,9 +28,7 @@ pub(super) fn read_data<D: BlockDevice>(
         let chunk = (BLOCK_SIZE - within).min(length - done);
         let target = &mut buf[done..done + chunk];
         match volume.map_block(ino, inode, logical)? {
-            Some(physical) => {
-                target.copy_from_slice(&volume.block(physical)?[within..within + chunk])
-            }
+            Some(physical) => target.copy_from_slice(&volume.block(physical)?[within..within + chunk]),
             None => target.fill(0),
         }
         done += chunk;

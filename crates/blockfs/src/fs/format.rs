@@ -26,9 +26,8 @@ pub const JOURNAL_INODE: u32 = 1;
 
 /// Creates a filesystem on `device` and returns the device.
 pub fn format<D: BlockDevice>(mut device: D, options: &FormatOptions) -> Result<D> {
-    let inode_count = options
-        .inode_count
-        .unwrap_or_else(|| Geometry::default_inode_count(options.block_count, 0));
+    let inode_count =
+        options.inode_count.unwrap_or_else(|| Geometry::default_inode_count(options.block_count, 0));
     let geometry = Geometry::new(options.block_count, inode_count).map_err(Error::BadGeometry)?;
     if device.block_count() < options.block_count {
         return Err(Error::NoSpace);

@@ -139,11 +139,8 @@ pub struct Attr {
 
 impl Attr {
     fn from_inode(ino: u32, inode: &DiskInode) -> Result<Self> {
-        let kind = inode.file_type().ok_or(Error::corrupt(
-            Corruption::BadFileType(inode.mode),
-            Some(ino),
-            None,
-        ))?;
+        let kind =
+            inode.file_type().ok_or(Error::corrupt(Corruption::BadFileType(inode.mode), Some(ino), None))?;
         let rdev = match kind {
             FileType::CharDevice | FileType::BlockDevice => inode.rdev(),
             _ => (0, 0),
@@ -238,15 +235,11 @@ impl<D: BlockDevice> FileSystem<D> {
     /// mount count at once, so an unclean shutdown is recognisable.
     pub fn mount(device: D, options: MountOptions) -> Result<Self> {
         let (volume, info) = mount::open_volume(device, &options)?;
-        let state = State {
-            volume,
-            open: BTreeMap::new(),
-        };
-        Ok(FileSystem {
-            state: Mutex::new(state),
-            info,
-            options,
-        })
+        let mut state = State { volume, open: BTreeMap::new() };
+        if !options.read_only && state.recover_orphans((options.clock)())? > 0 {
+            state.volume.commit((options.clock)())?;
+        }
+        Ok(FileSystem { state: Mutex::new(state), info, options })
     }
 
     /// Commits everything, marks the image clean and returns the device.
@@ -291,11 +284,18 @@ impl<D: BlockDevice> FileSystem<D> {
 
     /// Runs one operation under the lock. Each operation is one atomic
     /// unit: the running transaction commits only between operations, when
-    /// it has grown large (see `Volume::commit_due`).
-    fn run<T>(&self, operation: impl FnOnce(&mut State<D>, u32) -> Result<T>) -> Result<T> {
+    /// it has grown large (see `Volume::commit_due`). An operation that ran
+    /// out of space while blocks freed by the running transaction wait for
+    /// its commit is retried once after committing (a failed operation
+    /// leaves no change behind, so the retry starts clean).
+    fn run<T>(&self, mut operation: impl FnMut(&mut State<D>, u32) -> Result<T>) -> Result<T> {
         let now = (self.options.clock)();
         let mut state = self.state.lock();
-        let result = operation(&mut state, now);
+        let mut result = operation(&mut state, now);
+        if matches!(result, Err(Error::NoSpace)) && !state.volume.pending_frees.is_empty() {
+            state.volume.commit(now)?;
+            result = operation(&mut state, now);
+        }
         if state.volume.commit_due() {
             state.volume.commit(now)?;
         }
@@ -346,8 +346,21 @@ impl<D: BlockDevice> FileSystem<D> {
         self.run(|state, now| state.read(ino, offset, buf, relatime.then_some(now)))
     }
 
+    /// Writes `data` at `offset`. A short count means the disk filled up
+    /// part-way (or the 4 GiB − 1 limit was reached).
     pub fn write(&self, ino: u32, offset: u64, data: &[u8]) -> Result<usize> {
-        self.run(|state, now| state.write(ino, offset, data, now))
+        let written = self.run(|state, now| state.write(ino, offset, data, now))?;
+        if written == data.len() || written == 0 {
+            return Ok(written);
+        }
+        // Out of space part-way: the rest gets one more try, which `run`
+        // retries after a commit if the running transaction freed blocks.
+        let rest = &data[written..];
+        match self.run(|state, now| state.write(ino, offset + written as u64, rest, now)) {
+            Ok(more) => Ok(written + more),
+            Err(Error::NoSpace | Error::FileTooBig) => Ok(written),
+            Err(error) => Err(error),
+        }
     }
 
     pub fn create(&self, parent: u32, name: &[u8], new: NewInode) -> Result<Attr> {
@@ -380,34 +393,18 @@ impl<D: BlockDevice> FileSystem<D> {
         self.run(|state, now| state.mkdir(parent, name, new, now))
     }
 
-    pub fn symlink(
-        &self,
-        parent: u32,
-        name: &[u8],
-        target: &[u8],
-        uid: u16,
-        gid: u16,
-    ) -> Result<Attr> {
+    pub fn symlink(&self, parent: u32, name: &[u8], target: &[u8], uid: u16, gid: u16) -> Result<Attr> {
         if target.is_empty() {
             return Err(Error::NotFound);
         }
         if target.len() > MAX_SYMLINK_LEN {
             return Err(Error::NameTooLong);
         }
-        let new = NewInode {
-            perm: 0o777,
-            uid,
-            gid,
-        };
+        let new = NewInode { perm: 0o777, uid, gid };
         self.run(|state, now| {
-            state.make_node(
-                parent,
-                name,
-                FileType::Symlink,
-                new,
-                now,
-                |volume, ino, inode| data::write_data(volume, ino, inode, 0, target).map(|_| ()),
-            )
+            state.make_node(parent, name, FileType::Symlink, new, now, |volume, ino, inode| {
+                data::write_data(volume, ino, inode, 0, target).map(|_| ())
+            })
         })
     }
 

@@ -23,10 +23,7 @@ struct Head {
 
 fn decode_head(block0: &Block) -> Result<Head> {
     let superblock = Superblock::decode_block(block0).map_err(Error::NotBlockFs)?;
-    Ok(Head {
-        superblock,
-        extension: Extension::decode_block(block0),
-    })
+    Ok(Head { superblock, extension: Extension::decode_block(block0) })
 }
 
 pub(super) fn open_volume<D: BlockDevice>(
@@ -43,15 +40,9 @@ pub(super) fn open_volume<D: BlockDevice>(
     let mut overlay = alloc::collections::BTreeMap::new();
     if let Ok(extension) = head.extension.as_ref().copied() {
         if extension.has_journal() {
-            match Journal::open(
-                &mut device,
-                extension.journal_first_block,
-                extension.journal_blocks,
-            ) {
+            match Journal::open(&mut device, extension.journal_first_block, extension.journal_blocks) {
                 Ok(mut opened) => {
-                    if let Some(pending) =
-                        opened.pending(&mut device, head.superblock.block_count)?
-                    {
+                    if let Some(pending) = opened.pending(&mut device, head.superblock.block_count)? {
                         if options.read_only {
                             overlay = opened.load(&mut device, &pending)?;
                         } else {
@@ -72,17 +63,10 @@ pub(super) fn open_volume<D: BlockDevice>(
         }
     }
 
-    let Head {
-        superblock,
-        extension,
-    } = head;
+    let Head { superblock, extension } = head;
     let geometry = Geometry::from_superblock(&superblock).map_err(Error::BadGeometry)?;
     if device.block_count() < superblock.block_count {
-        return Err(Error::corrupt(
-            Corruption::BlockOutOfRange(superblock.block_count - 1),
-            None,
-            None,
-        ));
+        return Err(Error::corrupt(Corruption::BlockOutOfRange(superblock.block_count - 1), None, None));
     }
     let (extension, extension_problem) = match extension {
         Ok(extension) => (Some(extension), None),
@@ -91,10 +75,7 @@ pub(super) fn open_volume<D: BlockDevice>(
     // A newer record (another version, or incompat features we do not
     // know) describes an image this driver must not write.
     let unknown_features = extension.is_some_and(|e| e.incompat_features & !KNOWN_INCOMPAT != 0);
-    let newer_record = matches!(
-        extension_problem,
-        Some(ExtensionError::UnsupportedVersion(_))
-    );
+    let newer_record = matches!(extension_problem, Some(ExtensionError::UnsupportedVersion(_)));
     if !options.read_only && (unknown_features || newer_record) {
         return Err(Error::Unsupported);
     }
@@ -107,10 +88,7 @@ pub(super) fn open_volume<D: BlockDevice>(
     let most_free_inodes = geometry.usable_inodes() - 1;
     if counted.free_inodes > most_free_inodes {
         let homeless = geometry.inode_count - geometry.usable_inodes();
-        counted.free_inodes = counted
-            .free_inodes
-            .saturating_sub(homeless)
-            .min(most_free_inodes);
+        counted.free_inodes = counted.free_inodes.saturating_sub(homeless).min(most_free_inodes);
     }
 
     let cache = BlockCache::new(options.cache_blocks);
@@ -125,16 +103,10 @@ pub(super) fn open_volume<D: BlockDevice>(
         DirIndexes::new(index_budget),
     );
     volume.overlay = overlay;
-    volume.journal_inode = extension
-        .filter(Extension::has_journal)
-        .map(|e| e.journal_inode);
+    volume.journal_inode = extension.filter(Extension::has_journal).map(|e| e.journal_inode);
     let root = volume.read_inode(ROOT_INODE)?;
     if root.file_type() != Some(FileType::Directory) || root.is_free() {
-        return Err(Error::corrupt(
-            Corruption::BadFileType(root.mode),
-            Some(ROOT_INODE),
-            None,
-        ));
+        return Err(Error::corrupt(Corruption::BadFileType(root.mode), Some(ROOT_INODE), None));
     }
     if !options.read_only {
         volume.superblock.state = STATE_DIRTY;
@@ -147,12 +119,6 @@ pub(super) fn open_volume<D: BlockDevice>(
             volume.attach_journal(journal);
         }
     }
-    let info = VolumeInfo {
-        superblock,
-        geometry,
-        extension,
-        extension_problem,
-        was_clean,
-    };
+    let info = VolumeInfo { superblock, geometry, extension, extension_problem, was_clean };
     Ok((volume, info))
 }

@@ -38,11 +38,7 @@ impl<D: BlockDevice> State<D> {
         self.volume.check_inode(ino)?;
         let inode = self.volume.read_inode(ino)?;
         if inode.is_free() {
-            return Err(Error::corrupt(
-                Corruption::EntryToFreeInode(ino),
-                Some(ino),
-                None,
-            ));
+            return Err(Error::corrupt(Corruption::EntryToFreeInode(ino), Some(ino), None));
         }
         Ok(inode)
     }
@@ -60,10 +56,7 @@ impl<D: BlockDevice> State<D> {
             return Err(Error::NameTooLong);
         }
         let dir = self.directory(parent)?;
-        let slot = self
-            .volume
-            .find_entry(parent, &dir, name)?
-            .ok_or(Error::NotFound)?;
+        let slot = self.volume.find_entry(parent, &dir, name)?.ok_or(Error::NotFound)?;
         self.volume.check_inode(slot.ino)?;
         Ok(slot.ino)
     }
@@ -102,11 +95,7 @@ impl<D: BlockDevice> State<D> {
             return Err(Error::InvalidArgument);
         }
         if inode.size as usize > MAX_SYMLINK_LEN {
-            return Err(Error::corrupt(
-                Corruption::SymlinkTooLong(inode.size),
-                Some(ino),
-                None,
-            ));
+            return Err(Error::corrupt(Corruption::SymlinkTooLong(inode.size), Some(ino), None));
         }
         let mut target = vec![0u8; inode.size as usize];
         let read = read_data(&mut self.volume, ino, &inode, 0, &mut target)?;
@@ -119,11 +108,8 @@ impl<D: BlockDevice> State<D> {
             return Err(Error::ReadOnly);
         }
         let mut inode = self.live_inode(ino)?;
-        let kind = inode.file_type().ok_or(Error::corrupt(
-            Corruption::BadFileType(inode.mode),
-            Some(ino),
-            None,
-        ))?;
+        let kind =
+            inode.file_type().ok_or(Error::corrupt(Corruption::BadFileType(inode.mode), Some(ino), None))?;
         let id = |value: u32| u16::try_from(value).map_err(|_| Error::InvalidArgument);
         let uid = changes.uid.map(id).transpose()?;
         let gid = changes.gid.map(id).transpose()?;
@@ -263,35 +249,16 @@ impl<D: BlockDevice> State<D> {
         Attr::from_inode(ino, &inode)
     }
 
-    pub(super) fn mkdir(
-        &mut self,
-        parent: u32,
-        name: &[u8],
-        new: NewInode,
-        now: u32,
-    ) -> Result<Attr> {
-        self.make_node(
-            parent,
-            name,
-            FileType::Directory,
-            new,
-            now,
-            |volume, ino, inode| volume.init_directory(ino, inode, parent),
-        )
+    pub(super) fn mkdir(&mut self, parent: u32, name: &[u8], new: NewInode, now: u32) -> Result<Attr> {
+        self.make_node(parent, name, FileType::Directory, new, now, |volume, ino, inode| {
+            volume.init_directory(ino, inode, parent)
+        })
     }
 
     /// Frees the blocks of a half-made inode and returns it to the pool.
-    pub(super) fn discard_inode(
-        &mut self,
-        ino: u32,
-        inode: &mut DiskInode,
-        now: u32,
-    ) -> Result<()> {
+    pub(super) fn discard_inode(&mut self, ino: u32, inode: &mut DiskInode, now: u32) -> Result<()> {
         self.volume.truncate_blocks(ino, inode, 0)?;
-        *inode = DiskInode {
-            dtime: now,
-            ..DiskInode::default()
-        };
+        *inode = DiskInode { dtime: now, ..DiskInode::default() };
         self.volume.write_inode(ino, inode)?;
         self.volume.release_inode(ino);
         Ok(())
@@ -300,20 +267,28 @@ impl<D: BlockDevice> State<D> {
     /// Frees an inode whose last link is gone (and which nobody has open).
     pub(super) fn free_inode(&mut self, ino: u32, now: u32) -> Result<()> {
         let mut inode = self.volume.read_inode(ino)?;
+        if self.volume.orphans.contains(&ino) {
+            self.volume.remove_orphan(ino, &inode)?;
+        }
         if inode.file_type().is_some_and(FileType::has_data_blocks) {
             self.volume.truncate_blocks(ino, &mut inode, 0)?;
         }
         let mode = inode.mode;
-        inode = DiskInode {
-            mode,
-            dtime: now,
-            ..DiskInode::default()
-        };
+        inode = DiskInode { mode, dtime: now, ..DiskInode::default() };
         self.volume.write_inode(ino, &inode)?;
-        self.volume.orphans.remove(&ino);
         self.volume.dir_indexes.forget(ino);
         self.volume.release_inode(ino);
         Ok(())
+    }
+
+    /// Frees the orphans a crash left behind (read-write mount only).
+    pub(super) fn recover_orphans(&mut self, now: u32) -> Result<usize> {
+        let chain = self.volume.orphan_chain()?;
+        for &ino in &chain {
+            self.volume.orphans.insert(ino);
+            self.free_inode(ino, now)?;
+        }
+        Ok(chain.len())
     }
 
     /// Closes one handle; the last close of an unlinked inode frees it.
@@ -334,19 +309,15 @@ impl<D: BlockDevice> State<D> {
     /// Drops one link of `ino`; frees it (or defers to the last close).
     pub(super) fn drop_link(&mut self, ino: u32, inode: &mut DiskInode, now: u32) -> Result<()> {
         let is_dir = inode.file_type() == Some(FileType::Directory);
-        inode.links_count = if is_dir {
-            0
-        } else {
-            inode.links_count.saturating_sub(1)
-        };
+        inode.links_count = if is_dir { 0 } else { inode.links_count.saturating_sub(1) };
         inode.ctime = now;
+        let keep_open = inode.links_count == 0 && self.open.contains_key(&ino);
+        if keep_open {
+            self.volume.add_orphan(ino, inode);
+        }
         self.volume.write_inode(ino, inode)?;
-        if inode.links_count == 0 {
-            if self.open.contains_key(&ino) {
-                self.volume.orphans.insert(ino);
-            } else {
-                self.free_inode(ino, now)?;
-            }
+        if inode.links_count == 0 && !keep_open {
+            self.free_inode(ino, now)?;
         }
         Ok(())
     }
@@ -398,13 +369,7 @@ impl<D: BlockDevice> State<D> {
         self.drop_link(ino, &mut inode, now)
     }
 
-    pub(super) fn link(
-        &mut self,
-        ino: u32,
-        new_parent: u32,
-        new_name: &[u8],
-        now: u32,
-    ) -> Result<Attr> {
+    pub(super) fn link(&mut self, ino: u32, new_parent: u32, new_name: &[u8], now: u32) -> Result<Attr> {
         if self.volume.read_only {
             return Err(Error::ReadOnly);
         }
@@ -421,20 +386,12 @@ impl<D: BlockDevice> State<D> {
             return Err(Error::TooManyLinks);
         }
         let mut dir = self.directory(new_parent)?;
-        if self
-            .volume
-            .find_entry(new_parent, &dir, new_name)?
-            .is_some()
-        {
+        if self.volume.find_entry(new_parent, &dir, new_name)?.is_some() {
             return Err(Error::Exists);
         }
-        let kind = inode.file_type().ok_or(Error::corrupt(
-            Corruption::BadFileType(inode.mode),
-            Some(ino),
-            None,
-        ))?;
-        self.volume
-            .add_entry(new_parent, &mut dir, new_name, ino, kind)?;
+        let kind =
+            inode.file_type().ok_or(Error::corrupt(Corruption::BadFileType(inode.mode), Some(ino), None))?;
+        self.volume.add_entry(new_parent, &mut dir, new_name, ino, kind)?;
         dir.mtime = now;
         dir.ctime = now;
         self.volume.write_inode(new_parent, &dir)?;
@@ -518,18 +475,9 @@ impl<D: BlockDevice> State<D> {
         // block) leaves the old name in place.
         match replaced {
             Some(_) => {
-                self.volume.retarget_entry(
-                    new_parent,
-                    &mut new_dir,
-                    new_name,
-                    source,
-                    source_kind,
-                )?;
+                self.volume.retarget_entry(new_parent, &mut new_dir, new_name, source, source_kind)?;
             }
-            None => {
-                self.volume
-                    .add_entry(new_parent, &mut new_dir, new_name, source, source_kind)?
-            }
+            None => self.volume.add_entry(new_parent, &mut new_dir, new_name, source, source_kind)?,
         }
         new_dir.mtime = now;
         new_dir.ctime = now;
@@ -554,13 +502,7 @@ impl<D: BlockDevice> State<D> {
             self.volume.write_inode(parent, &old_dir)?;
         }
         if moves_dir_between_parents {
-            self.volume.retarget_entry(
-                source,
-                &mut source_inode,
-                b"..",
-                new_parent,
-                FileType::Directory,
-            )?;
+            self.volume.retarget_entry(source, &mut source_inode, b"..", new_parent, FileType::Directory)?;
         }
         source_inode.ctime = now;
         self.volume.write_inode(source, &source_inode)?;
@@ -574,10 +516,7 @@ impl<D: BlockDevice> State<D> {
 /// Splits a path into components, pushed in reverse so `pop` yields them
 /// in order; empty components and `.` are skipped.
 fn push_components(stack: &mut Vec<Vec<u8>>, path: &[u8]) {
-    let parts: Vec<&[u8]> = path
-        .split(|&b| b == b'/')
-        .filter(|p| !p.is_empty() && *p != b".")
-        .collect();
+    let parts: Vec<&[u8]> = path.split(|&b| b == b'/').filter(|p| !p.is_empty() && *p != b".").collect();
     for part in parts.into_iter().rev() {
         stack.push(part.to_vec());
     }
