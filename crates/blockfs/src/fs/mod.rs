@@ -103,6 +103,10 @@ pub struct MountOptions {
     pub read_only: bool,
     /// Update atime on read as Linux's relatime does; off means noatime.
     pub relatime: bool,
+    /// Log metadata through the image's journal (when it has one). Off is
+    /// for bulk loads whose result is thrown away on failure, such as
+    /// `mkfs-blockfs --populate`: no flushes until `sync`/`unmount`.
+    pub journal: bool,
     pub clock: Clock,
 }
 
@@ -112,6 +116,7 @@ impl Default for MountOptions {
             cache_blocks: DEFAULT_CACHE_BLOCKS,
             read_only: false,
             relatime: true,
+            journal: true,
             clock: system_clock,
         }
     }

@@ -115,7 +115,7 @@ pub(super) fn open_volume<D: BlockDevice>(
         volume.store_superblock()?;
         volume.cache.write_back(&mut volume.device)?;
         volume.device.flush()?;
-        if let Some(journal) = journal {
+        if let Some(journal) = journal.filter(|_| options.journal) {
             volume.attach_journal(journal);
         }
     }
