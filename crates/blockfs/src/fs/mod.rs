@@ -107,6 +107,10 @@ pub struct MountOptions {
     /// for bulk loads whose result is thrown away on failure, such as
     /// `mkfs-blockfs --populate`: no flushes until `sync`/`unmount`.
     pub journal: bool,
+    /// Count this mount in the superblock (`mount_count`, `mount_time`).
+    /// Off for a tool's own mount of an image it is building, which should
+    /// still read as never mounted.
+    pub record_mount: bool,
     pub clock: Clock,
 }
 
@@ -117,6 +121,7 @@ impl Default for MountOptions {
             read_only: false,
             relatime: true,
             journal: true,
+            record_mount: true,
             clock: system_clock,
         }
     }

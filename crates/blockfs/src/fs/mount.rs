@@ -110,8 +110,10 @@ pub(super) fn open_volume<D: BlockDevice>(
     }
     if !options.read_only {
         volume.superblock.state = STATE_DIRTY;
-        volume.superblock.mount_count = volume.superblock.mount_count.wrapping_add(1);
-        volume.superblock.mount_time = (options.clock)() as u64;
+        if options.record_mount {
+            volume.superblock.mount_count = volume.superblock.mount_count.wrapping_add(1);
+            volume.superblock.mount_time = (options.clock)() as u64;
+        }
         volume.store_superblock()?;
         volume.cache.write_back(&mut volume.device)?;
         volume.device.flush()?;

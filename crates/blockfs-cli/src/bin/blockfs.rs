@@ -1,0 +1,5 @@
+//! Inspects BlockFS images: info, ls, cat, stat, readlink.
+
+fn main() -> std::process::ExitCode {
+    blockfs_cli::inspect::main()
+}

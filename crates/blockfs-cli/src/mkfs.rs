@@ -1,0 +1,399 @@
+//! `mkfs-blockfs`: creates an image, optionally populated from a host
+//! directory, with the flags and summary of the VeridianOS tool.
+//!
+//! Order of work: everything that can be checked without the image is
+//! checked first (flags, output, attrs file, the whole host tree), then
+//! the image is formatted in a temporary file. Whether the tree fits is
+//! checked against that fresh image before anything is copied, because
+//! format() decides what it spends (root directory, journal). The file is
+//! renamed into place only when complete, and removed on any failure.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use blockfs::format::extension::LABEL_SIZE;
+use blockfs::format::geometry::{Geometry, GeometryError};
+use blockfs::format::BLOCK_SIZE;
+use blockfs::fs::{format, FormatOptions, MountOptions, StatFs};
+use blockfs::{FileDevice, FileSystem};
+use clap::Parser;
+
+use crate::attrs::{self, AttrsError, AttrsFile};
+use crate::clock::{self, BadEpoch};
+use crate::hosttree::{self, HostTree, ScanError, ScanOptions};
+use crate::output::{self, TargetError, TempImage};
+use crate::populate::{populate, PopulateError};
+use crate::progress::Progress;
+use crate::uuid;
+
+const BLOCKS_PER_MB: u32 = (1 << 20) / BLOCK_SIZE as u32;
+/// Largest size whose block count fits the superblock's u32.
+const MAX_SIZE_MB: u32 = u32::MAX / BLOCKS_PER_MB;
+/// Cache while populating (32 MiB): big trees write each metadata block
+/// once instead of evicting and rewriting it.
+const POPULATE_CACHE_BLOCKS: usize = 8192;
+
+/// Create a BlockFS filesystem image.
+#[derive(Parser, Debug)]
+#[command(name = "mkfs-blockfs", version)]
+pub struct Args {
+    /// Image file to create (replaced atomically when done)
+    #[arg(short, long, value_name = "PATH")]
+    pub output: PathBuf,
+
+    /// Image size in megabytes (256 blocks of 4 KiB each)
+    #[arg(short, long, value_name = "MB", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_SIZE_MB as i64))]
+    pub size: u32,
+
+    /// Copy this directory's contents into the image
+    #[arg(short, long, value_name = "DIR")]
+    pub populate: Option<PathBuf>,
+
+    /// Inode count [default: size/16 KiB clamped to 672..65536, and at least 1.25 x entries + 64]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub inodes: Option<u32>,
+
+    /// Ownership and permissions for image paths, one `PATH UID GID [MODE]` a line
+    #[arg(long, value_name = "FILE", requires = "populate")]
+    pub attrs: Option<PathBuf>,
+
+    /// Volume label (up to 32 bytes)
+    #[arg(long, value_name = "TEXT", value_parser = parse_label)]
+    pub label: Option<String>,
+
+    /// Overwrite an existing output file even if it is not a BlockFS image
+    #[arg(long)]
+    pub force: bool,
+
+    /// Store uids and gids above 65535 as 0 instead of failing
+    #[arg(long)]
+    pub squash_ids: bool,
+}
+
+fn parse_label(text: &str) -> Result<String, String> {
+    if text.len() > LABEL_SIZE {
+        return Err(format!("label is {} bytes, at most {LABEL_SIZE} allowed", text.len()));
+    }
+    Ok(text.into())
+}
+
+#[derive(Debug)]
+pub enum MkfsError {
+    Epoch(BadEpoch),
+    Target(TargetError),
+    Attrs(AttrsError),
+    Scan(ScanError),
+    Layout {
+        size_mb: u32,
+        inodes: u32,
+        error: GeometryError,
+    },
+    DoesNotFit(Shortfall),
+    /// Creating, syncing or renaming the image file.
+    Io {
+        path: PathBuf,
+        error: io::Error,
+    },
+    /// The library refused to format, mount or unmount the image.
+    Image {
+        path: PathBuf,
+        error: blockfs::Error,
+    },
+    Populate(PopulateError),
+}
+
+/// What a tree needs against what the image offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shortfall {
+    pub dir: PathBuf,
+    pub blocks_needed: u64,
+    pub blocks_free: u32,
+    pub inodes_needed: u64,
+    pub inodes_free: u32,
+}
+
+impl fmt::Display for Shortfall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} does not fit: it needs {} blocks ({} available) and {} inodes ({} available)",
+            self.dir.display(),
+            self.blocks_needed,
+            self.blocks_free,
+            self.inodes_needed,
+            self.inodes_free
+        )?;
+        if self.blocks_needed > self.blocks_free as u64 {
+            write!(f, "; use a larger --size")?;
+        }
+        if self.inodes_needed > self.inodes_free as u64 {
+            write!(f, "; use a larger --inodes")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for MkfsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MkfsError::Epoch(error) => write!(f, "{error}"),
+            MkfsError::Target(error) => write!(f, "{error}"),
+            MkfsError::Attrs(error) => write!(f, "{error}"),
+            MkfsError::Scan(error) => write!(f, "{error}"),
+            MkfsError::Layout { size_mb, inodes, error } => write!(
+                f,
+                "cannot lay out a {size_mb} MB image with {inodes} inodes: {}",
+                blockfs::Error::BadGeometry(*error)
+            ),
+            MkfsError::DoesNotFit(shortfall) => write!(f, "{shortfall}"),
+            MkfsError::Io { path, error } => write!(f, "{}: {error}", path.display()),
+            MkfsError::Image { path, error } => write!(f, "{}: {error}", path.display()),
+            MkfsError::Populate(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+impl std::error::Error for MkfsError {}
+
+impl From<BadEpoch> for MkfsError {
+    fn from(error: BadEpoch) -> Self {
+        MkfsError::Epoch(error)
+    }
+}
+
+impl From<TargetError> for MkfsError {
+    fn from(error: TargetError) -> Self {
+        MkfsError::Target(error)
+    }
+}
+
+impl From<AttrsError> for MkfsError {
+    fn from(error: AttrsError) -> Self {
+        MkfsError::Attrs(error)
+    }
+}
+
+impl From<ScanError> for MkfsError {
+    fn from(error: ScanError) -> Self {
+        MkfsError::Scan(error)
+    }
+}
+
+impl From<PopulateError> for MkfsError {
+    fn from(error: PopulateError) -> Self {
+        MkfsError::Populate(error)
+    }
+}
+
+/// The host tree to copy, ready to go.
+struct Source {
+    dir: PathBuf,
+    tree: HostTree,
+    attrs: Option<AttrsFile>,
+}
+
+/// What the summary reports about a populated image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Populated {
+    pub dir: PathBuf,
+    /// Rules applied and the file they came from.
+    pub attrs: Option<(usize, PathBuf)>,
+    pub inodes_used: u32,
+    pub free_blocks: u32,
+}
+
+/// The summary printed after success.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub output: PathBuf,
+    pub size_mb: u32,
+    pub geometry: Geometry,
+    pub populated: Option<Populated>,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let geometry = &self.geometry;
+        writeln!(f, "mkfs-blockfs: Creating BlockFS image")?;
+        writeln!(f, "  Output: {}", self.output.display())?;
+        writeln!(f, "  Size: {} MB ({} blocks)", self.size_mb, geometry.block_count)?;
+        writeln!(f, "  Inodes: {}", geometry.inode_count)?;
+        writeln!(f, "  Bitmap blocks: {}", geometry.bitmap_blocks)?;
+        writeln!(f, "  Inode table: {} blocks", geometry.inode_table_blocks)?;
+        writeln!(f, "  First data block: {}", geometry.first_data_block())?;
+        writeln!(f, "  Data blocks: {}", geometry.data_blocks())?;
+        if let Some(populated) = &self.populated {
+            writeln!(f, "  Populating from: {}", populated.dir.display())?;
+            if let Some((rules, file)) = &populated.attrs {
+                writeln!(f, "  Attributes: {rules} entries from {}", file.display())?;
+            }
+            writeln!(f, "  Inodes used: {}/{}", populated.inodes_used, geometry.inode_count)?;
+            writeln!(f, "  Free blocks: {}", populated.free_blocks)?;
+        }
+        writeln!(f, "mkfs-blockfs: Image created successfully ({} MB)", self.size_mb)
+    }
+}
+
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("mkfs-blockfs: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Creates the image `args` describe and returns its summary.
+pub fn run(args: &Args) -> Result<Report, MkfsError> {
+    let epoch_text = std::env::var_os("SOURCE_DATE_EPOCH").map(|v| v.to_string_lossy().into_owned());
+    let epoch = clock::parse_source_date_epoch(epoch_text.as_deref())?;
+    clock::set(epoch.unwrap_or_else(clock::system_seconds));
+    output::check_target(&args.output, args.force)?;
+    let source = args.populate.as_deref().map(|dir| load_source(dir, args, epoch)).transpose()?;
+
+    let block_count = args.size * BLOCKS_PER_MB;
+    let entries = source.as_ref().map_or(0, |source| source.tree.needs.entries);
+    let inode_count = args.inodes.unwrap_or_else(|| Geometry::default_inode_count(block_count, entries));
+    let geometry = Geometry::new(block_count, inode_count).map_err(|error| MkfsError::Layout {
+        size_mb: args.size,
+        inodes: inode_count,
+        error,
+    })?;
+
+    let options = format_options(args, &geometry, source.as_ref().map(|s| &s.tree), epoch);
+    let populated = build_image(&args.output, &options, source.as_ref())?;
+    Ok(Report { output: args.output.clone(), size_mb: args.size, geometry, populated })
+}
+
+/// Reads the attrs file (cheap, so first), scans the tree and applies it.
+fn load_source(dir: &Path, args: &Args, epoch: Option<u32>) -> Result<Source, MkfsError> {
+    let attrs = args.attrs.as_deref().map(attrs::read).transpose()?;
+    let options = ScanOptions { squash_ids: args.squash_ids, latest_time: epoch };
+    let mut tree = hosttree::scan(dir, options)?;
+    if let Some(file) = &attrs {
+        attrs::apply(&mut tree, file)?;
+    }
+    Ok(Source { dir: dir.to_owned(), tree, attrs })
+}
+
+/// Compares what the tree needs with what the freshly formatted image has free.
+fn check_fits(source: &Source, free: &StatFs) -> Result<(), MkfsError> {
+    let shortfall = Shortfall {
+        dir: source.dir.clone(),
+        blocks_needed: source.tree.needs.blocks,
+        blocks_free: free.free_blocks,
+        inodes_needed: source.tree.needs.inodes,
+        inodes_free: free.free_inodes,
+    };
+    let fits = shortfall.blocks_needed <= shortfall.blocks_free as u64
+        && shortfall.inodes_needed <= shortfall.inodes_free as u64;
+    if fits {
+        Ok(())
+    } else {
+        Err(MkfsError::DoesNotFit(shortfall))
+    }
+}
+
+/// The root takes the populate directory's mode and owner.
+fn format_options(
+    args: &Args,
+    geometry: &Geometry,
+    tree: Option<&HostTree>,
+    epoch: Option<u32>,
+) -> FormatOptions {
+    let label = args.label.as_deref().unwrap_or_default().as_bytes().to_vec();
+    let mut options = FormatOptions::new(geometry.block_count);
+    options.inode_count = Some(geometry.inode_count);
+    options.time = clock::now();
+    options.uuid = volume_uuid(geometry, &label, epoch);
+    options.label = label;
+    if let Some(tree) = tree {
+        let root = &tree.inodes[tree.root.inode];
+        options.root_permissions = root.perm;
+        options.root_uid = root.uid;
+        options.root_gid = root.gid;
+    }
+    options
+}
+
+/// A hash of the image's parameters when the build must be reproducible,
+/// else of the moment and the process (unique enough for a volume id).
+fn volume_uuid(geometry: &Geometry, label: &[u8], epoch: Option<u32>) -> [u8; 16] {
+    match epoch {
+        Some(epoch) => uuid::from_parts(&[
+            &geometry.block_count.to_le_bytes(),
+            &geometry.inode_count.to_le_bytes(),
+            label,
+            &epoch.to_le_bytes(),
+        ]),
+        None => {
+            let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+            uuid::from_parts(&[&nanos.to_le_bytes(), &std::process::id().to_le_bytes()])
+        }
+    }
+}
+
+/// Formats (and fills) the image in a temporary file, then moves it into
+/// place. Any error drops the temporary file.
+fn build_image(
+    output: &Path,
+    options: &FormatOptions,
+    source: Option<&Source>,
+) -> Result<Option<Populated>, MkfsError> {
+    let io_error = |error| MkfsError::Io { path: output.to_owned(), error };
+    let image_error = |error| MkfsError::Image { path: output.to_owned(), error };
+    let length = options.block_count as u64 * BLOCK_SIZE as u64;
+    let (temp, file) = TempImage::create(output, length).map_err(io_error)?;
+    let device = FileDevice::from_file(file, true).map_err(io_error)?;
+    let device = format(device, options).map_err(image_error)?;
+    let (device, populated) = match source {
+        Some(source) => {
+            let (device, populated) = fill(output, device, source)?;
+            (device, Some(populated))
+        }
+        None => (device, None),
+    };
+    device.into_file().sync_all().map_err(io_error)?;
+    temp.commit().map_err(io_error)?;
+    Ok(populated)
+}
+
+/// Mounts the fresh image, checks the tree fits, copies it in and unmounts.
+fn fill(output: &Path, device: FileDevice, source: &Source) -> Result<(FileDevice, Populated), MkfsError> {
+    let image_error = |error| MkfsError::Image { path: output.to_owned(), error };
+    let options = MountOptions {
+        cache_blocks: POPULATE_CACHE_BLOCKS,
+        read_only: false,
+        relatime: false,
+        // A failed populate discards the image: no need to log or flush.
+        journal: false,
+        record_mount: false,
+        clock: clock::now,
+    };
+    let fs = FileSystem::mount(device, options).map_err(image_error)?;
+    check_fits(source, &fs.statfs())?;
+    let needs = &source.tree.needs;
+    let mut progress = Progress::for_stderr(needs.entries, needs.file_bytes);
+    let copied = populate(&fs, &source.tree, &mut progress);
+    progress.finish();
+    copied?;
+    let statfs = fs.statfs();
+    let device = fs.unmount().map_err(image_error)?;
+    let populated = Populated {
+        dir: source.dir.clone(),
+        attrs: source.attrs.as_ref().map(|file| (file.rules.len(), file.path.clone())),
+        inodes_used: statfs.inodes - statfs.free_inodes,
+        free_blocks: statfs.free_blocks,
+    };
+    Ok((device, populated))
+}
+

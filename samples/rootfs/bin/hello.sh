@@ -1,0 +1,3 @@
+#!/bin/sh
+# Prints the greeting from /etc/motd.
+cat /etc/motd
