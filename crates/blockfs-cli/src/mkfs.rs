@@ -72,6 +72,11 @@ pub struct Args {
     /// Store uids and gids above 65535 as 0 instead of failing
     #[arg(long)]
     pub squash_ids: bool,
+
+    /// Make a plain version 1 image without a journal (no crash safety;
+    /// for drivers that must see exactly the old layout)
+    #[arg(long)]
+    pub no_journal: bool,
 }
 
 fn parse_label(text: &str) -> Result<String, String> {
@@ -316,6 +321,7 @@ fn format_options(
     options.time = clock::now();
     options.uuid = volume_uuid(geometry, &label, epoch);
     options.label = label;
+    options.journal = !args.no_journal;
     if let Some(tree) = tree {
         let root = &tree.inodes[tree.root.inode];
         options.root_permissions = root.perm;
@@ -396,4 +402,3 @@ fn fill(output: &Path, device: FileDevice, source: &Source) -> Result<(FileDevic
     };
     Ok((device, populated))
 }
-
