@@ -83,6 +83,35 @@ impl<D: BlockDevice> Volume<D> {
         Ok(block)
     }
 
+    /// Allocates `count` consecutive blocks (a journal's run), first fit.
+    pub fn allocate_run(&mut self, count: u32) -> Result<u32> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        if self.superblock.free_blocks < count {
+            return Err(Error::NoSpace);
+        }
+        let end = self.geometry.block_count;
+        let mut start = self.geometry.first_data_block();
+        while start + count <= end {
+            let mut length = 0;
+            while length < count && !self.block_in_use(start + length)? {
+                length += 1;
+            }
+            if length == count {
+                for block in start..start + count {
+                    self.set_block_bit(block, true)?;
+                    self.cache.forget(block);
+                }
+                self.superblock.free_blocks -= count;
+                self.superblock_dirty = true;
+                return Ok(start);
+            }
+            start += length + 1;
+        }
+        Err(Error::NoSpace)
+    }
+
     /// Returns a data block to the free pool and drops it from the cache.
     /// With a journal the bitmap bit clears only at commit (see
     /// `pending_frees`).

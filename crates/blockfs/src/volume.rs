@@ -98,6 +98,20 @@ impl<D: BlockDevice> Volume<D> {
         Ok(self.cache.read(&mut self.device, block)?)
     }
 
+    /// Whether a block's current contents are in memory (and so must be
+    /// read from there, not from the device).
+    pub fn is_cached(&self, block: u32) -> bool {
+        self.cache.is_cached(block) || self.overlay.contains_key(&block)
+    }
+
+    /// Reads consecutive blocks straight from the device, bypassing the
+    /// cache; the caller has checked none of them is cached.
+    pub fn read_uncached(&mut self, first: u32, buf: &mut [u8]) -> Result<()> {
+        let count = (buf.len() / crate::format::BLOCK_SIZE) as u32;
+        self.check_block(first.saturating_add(count.saturating_sub(1)))?;
+        Ok(self.device.read_blocks(first, buf)?)
+    }
+
     fn writable(&self, block: u32) -> Result<()> {
         self.check_block(block)?;
         if self.read_only {

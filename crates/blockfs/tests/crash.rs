@@ -97,7 +97,14 @@ fn clock() -> u32 {
 }
 
 fn options() -> MountOptions {
-    MountOptions { cache_blocks: CACHE_BLOCKS, read_only: false, relatime: false, journal: true, record_mount: true, clock }
+    MountOptions {
+        cache_blocks: CACHE_BLOCKS,
+        read_only: false,
+        relatime: false,
+        journal: true,
+        record_mount: true,
+        clock,
+    }
 }
 
 /// The 8-byte word every file's data is made of: distinct per file and

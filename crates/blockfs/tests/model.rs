@@ -222,7 +222,14 @@ fn clock() -> u32 {
 }
 
 fn mount_options() -> MountOptions {
-    MountOptions { cache_blocks: 8, read_only: false, relatime: false, journal: true, record_mount: true, clock }
+    MountOptions {
+        cache_blocks: 8,
+        read_only: false,
+        relatime: false,
+        journal: true,
+        record_mount: true,
+        clock,
+    }
 }
 
 fn new_inode(perm: u16) -> NewInode {

@@ -7,7 +7,13 @@ use crate::format::inode::DiskInode;
 use crate::format::BLOCK_SIZE;
 use crate::volume::Volume;
 
+/// Longest run of blocks read from the device in one request.
+const MAX_READ_RUN: u64 = 256;
+
 /// Reads file bytes at `offset`, holes as zeros, stopping at `size`.
+/// Whole blocks that sit contiguously on disk and are not cached are read
+/// straight into `buf`, a run per device request, without passing through
+/// (and flushing out) the cache.
 pub(super) fn read_data<D: BlockDevice>(
     volume: &mut Volume<D>,
     ino: u32,
@@ -26,8 +32,23 @@ pub(super) fn read_data<D: BlockDevice>(
         let logical = position / BLOCK_SIZE as u64;
         let within = (position % BLOCK_SIZE as u64) as usize;
         let chunk = (BLOCK_SIZE - within).min(length - done);
+        let physical = volume.map_block(ino, inode, logical)?;
+        if let Some(first) = physical.filter(|&p| chunk == BLOCK_SIZE && !volume.is_cached(p)) {
+            let whole_blocks = ((length - done) / BLOCK_SIZE) as u64;
+            let mut run = 1;
+            while run < whole_blocks.min(MAX_READ_RUN)
+                && volume.map_block(ino, inode, logical + run)? == Some(first + run as u32)
+                && !volume.is_cached(first + run as u32)
+            {
+                run += 1;
+            }
+            let bytes = run as usize * BLOCK_SIZE;
+            volume.read_uncached(first, &mut buf[done..done + bytes])?;
+            done += bytes;
+            continue;
+        }
         let target = &mut buf[done..done + chunk];
-        match volume.map_block(ino, inode, logical)? {
+        match physical {
             Some(physical) => target.copy_from_slice(&volume.block(physical)?[within..within + chunk]),
             None => target.fill(0),
         }

@@ -46,7 +46,8 @@ pub fn format<D: BlockDevice>(mut device: D, options: &FormatOptions) -> Result<
     let mut extension = Extension::new(options.uuid, &options.label, options.time as u64);
     if let Some(length) = journal_blocks {
         let first = next_free;
-        let (inode, map_end) = journal_inode(&mut device, first, length, options.time)?;
+        let mut write = |block: u32, data: &Block| Ok(device.write_block(block, data)?);
+        let (inode, map_end) = journal_inode(first, length, options.time, &mut write)?;
         inode.encode_slot(&mut table_block, JOURNAL_INODE as usize);
         Journal::create(&mut device, first, length)?;
         extension.compat_features |= FEATURE_JOURNAL;
@@ -150,15 +151,25 @@ fn write_bitmap<D: BlockDevice>(device: &mut D, geometry: &Geometry, used_end: u
     Ok(())
 }
 
+/// Indirect blocks that map a journal of `length` blocks.
+pub(crate) fn journal_map_blocks(length: u32) -> u32 {
+    let per_block = POINTERS_PER_BLOCK as u32;
+    let past_direct = length.saturating_sub(DIRECT_BLOCKS as u32);
+    let single = (past_direct > 0) as u32;
+    let past_single = past_direct.saturating_sub(per_block);
+    let double = if past_single > 0 { 1 + past_single.div_ceil(per_block) } else { 0 };
+    single + double
+}
+
 /// The journal's hidden inode: its run `first .. first + length` mapped
 /// through the usual direct/indirect pointers, with the indirect blocks
-/// placed right after the run. Returns the inode and the first block past
-/// everything it uses.
-fn journal_inode<D: BlockDevice>(
-    device: &mut D,
+/// placed right after the run and handed to `write`. Returns the inode and
+/// the first block past everything it uses.
+pub(crate) fn journal_inode(
     first: u32,
     length: u32,
     time: u32,
+    write: &mut dyn FnMut(u32, &Block) -> Result<()>,
 ) -> Result<(DiskInode, u32)> {
     let run: Vec<u32> = (first..first + length).collect();
     let mut next = first + length;
@@ -175,28 +186,41 @@ fn journal_inode<D: BlockDevice>(
     let direct = run.len().min(DIRECT_BLOCKS);
     inode.direct[..direct].copy_from_slice(&run[..direct]);
     let mut rest = &run[direct..];
-    let mut write_pointers = |device: &mut D, pointers: &[u32]| -> Result<u32> {
+    let mut write_pointers = |pointers: &[u32]| -> Result<u32> {
         let mut block = [0u8; BLOCK_SIZE];
         for (index, pointer) in pointers.iter().enumerate() {
             put_u32(&mut block, index * 4, *pointer);
         }
         let at = next;
         next += 1;
-        device.write_block(at, &block)?;
+        write(at, &block)?;
         Ok(at)
     };
     if !rest.is_empty() {
         let single = rest.len().min(POINTERS_PER_BLOCK);
-        inode.indirect = write_pointers(device, &rest[..single])?;
+        inode.indirect = write_pointers(&rest[..single])?;
         rest = &rest[single..];
     }
     if !rest.is_empty() {
-        let middles: Vec<u32> = rest
-            .chunks(POINTERS_PER_BLOCK)
-            .map(|chunk| write_pointers(device, chunk))
-            .collect::<Result<_>>()?;
-        inode.double_indirect = write_pointers(device, &middles)?;
+        let middles: Vec<u32> =
+            rest.chunks(POINTERS_PER_BLOCK).map(&mut write_pointers).collect::<Result<_>>()?;
+        inode.double_indirect = write_pointers(&middles)?;
     }
     inode.blocks = next - first;
+    debug_assert_eq!(next - first - length, journal_map_blocks(length));
     Ok((inode, next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_block_counts() {
+        assert_eq!(journal_map_blocks(12), 0);
+        assert_eq!(journal_map_blocks(13), 1);
+        assert_eq!(journal_map_blocks(1036), 1);
+        assert_eq!(journal_map_blocks(1037), 3);
+        assert_eq!(journal_map_blocks(8192), 1 + 1 + 7);
+    }
 }

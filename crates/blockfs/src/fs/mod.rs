@@ -24,8 +24,10 @@ mod data;
 mod format;
 mod mount;
 mod ops;
+mod tune;
 
 pub use format::format;
+pub use tune::JournalAdded;
 
 pub use crate::format::geometry::ROOT_INODE as ROOT_INO;
 
