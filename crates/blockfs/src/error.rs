@@ -172,7 +172,7 @@ impl fmt::Display for Error {
             Error::NotDir => write!(f, "not a directory"),
             Error::IsDir => write!(f, "is a directory"),
             Error::NotEmpty => write!(f, "directory not empty"),
-            Error::NameTooLong => write!(f, "file name longer than 255 bytes"),
+            Error::NameTooLong => write!(f, "name too long (file names: 255 bytes, symlink targets: 4095)"),
             Error::InvalidName => write!(f, "invalid file name"),
             Error::InvalidArgument => write!(f, "invalid argument"),
             Error::NoSpace => write!(f, "no space left on device"),

@@ -25,6 +25,7 @@ pub mod format;
 pub mod fs;
 mod journal;
 mod orphan;
+pub mod rootfs;
 mod sync;
 mod volume;
 

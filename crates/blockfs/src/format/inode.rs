@@ -196,6 +196,13 @@ impl DiskInode {
         }
     }
 
+    /// Whether a device number fits the new encoding (12-bit major,
+    /// 20-bit minor), as in Linux's `new_encode_dev`.
+    pub fn rdev_fits(major: u32, minor: u32) -> bool {
+        major <= 0xfff && minor <= 0xf_ffff
+    }
+
+    /// Stores a device number; the caller has checked [`Self::rdev_fits`].
     pub fn set_rdev(&mut self, major: u32, minor: u32) {
         self.direct = [0; DIRECT_BLOCKS];
         if major < 256 && minor < 256 {
@@ -282,5 +289,8 @@ mod tests {
         inode.set_rdev(259, 70000);
         assert_eq!(inode.direct[0], 0);
         assert_eq!(inode.rdev(), (259, 70000));
+        assert!(DiskInode::rdev_fits(0xfff, 0xf_ffff));
+        assert!(!DiskInode::rdev_fits(0x1000, 0));
+        assert!(!DiskInode::rdev_fits(0, 0x10_0000));
     }
 }

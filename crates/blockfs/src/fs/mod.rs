@@ -240,6 +240,15 @@ pub struct FileSystem<D> {
     options: MountOptions,
 }
 
+impl<D> core::fmt::Debug for FileSystem<D> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FileSystem")
+            .field("geometry", &self.info.geometry)
+            .field("read_only", &self.options.read_only)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<D: BlockDevice> FileSystem<D> {
     /// Mounts: reads block 0 and the journal superblock, replays a
     /// committed transaction if a crash left one, and reads nothing else.
@@ -388,7 +397,7 @@ impl<D: BlockDevice> FileSystem<D> {
         new: NewInode,
         rdev: (u32, u32),
     ) -> Result<Attr> {
-        if matches!(kind, FileType::Directory | FileType::Symlink) {
+        if matches!(kind, FileType::Directory | FileType::Symlink) || !DiskInode::rdev_fits(rdev.0, rdev.1) {
             return Err(Error::InvalidArgument);
         }
         self.run(|state, now| {
