@@ -57,6 +57,15 @@ pub(crate) struct Slot {
     pub file_type: u8,
 }
 
+/// Where an entry about to change lives.
+struct EntryLocation {
+    slot: Slot,
+    /// Logical block of the directory, and offset in it.
+    index: u64,
+    offset: usize,
+    physical: u32,
+}
+
 struct DirIndex {
     names: HashMap<Box<[u8]>, Slot>,
     /// Largest record that fits in each block (block layout only).
@@ -584,19 +593,25 @@ impl<D: BlockDevice> Volume<D> {
         self.dir_indexes.add_name(ino, name, slot);
     }
 
-    /// Removes `name`, returning what it pointed to.
-    pub(crate) fn remove_entry(&mut self, ino: u32, inode: &mut DiskInode, name: &[u8]) -> Result<Slot> {
+    /// Finds `name` for changing it: converts a legacy directory first, and
+    /// returns the entry with the physical block holding it.
+    fn entry_for_change(&mut self, ino: u32, inode: &mut DiskInode, name: &[u8]) -> Result<EntryLocation> {
         if self.is_legacy(ino, inode)? {
             self.convert_legacy(ino, inode)?;
         }
         let slot = self.find_entry(ino, inode, name)?.ok_or(Error::NotFound)?;
         let index = slot.position as u64 / BLOCK_SIZE as u64;
-        let offset = slot.position as usize % BLOCK_SIZE;
         let physical = self.map_block(ino, inode, index)?.ok_or(Error::corrupt(
             Corruption::DirEntryCrossesBlock { offset: slot.position },
             Some(ino),
             None,
         ))?;
+        Ok(EntryLocation { slot, index, offset: slot.position as usize % BLOCK_SIZE, physical })
+    }
+
+    /// Removes `name`, returning what it pointed to.
+    pub(crate) fn remove_entry(&mut self, ino: u32, inode: &mut DiskInode, name: &[u8]) -> Result<Slot> {
+        let EntryLocation { slot, index, offset, physical } = self.entry_for_change(ino, inode, name)?;
         let limit = block_limit(inode.size, index);
         let block = self.block_mut(physical)?;
         let mut previous = None;
@@ -641,17 +656,7 @@ impl<D: BlockDevice> Volume<D> {
         target: u32,
         file_type: FileType,
     ) -> Result<Slot> {
-        if self.is_legacy(ino, inode)? {
-            self.convert_legacy(ino, inode)?;
-        }
-        let slot = self.find_entry(ino, inode, name)?.ok_or(Error::NotFound)?;
-        let index = slot.position as u64 / BLOCK_SIZE as u64;
-        let offset = slot.position as usize % BLOCK_SIZE;
-        let physical = self.map_block(ino, inode, index)?.ok_or(Error::corrupt(
-            Corruption::DirEntryCrossesBlock { offset: slot.position },
-            Some(ino),
-            None,
-        ))?;
+        let EntryLocation { slot, offset, physical, .. } = self.entry_for_change(ino, inode, name)?;
         let block = self.block_mut(physical)?;
         let mut header = DirentHeader::decode(&block[offset..]);
         header.inode = target;
