@@ -128,7 +128,7 @@ fn lossy(bytes: &[u8]) -> String {
 }
 
 /// Parses digits only: Rust's integer parsers also take a leading `+`.
-fn parse_digits(text: &[u8], radix: u32) -> Option<u32> {
+pub(crate) fn parse_digits(text: &[u8], radix: u32) -> Option<u32> {
     if text.is_empty() || !text.iter().all(|&b| (b as char).is_digit(radix)) {
         return None;
     }

@@ -177,6 +177,25 @@ pub fn scan(root: &Path, options: ScanOptions) -> Result<HostTree, ScanError> {
     Ok(HostTree { root: root_entry, inodes: scanner.inodes, needs: scanner.needs })
 }
 
+/// Host objects named on a command line (`blockfs put`), each with the
+/// name it gets in the image, scanned together so that hard links between
+/// them are found. A symlink is taken as itself, never followed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSources {
+    pub entries: Vec<Entry>,
+    pub inodes: Vec<HostInode>,
+    pub needs: Needs,
+}
+
+pub fn scan_sources(sources: &[(PathBuf, Vec<u8>)], options: ScanOptions) -> Result<HostSources, ScanError> {
+    let mut scanner = Scanner::new(options);
+    let entries = sources
+        .iter()
+        .map(|(path, name)| scanner.scan_entry(path, name.clone()))
+        .collect::<Result<_, _>>()?;
+    Ok(HostSources { entries, inodes: scanner.inodes, needs: scanner.needs })
+}
+
 fn io_error(path: &Path, error: io::Error) -> ScanError {
     ScanError::Io { path: path.to_owned(), error }
 }

@@ -1,28 +1,33 @@
-//! `blockfs`: looks inside an image without changing it (every image is
-//! mounted read-only). Subcommands mirror the coreutils a user already
-//! knows: `info`, `ls`, `cat`, `stat`, `readlink`.
+//! `blockfs`: the command line, and the subcommands that look inside an
+//! image without changing it (mounted read-only, under a shared lock).
+//! Subcommands mirror the coreutils a user already knows: `info`, `ls`,
+//! `cat`, `stat`, `readlink`; those that copy and change are in
+//! `commands`.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
-use std::fmt;
 use std::io::{self, BufWriter, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use blockfs::format::dirent::is_dot_or_dotdot;
 use blockfs::format::extension::{Extension, ExtensionError, FEATURE_JOURNAL};
 use blockfs::format::superblock::STATE_CLEAN;
 use blockfs::format::BLOCK_SIZE;
 use blockfs::fs::VolumeInfo;
-use blockfs::{Attr, FileDevice, FileSystem, FileType, MountOptions};
+use blockfs::{Attr, FileType};
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::image::Failure;
+use crate::image::{Image, EXIT_STATUS_HELP};
+use crate::paths::join;
 use crate::text::{json_string, kind_name, mode_string, DateTime};
 use crate::uuid;
 
-/// Inspect BlockFS images (read-only).
+/// Look inside BlockFS images, copy files in and out, and change them.
 #[derive(Parser, Debug)]
-#[command(name = "blockfs", version)]
+#[command(name = "blockfs", version, after_help = EXIT_STATUS_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -58,6 +63,10 @@ pub enum Command {
     Stat(Target),
     /// Print a symlink's target
     Readlink(Target),
+    /// Mount an image (or a TAR archive, in RAM) with FUSE
+    Mount(crate::mount::MountArgs),
+    #[command(flatten)]
+    Files(crate::commands::Command),
 }
 
 /// An image and a path in it.
@@ -79,30 +88,6 @@ pub struct ListTarget {
     pub path: OsString,
 }
 
-#[derive(Debug)]
-pub enum Failure {
-    /// A problem with the image or a path in it; `place` is `IMAGE` or
-    /// `IMAGE: PATH`.
-    At { place: String, message: String },
-    /// Writing to standard output failed.
-    Output(io::Error),
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Failure::At { place, message } => write!(f, "{place}: {message}"),
-            Failure::Output(error) => write!(f, "standard output: {error}"),
-        }
-    }
-}
-
-impl From<io::Error> for Failure {
-    fn from(error: io::Error) -> Self {
-        Failure::Output(error)
-    }
-}
-
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let stdout = io::stdout().lock();
@@ -114,7 +99,7 @@ pub fn main() -> ExitCode {
         Err(Failure::Output(error)) if error.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("blockfs: {failure}");
-            ExitCode::FAILURE
+            ExitCode::from(failure.exit_code())
         }
     }
 }
@@ -142,6 +127,8 @@ pub fn run(command: &Command, out: &mut impl Write) -> Result<(), Failure> {
             writeln!(out)?;
             Ok(())
         }
+        Command::Mount(args) => crate::mount::run(args, out),
+        Command::Files(command) => crate::commands::run(command),
     }
 }
 
@@ -160,34 +147,7 @@ struct Listed {
     target: Option<Vec<u8>>,
 }
 
-/// An image mounted read-only, and the path it was opened from.
-struct Image {
-    path: PathBuf,
-    fs: FileSystem<FileDevice>,
-}
-
 impl Image {
-    fn open(path: &Path) -> Result<Self, Failure> {
-        let failure = |message: String| Failure::At { place: path.display().to_string(), message };
-        let device = FileDevice::open(path, false).map_err(|error| failure(error.to_string()))?;
-        let options = MountOptions { read_only: true, relatime: false, ..MountOptions::default() };
-        let fs = FileSystem::mount(device, options).map_err(|error| failure(error.to_string()))?;
-        Ok(Image { path: path.to_owned(), fs })
-    }
-
-    /// A failure about `inner` (a path in the image).
-    fn fail(&self, inner: &[u8], error: impl fmt::Display) -> Failure {
-        let place = format!("{}: {}", self.path.display(), String::from_utf8_lossy(inner));
-        Failure::At { place, message: error.to_string() }
-    }
-
-    fn attr_at(&self, path: &[u8], follow_last: bool) -> Result<Attr, Failure> {
-        self.fs
-            .resolve(path, follow_last)
-            .and_then(|ino| self.fs.getattr(ino))
-            .map_err(|error| self.fail(path, error))
-    }
-
     fn readlink(&self, path: &[u8]) -> Result<Vec<u8>, Failure> {
         let attr = self.attr_at(path, false)?;
         if attr.kind != FileType::Symlink {
@@ -360,19 +320,6 @@ fn long_columns(attr: &Attr) -> [String; 4] {
         _ => attr.size.to_string(),
     };
     [attr.nlink.to_string(), attr.uid.to_string(), attr.gid.to_string(), size]
-}
-
-fn is_dot_or_dotdot(name: &[u8]) -> bool {
-    name == b"." || name == b".."
-}
-
-fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut path = dir.to_vec();
-    if !path.ends_with(b"/") {
-        path.push(b'/');
-    }
-    path.extend_from_slice(name);
-    path
 }
 
 /// One fact `info` reports, named for JSON (`key`) and for people (`label`).

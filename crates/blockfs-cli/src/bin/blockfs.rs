@@ -1,4 +1,4 @@
-//! Inspects BlockFS images: info, ls, cat, stat, readlink.
+//! Looks inside BlockFS images, copies files in and out, changes them, mounts them.
 
 fn main() -> std::process::ExitCode {
     blockfs_cli::inspect::main()

@@ -1,0 +1,93 @@
+//! The `blockfs` subcommands that copy files in and out of an image or
+//! change it (the read-only inspection commands are in `inspect`).
+
+use std::path::Path;
+
+use clap::Subcommand;
+
+use crate::edit::{
+    self, ChmodArgs, ChownArgs, LnArgs, MkdirArgs, MvArgs, RmArgs, RmdirArgs, TouchArgs, TruncateArgs,
+};
+use crate::export::{self, ExportArgs};
+use crate::extract::{self, GetArgs};
+use crate::image::{Failure, Image, EXIT_STATUS_HELP};
+use crate::import::{self, ImportArgs};
+use crate::insert::{self, PutArgs};
+use crate::lock::Access;
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Copy a file or tree out of the image, like `cp -a` (never writes
+    /// outside DEST, whatever the image holds)
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Get(GetArgs),
+    /// Copy host files or trees into the image, like `cp -a`
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Put(PutArgs),
+    /// Write the whole tree as a tar archive (GNU format)
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Export(ExportArgs),
+    /// Extract a tar archive into a directory of the image, like `tar -x`
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Import(ImportArgs),
+    /// Make directories
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Mkdir(MkdirArgs),
+    /// Remove files (and with -r, directories)
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Rm(RmArgs),
+    /// Remove empty directories
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Rmdir(RmdirArgs),
+    /// Rename or move a file or directory
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Mv(MvArgs),
+    /// Make a hard link, or with -s a symbolic link
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Ln(LnArgs),
+    /// Change permission bits (octal)
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Chmod(ChmodArgs),
+    /// Change owner and group (numeric)
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Chown(ChownArgs),
+    /// Set access and modification times, creating missing files
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Touch(TouchArgs),
+    /// Set a file's size, creating missing files
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Truncate(TruncateArgs),
+}
+
+pub fn run(command: &Command) -> Result<(), Failure> {
+    match command {
+        Command::Get(args) => extract::get(args),
+        Command::Put(args) => insert::put(args),
+        Command::Export(args) => export::export(args),
+        Command::Import(args) => import::import(args),
+        Command::Mkdir(args) => change(&args.image, |image| edit::mkdir(image, args)),
+        Command::Rm(args) => change(&args.image, |image| edit::rm(image, args)),
+        Command::Rmdir(args) => change(&args.image, |image| edit::rmdir(image, args)),
+        Command::Mv(args) => change(&args.image, |image| edit::mv(image, args)),
+        Command::Ln(args) => change(&args.image, |image| edit::ln(image, args)),
+        Command::Chmod(args) => change(&args.image, |image| edit::chmod(image, args)),
+        Command::Chown(args) => change(&args.image, |image| edit::chown(image, args)),
+        Command::Touch(args) => change(&args.image, |image| edit::touch(image, args)),
+        Command::Truncate(args) => change(&args.image, |image| edit::truncate(image, args)),
+    }
+}
+
+/// Runs an edit on the image opened for writing.
+fn change(image: &Path, edit: impl FnOnce(&Image) -> Result<(), Failure>) -> Result<(), Failure> {
+    Image::with(image, Access::Write, edit)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        crate::inspect::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,109 @@
+//! `blockfs put`: copies host files and trees into an image with the
+//! fidelity of `mkfs-blockfs --populate`, whose scanner and copier it
+//! uses, placed as `cp` places them.
+
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use blockfs::FileType;
+use clap::Args;
+
+use crate::hosttree::{self, ScanOptions};
+use crate::image::{Failure, Image};
+use crate::lock::Access;
+use crate::paths::{image_path, split_last, ImagePath};
+use crate::populate::{copy_into, CopyFailure, PopulateError};
+use crate::progress::Progress;
+
+#[derive(Args, Debug)]
+pub struct PutArgs {
+    /// Copy directories recursively
+    #[arg(short = 'r', short_alias = 'R', long)]
+    pub recursive: bool,
+    /// The BlockFS image file
+    pub image: PathBuf,
+    /// Host files or directories to copy (symlinks are copied, not followed)
+    #[arg(required = true)]
+    pub sources: Vec<PathBuf>,
+    /// Absolute path inside the image: an existing directory to copy into,
+    /// or (with one source) the name for the copy
+    #[arg(value_parser = image_path())]
+    pub path: ImagePath,
+}
+
+pub fn put(args: &PutArgs) -> Result<(), Failure> {
+    let mut named = Vec::with_capacity(args.sources.len());
+    for source in &args.sources {
+        let metadata = fs::symlink_metadata(source).map_err(|error| Failure::host(source, error))?;
+        if metadata.is_dir() && !args.recursive {
+            return Err(Failure::host(source, "is a directory (use -r to copy it)"));
+        }
+        named.push((source.clone(), source_name(source)?));
+    }
+    Image::with(&args.image, Access::Write, |image| {
+        let path = args.path.as_bytes();
+        let (parent, parent_path) = place(image, path, &mut named)?;
+        // The scan reads no content, so it is cheap to do before the copy
+        // and catches what BlockFS cannot store before anything changes.
+        let sources = hosttree::scan_sources(&named, ScanOptions::default())
+            .map_err(|error| Failure::at(image.path.display(), error))?;
+        let free = image.fs.statfs();
+        let needs = &sources.needs;
+        if needs.blocks > free.free_blocks.into() || needs.inodes > free.free_inodes.into() {
+            let message = format!(
+                "not enough space: the copy needs {} blocks ({} free) and {} inodes ({} free)",
+                needs.blocks, free.free_blocks, needs.inodes, free.free_inodes
+            );
+            return Err(image.fail(path, message));
+        }
+        let mut progress = Progress::for_stderr(needs.entries, needs.file_bytes);
+        let copied = copy_into(&image.fs, &sources, parent, &parent_path, &mut progress);
+        progress.finish();
+        copied.map_err(|error| failure(image, error))
+    })
+}
+
+/// The name a source's copy gets inside a directory: its last component
+/// (that of its absolute form for `.` or `..`).
+fn source_name(source: &Path) -> Result<Vec<u8>, Failure> {
+    let absolute;
+    let name = match source.file_name() {
+        Some(name) => name,
+        None => {
+            absolute = fs::canonicalize(source).map_err(|error| Failure::host(source, error))?;
+            absolute.file_name().ok_or_else(|| Failure::host(source, "has no name to copy it under"))?
+        }
+    };
+    Ok(name.as_bytes().to_vec())
+}
+
+/// Decides where the copies go, as `cp` does: into `path` if it is a
+/// directory (or a symlink to one), else (one source only) to `path`
+/// itself, renaming the source. Returns the directory's inode and path.
+fn place(image: &Image, path: &[u8], named: &mut [(PathBuf, Vec<u8>)]) -> Result<(u32, Vec<u8>), Failure> {
+    if let Some(dir) = image.directory_at(path)? {
+        return Ok((dir.ino, path.to_vec()));
+    }
+    let [(_, name)] = named else {
+        return Err(image.fail(path, "is not a directory (needed to copy several sources into it)"));
+    };
+    let Some((parent_path, last)) = split_last(path) else {
+        return Err(image.fail(path, "is not a directory"));
+    };
+    *name = last.to_vec();
+    let parent = image.attr_at(parent_path, true)?;
+    if parent.kind != FileType::Directory {
+        return Err(image.fail(parent_path, blockfs::Error::NotDir));
+    }
+    Ok((parent.ino, parent_path.to_vec()))
+}
+
+/// Host problems name the host file; problems storing it name the path
+/// in the image, and the host file it came from.
+fn failure(image: &Image, error: PopulateError) -> Failure {
+    match error.failure {
+        CopyFailure::Host(host) => Failure::host(&error.path, host),
+        other => image.fail(&error.image_path, format_args!("{other} (copying {})", error.path.display())),
+    }
+}

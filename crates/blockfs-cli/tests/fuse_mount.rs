@@ -1,0 +1,393 @@
+//! `blockfs mount` end to end: the real binaries, the kernel's FUSE module
+//! and ordinary tools (sh, coreutils, GNU tar, gcc) working on the mount.
+//! Needs /dev/fuse and fusermount3 (Debian's fuse3); without them every
+//! test fails saying so. Runs as root (chown, and tar restoring owners).
+
+mod common;
+mod fuse_support;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use blockfs_fuse::is_mounted;
+
+use common::*;
+use fuse_support::*;
+
+/// Run on a fresh mount and on a host directory; the two must agree.
+/// `$DATA` holds the inputs: `random`, `archive.tar` and `hello.c`.
+const WORKLOAD: &str = r#"
+cd "$MNT"
+printf 'hello\n' > created
+printf 'one\n' > appended
+printf 'two\n' >> appended
+# 5 MB reaches the double-indirect blocks.
+cp "$DATA/random" big
+printf 'OVERWRITE' | dd of=big bs=1 seek=4090 conv=notrunc status=none
+cp big truncated && truncate -s 70000 truncated
+truncate -s 3000000 sparse && printf 'end' >> sparse
+printf 'old\n' > target && ln target target-link
+printf 'new\n' > replacement && mv replacement target
+ln created created-link
+ln -s created symlink && ln -s /nowhere/at/all dangling
+touch -d '2001-02-03 04:05:06' created && touch -h -d '2002-03-04 05:06:07' symlink
+chmod 4711 appended && chmod 600 big
+chown 1234:5678 appended && chown -h 42:43 symlink
+mkdir -p deep/a/b/c/d && printf 'x' > deep/a/b/c/d/leaf
+mkdir -p doomed/x/y && printf 'z' > doomed/x/y/file && ln -s ../.. doomed/x/up
+rm -r doomed
+mkfifo fifo
+mkdir many
+i=0; while [ $i -lt 1500 ]; do : > "many/file-$i"; i=$((i+1)); done
+rm many/file-7 many/file-700
+printf 'keep me\n' > victim
+exec 3< victim
+rm victim
+cat <&3 > survivor
+exec 3<&-
+mkdir untarred && tar -xpf "$DATA/archive.tar" -C untarred
+cp "$DATA/hello.c" . && gcc -O1 -o hello hello.c && ./hello > hello.out
+"#;
+
+const HELLO_C: &str = r#"#include <stdio.h>
+int main(void) {
+    char line[64];
+    FILE *file = fopen("created", "r");
+    if (!file || !fgets(line, sizeof line, file)) return 1;
+    printf("read: %s", line);
+    return 0;
+}
+"#;
+
+/// A host tree with what archives carry: modes, owners, times, a hard
+/// link, symlinks, an empty directory and a name past ustar's 100 bytes.
+fn make_tree(dir: &Path) {
+    fs::create_dir_all(dir).unwrap();
+    let long_name = "n".repeat(150);
+    sh(
+        dir,
+        &format!(
+            r#"cd "$MNT"
+            mkdir -p etc bin empty usr/share/doc
+            printf 'root:x:0:0::/root:/bin/sh\n' > etc/passwd
+            printf '#!/bin/sh\necho hi\n' > bin/tool && chmod 755 bin/tool
+            head -c 100000 /dev/zero | tr '\0' 'a' > usr/share/doc/big
+            ln bin/tool bin/tool-again
+            ln -s ../etc/passwd bin/passwd-link
+            printf 'long\n' > usr/{long_name}
+            chown -R 1000:100 usr && chmod 2750 usr/share
+            touch -d '2010-05-06 07:08:09' etc/passwd bin/tool empty usr/share/doc/big usr/{long_name}
+            touch -h -d '2011-01-01 00:00:00' bin/passwd-link
+            touch -d '2012-01-01 00:00:00' etc bin usr/share/doc usr/share usr ."#
+        ),
+    );
+}
+
+fn tar(format: &str, source: &Path, archive: &Path) {
+    let output = Command::new("tar")
+        .args([&format!("--format={format}"), "-cf", text(archive), "-C", text(source), "."])
+        .output()
+        .expect("run tar");
+    assert_success(&output);
+}
+
+fn mkfs_image(image: &Path, size_mib: u32) {
+    assert_success(&mkfs(&["-o", text(image), "-s", &size_mib.to_string()]));
+}
+
+#[test]
+fn workload_survives_unmount_and_remount() {
+    require_fuse();
+    let scratch = Scratch::new("fuse-workload");
+    let data = scratch.path("data");
+    write_file(&data.join("random"), &pattern(5_000_000));
+    write_file(&data.join("hello.c"), HELLO_C.as_bytes());
+    make_tree(&scratch.path("tree"));
+    tar("gnu", &scratch.path("tree"), &data.join("archive.tar"));
+    let image = scratch.path("image");
+    mkfs_image(&image, 64);
+    let workload = format!("DATA={}\n{WORKLOAD}", text(&data));
+
+    let reference = scratch.path("reference");
+    fs::create_dir(&reference).unwrap();
+    sh(&reference, &workload);
+
+    let mnt = scratch.path("mnt");
+    let mounted = Mounted::new(&image, &mnt, &[]);
+    assert_eq!(mounted.stdout, "[ROOTFS] BlockFS magic detected -- mounting persistent root\n");
+    sh(&mnt, &workload);
+    let before = snapshot(&mnt);
+    let restored_times = |path: &Path| path.starts_with("untarred") || path == Path::new("created");
+    assert_same(
+        &comparable(&before, restored_times),
+        &comparable(&snapshot(&reference), restored_times),
+        "mount vs host",
+    );
+    assert_eq!(fs::read_to_string(mnt.join("hello.out")).unwrap(), "read: hello\n");
+    assert_eq!(fs::read_to_string(mnt.join("survivor")).unwrap(), "keep me\n");
+    assert_eq!(fs::read_dir(mnt.join("many")).unwrap().count(), 1498);
+    mounted.unmount();
+
+    assert!(common::mount(&image).info().was_clean, "unmount marks the image clean");
+    let mounted = Mounted::new(&image, &mnt, &[]);
+    assert_same(&before, &snapshot(&mnt), "before vs after remount");
+    mounted.unmount();
+}
+
+#[test]
+fn tar_mode_serves_the_archive_and_forgets_changes() {
+    require_fuse();
+    let scratch = Scratch::new("fuse-tar");
+    let tree = scratch.path("tree");
+    make_tree(&tree);
+    let archive = scratch.path("rootfs.tar");
+    tar("pax", &tree, &archive);
+    let archive_bytes = fs::read(&archive).unwrap();
+    let mnt = scratch.path("mnt");
+    // Every time comes from the archive.
+    let archived = |_: &Path| true;
+
+    let mounted = Mounted::new(&archive, &mnt, &[]);
+    assert!(mounted.stdout.contains(&format!("[ROOTFS] Loading TAR rootfs from {}...", text(&archive))));
+    let original = snapshot(&mnt);
+    assert_same(
+        &comparable(&original, archived),
+        &comparable(&snapshot(&tree), archived),
+        "mount vs archived tree",
+    );
+    sh(
+        &mnt,
+        r#"cd "$MNT"
+        printf 'new\n' > etc/new-file
+        printf 'more\n' >> etc/passwd
+        rm bin/tool
+        chmod 700 usr
+        mkdir -p var/log && printf 'log\n' > var/log/messages"#,
+    );
+    assert_eq!(fs::read_to_string(mnt.join("var/log/messages")).unwrap(), "log\n");
+    mounted.unmount();
+
+    assert_eq!(fs::read(&archive).unwrap(), archive_bytes, "the archive is never written");
+    let again = Mounted::new(&archive, &mnt, &[]);
+    assert_same(
+        &comparable(&snapshot(&mnt), archived),
+        &comparable(&original, archived),
+        "remount vs first mount",
+    );
+    again.unmount();
+}
+
+/// Kills a foreground mount with SIGKILL and clears the dead mount, as a
+/// user would after a crash.
+fn kill_9(mut mount: Foreground) {
+    mount.child.kill().unwrap();
+    mount.child.wait().unwrap();
+    detach(&mount.dir);
+    wait_until("dead mount detached", || !is_mounted(&mount.dir).unwrap());
+}
+
+#[test]
+fn fsynced_data_survives_kill_9() {
+    require_fuse();
+    let scratch = Scratch::new("fuse-fsync");
+    let image = scratch.path("image");
+    mkfs_image(&image, 32);
+    let data = pattern(300_000);
+    write_file(&scratch.path("data"), &data);
+    let mnt = scratch.path("mnt");
+
+    // No background sync: only fsync makes anything durable.
+    let mount = Foreground::start(&image, &mnt, &["--writeback-secs", "0"]);
+    sh(
+        &mnt,
+        &format!(
+            r#"dd if={} of="$MNT/durable" bs=64k conv=fsync status=none
+            mkdir "$MNT/dir" && printf 'named\n' > "$MNT/dir/synced" && sync "$MNT/dir/synced" "$MNT/dir""#,
+            text(&scratch.path("data"))
+        ),
+    );
+    kill_9(mount);
+
+    assert!(!common::mount(&image).info().was_clean, "a killed mount leaves the image marked in use");
+    let mounted = Mounted::new(&image, &mnt, &[]);
+    assert_eq!(fs::read(mnt.join("durable")).unwrap(), data);
+    assert_eq!(fs::read_to_string(mnt.join("dir/synced")).unwrap(), "named\n");
+    mounted.unmount();
+}
+
+#[test]
+fn background_sync_bounds_what_kill_9_loses() {
+    require_fuse();
+    let scratch = Scratch::new("fuse-writeback");
+    let image = scratch.path("image");
+    mkfs_image(&image, 32);
+    let mnt = scratch.path("mnt");
+
+    let mount = Foreground::start(&image, &mnt, &["--writeback-secs", "1"]);
+    sh(&mnt, r#"printf 'never fsynced\n' > "$MNT/file" && sleep 3"#);
+    kill_9(mount);
+
+    let mounted = Mounted::new(&image, &mnt, &[]);
+    assert_eq!(fs::read_to_string(mnt.join("file")).unwrap(), "never fsynced\n");
+    mounted.unmount();
+}
+
+#[test]
+fn df_shows_the_image_size() {
+    require_fuse();
+    let scratch = Scratch::new("fuse-df");
+    let image = scratch.path("image");
+    mkfs_image(&image, 48);
+    let mnt = scratch.path("mnt");
+    let mounted = Mounted::new(&image, &mnt, &[]);
+    let output = Command::new("df").args(["-B1", "--output=source,size,avail"]).arg(&mnt).output().unwrap();
+    assert_success(&output);
+    let line = stdout(&output).lines().nth(1).expect("df line").to_owned();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields[0], "blockfs");
+    assert_eq!(fields[1], (48u64 << 20).to_string(), "df: {line}");
+    let avail: u64 = fields[2].parse().unwrap();
+    assert!(avail > 40 << 20 && avail < 48 << 20, "df: {line}");
+    let output = Command::new("stat").args(["-f", "-c", "%S %l"]).arg(&mnt).output().unwrap();
+    assert_eq!(stdout(&output).trim(), "4096 255");
+    mounted.unmount();
+}
+
+#[test]
+fn a_second_writer_is_refused_but_readers_share() {
+    require_fuse();
+    let scratch = Scratch::new("fuse-lock");
+    let image = scratch.path("image");
+    mkfs_image(&image, 16);
+    let (first, second) = (scratch.path("first"), scratch.path("second"));
+
+    let writer = Mounted::new(&image, &first, &[]);
+    for args in [&[][..], &["-o", "ro"][..]] {
+        let output = mount_command(&image, &second, args);
+        assert_failure(&output, &["image is in use"]);
+        assert_eq!(output.status.code(), Some(3), "exit status for an image in use");
+        assert!(!is_mounted(&second).unwrap());
+    }
+    writer.unmount();
+
+    let reader = Mounted::new(&image, &first, &["-o", "ro"]);
+    let other_reader = Mounted::new(&image, &second, &["-o", "ro"]);
+    let output =
+        Command::new("sh").args(["-c", "echo x > \"$MNT/file\""]).env("MNT", &first).output().unwrap();
+    assert_failure(&output, &["Read-only file system"]);
+    assert_failure(&mount_command(&image, &scratch.path("third"), &[]), &["image is in use"]);
+    reader.unmount();
+    other_reader.unmount();
+}
+
+#[test]
+fn ctrl_c_unmounts_and_marks_the_image_clean() {
+    require_fuse();
+    let scratch = Scratch::new("fuse-sigint");
+    let image = scratch.path("image");
+    mkfs_image(&image, 16);
+    let mnt = scratch.path("mnt");
+    let mut mount = Foreground::start(&image, &mnt, &["--writeback-secs", "0"]);
+    sh(&mnt, r#"printf 'unsynced\n' > "$MNT/file""#);
+    let pid = mount.child.id().to_string();
+    assert_success(&Command::new("kill").args(["-INT", &pid]).output().unwrap());
+    let mut status = None;
+    wait_until("mount process exit", || {
+        status = mount.child.try_wait().unwrap();
+        status.is_some()
+    });
+    assert!(status.unwrap().success(), "exit status {status:?}");
+    assert!(!is_mounted(&mnt).unwrap());
+
+    let fs = common::mount(&image);
+    assert!(fs.info().was_clean);
+    let ino = fs.resolve(b"/file", true).unwrap();
+    assert_eq!(read_all(&fs, ino), b"unsynced\n");
+}
+
+/// Checks renameat2's flags: RENAME_NOREPLACE works, RENAME_EXCHANGE is
+/// refused (BlockFS has no exchange), and nothing changes on failure.
+const RENAME_FLAGS_C: &str = r#"#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+int main(void) {
+    if (renameat2(AT_FDCWD, "a", AT_FDCWD, "b", RENAME_NOREPLACE) != -1 || errno != EEXIST) return 1;
+    if (renameat2(AT_FDCWD, "a", AT_FDCWD, "b", RENAME_EXCHANGE) != -1 || errno != EINVAL) return 2;
+    if (renameat2(AT_FDCWD, "a", AT_FDCWD, "c", RENAME_NOREPLACE) != 0) return 3;
+    return 0;
+}
+"#;
+
+#[test]
+fn rename_flags_map_to_the_library() {
+    require_fuse();
+    let scratch = Scratch::new("fuse-rename");
+    let image = scratch.path("image");
+    mkfs_image(&image, 16);
+    write_file(&scratch.path("rename.c"), RENAME_FLAGS_C.as_bytes());
+    let mnt = scratch.path("mnt");
+    let mounted = Mounted::new(&image, &mnt, &[]);
+    sh(
+        &mnt,
+        &format!(
+            r#"gcc -o {binary} {source}
+            cd "$MNT" && printf 'a' > a && printf 'b' > b && {binary}"#,
+            binary = text(&scratch.path("rename")),
+            source = text(&scratch.path("rename.c")),
+        ),
+    );
+    assert_eq!(fs::read(mnt.join("b")).unwrap(), b"b");
+    assert_eq!(fs::read(mnt.join("c")).unwrap(), b"a");
+    assert!(!mnt.join("a").exists());
+    mounted.unmount();
+}
+
+#[test]
+fn allow_other_lets_other_users_in_and_the_kernel_checks_permissions() {
+    require_fuse();
+    let scratch = Scratch::new("fuse-perms");
+    let image = scratch.path("image");
+    mkfs_image(&image, 16);
+    let mnt = scratch.path("mnt");
+    let as_user = |script: &str| {
+        Command::new("setpriv")
+            .args(["--reuid=1000", "--regid=1000", "--clear-groups", "sh", "-c", script])
+            .env("MNT", &mnt)
+            .output()
+            .expect("run setpriv")
+    };
+    let mounted = Mounted::new(&image, &mnt, &["-o", "allow_other"]);
+    sh(
+        &mnt,
+        r#"cd "$MNT" && printf 'public\n' > public && printf 'secret\n' > secret && chmod 600 secret
+        mkdir -m 1777 shared"#,
+    );
+    let output = as_user(r#"cat "$MNT/public""#);
+    assert_success(&output);
+    assert_eq!(stdout(&output), "public\n");
+    assert_failure(&as_user(r#"cat "$MNT/secret""#), &["Permission denied"]);
+    assert_failure(&as_user(r#"touch "$MNT/not-mine""#), &["Permission denied"]);
+    assert_success(&as_user(r#"printf 'mine\n' > "$MNT/shared/mine""#));
+    let output = Command::new("stat").args(["-c", "%u:%g %a"]).arg(mnt.join("shared/mine")).output().unwrap();
+    assert_eq!(stdout(&output).trim(), "1000:1000 644");
+    mounted.unmount();
+
+    // Without allow_other the kernel turns other users away at the door.
+    let mounted = Mounted::new(&image, &mnt, &[]);
+    assert_failure(&as_user(r#"cat "$MNT/public""#), &["Permission denied"]);
+    mounted.unmount();
+}
+
+#[test]
+fn a_file_that_is_neither_image_nor_archive_is_refused() {
+    require_fuse();
+    let scratch = Scratch::new("fuse-neither");
+    let junk = scratch.path("junk");
+    write_file(&junk, &pattern(10_000));
+    let mnt = scratch.path("mnt");
+    let output = mount_command(&junk, &mnt, &[]);
+    assert_failure(&output, &["junk", "neither a BlockFS image", "nor a TAR archive"]);
+    assert!(!is_mounted(&mnt).unwrap());
+}

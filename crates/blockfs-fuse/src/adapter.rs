@@ -1,0 +1,501 @@
+//! The FUSE request handlers: each one translates its arguments, calls one
+//! `FileSystem` operation and translates the answer (see `convert`).
+//!
+//! The adapter keeps no per-inode or per-handle state: the library already
+//! counts open handles (so an unlinked file keeps its data until the last
+//! close) and hands out stable readdir cookies, and the kernel enforces
+//! permissions (`default_permissions`).
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use blockfs::fs::{NewInode, RenameFlags};
+use blockfs::{Attr, BlockDevice, Error, FileSystem, FileType, SetAttr};
+use fuser::{
+    AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig,
+    LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
+    ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
+};
+
+use crate::convert::{self, blockfs_ino};
+
+/// Largest write the kernel sends in one request: fewer round trips than
+/// FUSE's 128 KiB default for streaming writes.
+const MAX_WRITE: u32 = 1 << 20;
+/// Readahead we ask for; the kernel grants at most its own limit
+/// (128 KiB unless raised in /sys/class/bdi).
+const MAX_READAHEAD: u32 = 1 << 20;
+/// Entries read from the library per readdir request: more than a reply
+/// (one page, about 128 short names) can hold, so a reply is always full.
+const READDIR_BATCH: usize = 256;
+/// An inode number is reused only after the kernel has dropped the old
+/// inode (its last unlink or close came through this mount), and nothing
+/// is exported over NFS, so a constant generation serves.
+const GENERATION: Generation = Generation(0);
+/// Set-group-ID bit: a directory carrying it passes on its group.
+const S_ISGID: u16 = 0o2000;
+/// No per-open state: every handle is the same.
+const HANDLE: FileHandle = FileHandle(0);
+/// The image file only changes through this mount (it is locked, or in
+/// memory), so pages the kernel cached stay valid across opens.
+const OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE;
+
+pub struct Adapter<D> {
+    fs: Arc<FileSystem<D>>,
+    /// How long the kernel may trust attributes and names we return.
+    ttl: Duration,
+    /// The image, named in the messages about errors the errno hides.
+    image: PathBuf,
+}
+
+impl<D: BlockDevice> Adapter<D> {
+    pub fn new(fs: Arc<FileSystem<D>>, ttl: Duration, image: &Path) -> Self {
+        Adapter { fs, ttl, image: image.to_owned() }
+    }
+
+    /// The errno for a library error. Corruption and device errors also
+    /// get a message, since EUCLEAN or EIO alone does not say which inode
+    /// or block is at fault.
+    fn fail(&self, error: Error) -> Errno {
+        if matches!(error, Error::Corrupt { .. } | Error::Io(_)) {
+            eprintln!("blockfs: {}: {error}", self.image.display());
+        }
+        convert::errno(error)
+    }
+
+    fn check<T>(&self, result: blockfs::Result<T>) -> Result<T, Errno> {
+        result.map_err(|error| self.fail(error))
+    }
+
+    fn attr_reply(&self, reply: ReplyAttr, result: Result<Attr, Errno>) {
+        match result {
+            Ok(attr) => reply.attr(&self.ttl, &convert::file_attr(&attr)),
+            Err(errno) => reply.error(errno),
+        }
+    }
+
+    fn entry_reply(&self, reply: ReplyEntry, result: Result<Attr, Errno>) {
+        match result {
+            Ok(attr) => reply.entry(&self.ttl, &convert::file_attr(&attr), GENERATION),
+            Err(errno) => reply.error(errno),
+        }
+    }
+
+    fn empty_reply(reply: ReplyEmpty, result: Result<(), Errno>) {
+        match result {
+            Ok(()) => reply.ok(),
+            Err(errno) => reply.error(errno),
+        }
+    }
+
+    /// Owner and permissions of a new inode in `parent`: the caller's ids,
+    /// except that a set-group-ID directory passes on its group (and the
+    /// bit itself to new directories), as Linux's local filesystems do.
+    fn new_inode(&self, req: &Request, parent: u32, perm: u16, is_dir: bool) -> Result<NewInode, Errno> {
+        let uid = convert::owner_id(req.uid())?;
+        let dir = self.check(self.fs.getattr(parent))?;
+        let (gid, perm) = if dir.perm & S_ISGID != 0 {
+            (dir.gid, if is_dir { perm | S_ISGID } else { perm })
+        } else {
+            (convert::owner_id(req.gid())?, perm)
+        };
+        Ok(NewInode { perm, uid, gid })
+    }
+
+    /// Registers an open handle for an inode just created or looked up.
+    fn open_inode(&self, ino: u32) -> Result<Attr, Errno> {
+        self.check(self.fs.open(ino))
+    }
+
+    fn create_inner(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32) -> Result<Attr, Errno> {
+        let parent = blockfs_ino(parent)?;
+        let new = self.new_inode(req, parent, convert::permissions(mode), false)?;
+        let attr = self.check(self.fs.create(parent, name.as_bytes(), new))?;
+        self.open_inode(attr.ino)
+    }
+
+    fn mknod_inner(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        rdev: u32,
+    ) -> Result<Attr, Errno> {
+        let parent = blockfs_ino(parent)?;
+        let kind = convert::kind_of_mode(mode)?;
+        let new = self.new_inode(req, parent, convert::permissions(mode), false)?;
+        let device = convert::decode_device(rdev);
+        self.check(self.fs.mknod(parent, name.as_bytes(), kind, new, device))
+    }
+
+    fn mkdir_inner(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32) -> Result<Attr, Errno> {
+        let parent = blockfs_ino(parent)?;
+        let new = self.new_inode(req, parent, convert::permissions(mode), true)?;
+        self.check(self.fs.mkdir(parent, name.as_bytes(), new))
+    }
+
+    fn symlink_inner(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        target: &Path,
+    ) -> Result<Attr, Errno> {
+        let parent = blockfs_ino(parent)?;
+        let owner = self.new_inode(req, parent, 0o777, false)?;
+        let target = target.as_os_str().as_bytes();
+        self.check(self.fs.symlink(parent, name.as_bytes(), target, owner.uid, owner.gid))
+    }
+
+    fn rename_inner(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        new_parent: INodeNo,
+        new_name: &OsStr,
+        flags: fuser::RenameFlags,
+    ) -> Result<(), Errno> {
+        // RENAME_EXCHANGE and RENAME_WHITEOUT have no library operation.
+        if !flags.difference(fuser::RenameFlags::RENAME_NOREPLACE).is_empty() {
+            return Err(Errno::EINVAL);
+        }
+        let flags = RenameFlags { no_replace: flags.contains(fuser::RenameFlags::RENAME_NOREPLACE) };
+        let (parent, new_parent) = (blockfs_ino(parent)?, blockfs_ino(new_parent)?);
+        self.check(self.fs.rename(parent, name.as_bytes(), new_parent, new_name.as_bytes(), flags))
+    }
+
+    fn read_inner(&self, ino: INodeNo, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
+        let mut buffer = vec![0; size as usize];
+        let read = self.check(self.fs.read(blockfs_ino(ino)?, offset, &mut buffer))?;
+        buffer.truncate(read);
+        Ok(buffer)
+    }
+
+    fn write_inner(&self, ino: INodeNo, offset: u64, data: &[u8]) -> Result<u32, Errno> {
+        let written = self.check(self.fs.write(blockfs_ino(ino)?, offset, data))?;
+        // Never more than `data.len()`, which is at most MAX_WRITE.
+        Ok(written as u32)
+    }
+
+    /// One batch of entries from cookie `offset`: inode, type, name and the
+    /// cookie after the entry. Entries whose type byte is unknown (damaged
+    /// or very old images) take the type from the inode, since `find` and
+    /// `ls` trust the type a listing gives; that lookup needs the
+    /// filesystem lock the listing holds, hence the batch.
+    fn readdir_inner(&self, ino: INodeNo, offset: u64) -> Result<Vec<Listed>, Errno> {
+        let mut batch = Vec::new();
+        let listing = self.fs.readdir(blockfs_ino(ino)?, offset, &mut |entry, next| {
+            batch.push((entry.ino, entry.kind(), entry.name.clone(), next));
+            batch.len() < READDIR_BATCH
+        });
+        self.check(listing)?;
+        batch
+            .into_iter()
+            .map(|(ino, kind, name, next)| {
+                let kind = match kind {
+                    Some(kind) => kind,
+                    None => self.check(self.fs.getattr(ino))?.kind,
+                };
+                Ok(Listed { ino, kind, name, next })
+            })
+            .collect()
+    }
+}
+
+/// A directory entry as a readdir reply carries it.
+struct Listed {
+    ino: u32,
+    kind: FileType,
+    name: Vec<u8>,
+    /// The cookie that resumes after this entry.
+    next: u64,
+}
+
+impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        // Each limit is refused only when above what fuser or the kernel
+        // allows, and that limit (in the error) is then accepted.
+        if let Err(limit) = config.set_max_write(MAX_WRITE) {
+            config.set_max_write(limit).ok();
+        }
+        if let Err(limit) = config.set_max_readahead(MAX_READAHEAD) {
+            config.set_max_readahead(limit).ok();
+        }
+        Ok(())
+    }
+
+    /// The kernel has let go of the mount: make everything durable now.
+    /// `serve` marks the image clean once the session has wound down.
+    fn destroy(&mut self) {
+        if let Err(error) = self.fs.sync() {
+            eprintln!("blockfs: {}: final sync failed: {error}", self.image.display());
+        }
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let result =
+            blockfs_ino(parent).and_then(|parent| self.check(self.fs.lookup(parent, name.as_bytes())));
+        self.entry_reply(reply, result);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let result = blockfs_ino(ino).and_then(|ino| self.check(self.fs.getattr(ino)));
+        self.attr_reply(reply, result);
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        // ctime becomes "now" whatever changes; BlockFS stores no other time.
+        let changes = SetAttr {
+            perm: mode.map(convert::permissions),
+            uid,
+            gid,
+            size,
+            atime: atime.map(convert::stored_time),
+            mtime: mtime.map(convert::stored_time),
+        };
+        let result = blockfs_ino(ino).and_then(|ino| self.check(self.fs.setattr(ino, &changes)));
+        self.attr_reply(reply, result);
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match blockfs_ino(ino).and_then(|ino| self.check(self.fs.readlink(ino))) {
+            Ok(target) => reply.data(&target),
+            Err(errno) => reply.error(errno),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        self.entry_reply(reply, self.mknod_inner(req, parent, name, mode, rdev));
+    }
+
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
+        self.entry_reply(reply, self.mkdir_inner(req, parent, name, mode));
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let result =
+            blockfs_ino(parent).and_then(|parent| self.check(self.fs.unlink(parent, name.as_bytes())));
+        Self::empty_reply(reply, result);
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let result =
+            blockfs_ino(parent).and_then(|parent| self.check(self.fs.rmdir(parent, name.as_bytes())));
+        Self::empty_reply(reply, result);
+    }
+
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        self.entry_reply(reply, self.symlink_inner(req, parent, link_name, target));
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: fuser::RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        Self::empty_reply(reply, self.rename_inner(parent, name, newparent, newname, flags));
+    }
+
+    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        let result = blockfs_ino(ino).and_then(|ino| {
+            let new_parent = blockfs_ino(newparent)?;
+            self.check(self.fs.link(ino, new_parent, newname.as_bytes()))
+        });
+        self.entry_reply(reply, result);
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match blockfs_ino(ino).and_then(|ino| self.open_inode(ino)) {
+            Ok(_) => reply.opened(HANDLE, OPEN_FLAGS),
+            Err(errno) => reply.error(errno),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.read_inner(ino, offset, size) {
+            Ok(data) => reply.data(&data),
+            Err(errno) => reply.error(errno),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.write_inner(ino, offset, data) {
+            Ok(written) => reply.written(written),
+            Err(errno) => reply.error(errno),
+        }
+    }
+
+    /// `close` makes nothing durable on a local filesystem either: that is
+    /// `fsync`'s job, and the write-back thread's within its interval.
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let result = blockfs_ino(ino).and_then(|ino| self.check(self.fs.release(ino)));
+        Self::empty_reply(reply, result);
+    }
+
+    /// Metadata is only consistent as a whole, so `datasync` commits as
+    /// much as a full fsync; the device is flushed before the reply.
+    fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        let result = blockfs_ino(ino).and_then(|ino| self.check(self.fs.fsync(ino).map(drop)));
+        Self::empty_reply(reply, result);
+    }
+
+    /// Directories count as open too: one removed while open keeps its
+    /// inode until `releasedir`.
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match blockfs_ino(ino).and_then(|ino| self.open_inode(ino)) {
+            Ok(_) => reply.opened(HANDLE, FopenFlags::empty()),
+            Err(errno) => reply.error(errno),
+        }
+    }
+
+    /// Offsets are the library's cookies (the byte position after each
+    /// entry), which stay valid while entries are added and removed, so a
+    /// listing resumes where the last reply ended.
+    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        match self.readdir_inner(ino, offset) {
+            Ok(entries) => {
+                for Listed { ino, kind, name, next } in entries {
+                    if reply.add(convert::fuse_ino(ino), next, convert::kind(kind), OsStr::from_bytes(&name))
+                    {
+                        break;
+                    }
+                }
+                reply.ok();
+            }
+            Err(errno) => reply.error(errno),
+        }
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        let result = blockfs_ino(ino).and_then(|ino| self.check(self.fs.release(ino)));
+        Self::empty_reply(reply, result);
+    }
+
+    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        let result = blockfs_ino(ino).and_then(|ino| self.check(self.fs.fsync(ino).map(drop)));
+        Self::empty_reply(reply, result);
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let stat = self.fs.statfs();
+        let free = u64::from(stat.free_blocks);
+        reply.statfs(
+            stat.blocks.into(),
+            free,
+            free,
+            stat.inodes.into(),
+            stat.free_inodes.into(),
+            stat.block_size,
+            stat.name_max,
+            stat.block_size,
+        );
+    }
+
+    /// With `default_permissions` (always set) the kernel checks access
+    /// itself and does not ask; should it ask, the answer is that the
+    /// inode exists.
+    fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        let result = blockfs_ino(ino).and_then(|ino| self.check(self.fs.getattr(ino).map(drop)));
+        Self::empty_reply(reply, result);
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        match self.create_inner(req, parent, name, mode) {
+            Ok(attr) => reply.created(&self.ttl, &convert::file_attr(&attr), GENERATION, HANDLE, OPEN_FLAGS),
+            Err(errno) => reply.error(errno),
+        }
+    }
+}
