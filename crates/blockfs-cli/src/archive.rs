@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use blockfs::rootfs::tar::{Event, TarError, TarParser, RECORD_SIZE};
@@ -32,6 +32,8 @@ pub struct ArchiveError {
     /// The archive, as named to the user.
     pub path: PathBuf,
     pub kind: ArchiveErrorKind,
+    /// The member it concerns, when one is known.
+    pub member: Option<Member>,
 }
 
 #[derive(Debug)]
@@ -39,7 +41,7 @@ pub enum ArchiveErrorKind {
     /// Reading (or decompressing) failed.
     Io(io::Error),
     /// The archive is malformed.
-    Tar { error: TarError, member: Option<Member> },
+    Tar(TarError),
 }
 
 /// The member a malformed archive's error concerns.
@@ -53,23 +55,27 @@ pub enum Member {
     After(Vec<u8>),
 }
 
+impl ArchiveError {
+    /// The message without the archive's name.
+    pub fn message(&self) -> String {
+        let what = match &self.kind {
+            ArchiveErrorKind::Io(error) => error.to_string(),
+            ArchiveErrorKind::Tar(error) => error.to_string(),
+        };
+        match &self.member {
+            Some(Member::In(path)) => format!("{what} (member \"{}\")", path.escape_ascii()),
+            Some(Member::Damaged(path)) => {
+                format!("{what} (its name field reads \"{}\")", path.escape_ascii())
+            }
+            Some(Member::After(path)) => format!("{what} (after member \"{}\")", path.escape_ascii()),
+            None => what,
+        }
+    }
+}
+
 impl fmt::Display for ArchiveError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ", self.path.display())?;
-        match &self.kind {
-            ArchiveErrorKind::Io(error) => write!(f, "{error}"),
-            ArchiveErrorKind::Tar { error, member } => {
-                write!(f, "{error}")?;
-                match member {
-                    Some(Member::In(path)) => write!(f, " (member \"{}\")", path.escape_ascii()),
-                    Some(Member::Damaged(path)) => {
-                        write!(f, " (its name field reads \"{}\")", path.escape_ascii())
-                    }
-                    Some(Member::After(path)) => write!(f, " (after member \"{}\")", path.escape_ascii()),
-                    None => Ok(()),
-                }
-            }
-        }
+        write!(f, "{}: {}", self.path.display(), self.message())
     }
 }
 
@@ -82,57 +88,34 @@ pub fn open(path: &Path) -> io::Result<(Compression, Box<dyn Read>)> {
 
 /// Recognises gzip and zstd by their first bytes and wraps `reader` in
 /// the matching decoder; anything else is read as it is.
-pub fn decompress(reader: impl Read + 'static) -> io::Result<(Compression, Box<dyn Read>)> {
-    let mut reader = BufReader::with_capacity(BUFFER, reader);
-    let head = fill_at_least(&mut reader, ZSTD_MAGIC.len())?;
-    Ok(if head.starts_with(GZIP_MAGIC) {
-        // Multi-member: `cat a.gz b.gz` is one stream to gzip -d too.
-        (Compression::Gzip, Box::new(flate2::bufread::MultiGzDecoder::new(reader)))
+pub fn decompress(mut reader: impl Read + 'static) -> io::Result<(Compression, Box<dyn Read>)> {
+    let mut head = [0u8; ZSTD_MAGIC.len()];
+    let mut len = 0;
+    while len < head.len() {
+        match reader.read(&mut head[len..]) {
+            Ok(0) => break,
+            Ok(read) => len += read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    let head = &head[..len];
+    let compression = if head.starts_with(GZIP_MAGIC) {
+        Compression::Gzip
     } else if head.starts_with(ZSTD_MAGIC) {
-        (Compression::Zstd, Box::new(zstd::stream::read::Decoder::with_buffer(reader)?))
+        Compression::Zstd
     } else {
-        (Compression::None, Box::new(reader))
+        Compression::None
+    };
+    // The bytes looked at go back in front of the rest.
+    let whole = io::Cursor::new(head.to_vec()).chain(reader);
+    Ok(match compression {
+        // Multi-member: `cat a.gz b.gz` is one stream to gzip -d too.
+        Compression::Gzip => (compression, Box::new(flate2::read::MultiGzDecoder::new(whole))),
+        Compression::Zstd => (compression, Box::new(zstd::stream::read::Decoder::new(whole)?)),
+        Compression::None => (compression, Box::new(whole)),
     })
 }
-
-/// The first `len` bytes of `reader` (fewer at its end), left unread.
-fn fill_at_least<R: Read>(reader: &mut BufReader<R>, len: usize) -> io::Result<&[u8]> {
-    // A pipe may hand over its first bytes one at a time; BufReader only
-    // refills when empty, so read the head into a side buffer instead.
-    let mut head = Vec::with_capacity(len);
-    while head.len() < len {
-        let available = match reader.fill_buf() {
-            Ok(bytes) => bytes,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(error),
-        };
-        if available.len() >= len || available.is_empty() {
-            break;
-        }
-        head.extend_from_slice(available);
-        let taken = available.len();
-        reader.consume(taken);
-    }
-    if head.is_empty() {
-        return reader.fill_buf();
-    }
-    // Put the side buffer back in front: only reachable with a reader that
-    // trickles, so a chain is fine.
-    Err(io::Error::new(io::ErrorKind::UnexpectedEof, Trickle(head)))
-}
-
-/// Marker error carrying bytes read off a trickling reader; see
-/// [`decompress`], which never lets it escape.
-#[derive(Debug)]
-struct Trickle(Vec<u8>);
-
-impl fmt::Display for Trickle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "archive head read in pieces")
-    }
-}
-
-impl std::error::Error for Trickle {}
 
 /// Feeds the archive to the parser, handing each event to `apply`, until
 /// the end marker or the end of input (allowed between members).
@@ -147,7 +130,10 @@ pub fn for_each_event<E: From<ArchiveError>>(
     let (mut start, mut end) = (0, 0);
     let mut at_end = false;
     let mut context = Context::default();
-    let fail = |kind| ArchiveError { path: name.to_owned(), kind };
+    // A read error is reported once the records read before it are
+    // parsed, so that it can name the member it cut short.
+    let mut read_error = None;
+    let fail = |kind, member| ArchiveError { path: name.to_owned(), kind, member };
     loop {
         if end - start < RECORD_SIZE && !at_end {
             buffer.copy_within(start..end, 0);
@@ -157,21 +143,30 @@ pub fn for_each_event<E: From<ArchiveError>>(
                     Ok(0) => break,
                     Ok(read) => end += read,
                     Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                    Err(error) => return Err(fail(ArchiveErrorKind::Io(error)).into()),
+                    Err(error) => {
+                        read_error = Some(error);
+                        break;
+                    }
                 }
             }
-            at_end = end < buffer.len();
+            at_end = end < buffer.len() || read_error.is_some();
         }
+        if end - start < RECORD_SIZE {
+            if let Some(error) = read_error.take() {
+                return Err(fail(ArchiveErrorKind::Io(error), context.reading()).into());
+            }
+        }
+        let offset = parser.offset();
         let tar_error = |error, record: &[u8]| {
-            let member = context.member(&error, parser.offset(), record);
-            fail(ArchiveErrorKind::Tar { error, member })
+            let member = context.member(&error, offset, record);
+            fail(ArchiveErrorKind::Tar(error), member)
         };
         if end == start {
             return parser.finish().map_err(|error| tar_error(error, &[]).into());
         }
         // Less than a record left at the end is an error the parser names.
         let input = &buffer[start..end];
-        let step = parser.feed(input).map_err(|error| tar_error(error, input).into())?;
+        let step = parser.feed(input).map_err(|error| tar_error(error, input))?;
         start += step.consumed;
         match step.event {
             Some(Event::End) => return Ok(()),
@@ -207,6 +202,12 @@ impl Context {
             Event::Data(bytes) => self.data_left = self.data_left.saturating_sub(bytes.len() as u64),
             Event::End => {}
         }
+    }
+
+    /// The member whose data was being read, or else the last one read.
+    fn reading(&self) -> Option<Member> {
+        let (_, path) = self.last.as_ref()?;
+        Some(if self.data_left > 0 { Member::In(path.clone()) } else { Member::After(path.clone()) })
     }
 
     /// Which member `error` concerns; `record` is the input at `offset`

@@ -11,6 +11,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use blockfs::format::dirent::is_dot_or_dotdot;
+use blockfs::{BlockDevice, FileSystem, SetAttr, ROOT_INO};
+
 use crate::hosttree::{Entry, HostTree};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,8 +45,21 @@ pub enum LineError {
 
 #[derive(Debug)]
 pub enum AttrsError {
-    Read { file: PathBuf, error: io::Error },
-    Line { file: PathBuf, line: usize, error: LineError },
+    Read {
+        file: PathBuf,
+        error: io::Error,
+    },
+    Line {
+        file: PathBuf,
+        line: usize,
+        error: LineError,
+    },
+    /// The image refused the change a line asks for.
+    Image {
+        file: PathBuf,
+        line: usize,
+        error: blockfs::Error,
+    },
 }
 
 impl fmt::Display for LineError {
@@ -72,6 +88,9 @@ impl fmt::Display for AttrsError {
             AttrsError::Read { file, error } => write!(f, "{}: {error}", file.display()),
             AttrsError::Line { file, line, error } => {
                 write!(f, "{}: line {line}: {error}", file.display())
+            }
+            AttrsError::Image { file, line, error } => {
+                write!(f, "{}: line {line}: cannot apply: {error}", file.display())
             }
         }
     }
@@ -166,6 +185,44 @@ pub fn apply(tree: &mut HostTree, file: &AttrsFile) -> Result<(), AttrsError> {
         }
     }
     Ok(())
+}
+
+/// Applies the rules to a populated image (`--populate ARCHIVE`, whose
+/// members exist only once extracted), first to last; a later rule for
+/// the same path wins. Paths are looked up without following symlinks.
+pub fn apply_to_image<D: BlockDevice>(fs: &FileSystem<D>, file: &AttrsFile) -> Result<(), AttrsError> {
+    for rule in &file.rules {
+        let failed = |error| AttrsError::Image { file: file.path.clone(), line: rule.line, error };
+        let ino = find_in_image(fs, &rule.path).map_err(failed)?.ok_or_else(|| AttrsError::Line {
+            file: file.path.clone(),
+            line: rule.line,
+            error: LineError::NotInImage(lossy(&rule.path)),
+        })?;
+        let changes = SetAttr {
+            uid: Some(rule.uid.into()),
+            gid: Some(rule.gid.into()),
+            perm: rule.perm,
+            ..SetAttr::default()
+        };
+        fs.setattr(ino, &changes).map_err(failed)?;
+    }
+    Ok(())
+}
+
+/// The inode at an absolute image path, as [`find`] finds it in a tree.
+fn find_in_image<D: BlockDevice>(fs: &FileSystem<D>, path: &[u8]) -> blockfs::Result<Option<u32>> {
+    let mut ino = ROOT_INO;
+    for component in path.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+        if is_dot_or_dotdot(component) {
+            return Ok(None);
+        }
+        ino = match fs.lookup(ino, component) {
+            Ok(found) => found.ino,
+            Err(blockfs::Error::NotFound | blockfs::Error::NotDir) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+    }
+    Ok(Some(ino))
 }
 
 /// The inode at an absolute image path; `.` and `..` are names like any

@@ -16,6 +16,10 @@ use blockfs::format::dirent::MAX_NAME_LEN;
 use blockfs::fs::MAX_FILE_SIZE;
 use blockfs::FileType;
 
+/// What the tree needs from the image, beyond what format() sets up: the
+/// same measure the library takes of an archive.
+pub use blockfs::rootfs::Needs;
+
 use crate::space;
 
 /// What the host object is, with the content BlockFS stores for it.
@@ -83,19 +87,6 @@ pub struct Entry {
     pub inode: usize,
     /// Sorted by name bytes; empty unless a directory.
     pub children: Vec<Entry>,
-}
-
-/// What the tree needs from the image, beyond what format() sets up.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Needs {
-    /// Names under the root, a hard link's every name counted.
-    pub entries: u64,
-    /// Distinct inodes under the root (the root's own exists already).
-    pub inodes: u64,
-    /// Data and mapping blocks, the root directory's first block excepted.
-    pub blocks: u64,
-    /// Bytes of regular-file content.
-    pub file_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

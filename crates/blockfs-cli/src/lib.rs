@@ -5,6 +5,7 @@
 //! `blockfs` library; this crate only walks host directories, parses
 //! command lines and prints.
 
+pub mod archive;
 pub mod attrs;
 pub mod clock;
 pub mod commands;

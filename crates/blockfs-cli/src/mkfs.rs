@@ -1,14 +1,23 @@
 //! `mkfs-blockfs`: creates an image, optionally populated from a host
-//! directory, with the flags and summary of the VeridianOS tool.
+//! directory or a tar archive, with the flags and summary of the
+//! VeridianOS tool.
 //!
 //! Order of work: everything that can be checked without the image is
-//! checked first (flags, output, attrs file, the whole host tree), then
-//! the image is formatted in a temporary file. Whether the tree fits is
-//! checked against that fresh image before anything is copied, because
-//! format() decides what it spends (root directory, journal). The file is
-//! renamed into place only when complete, and removed on any failure.
+//! checked first (flags, output, attrs file, the whole host tree, or a
+//! first pass over the whole archive), then the image is formatted in a
+//! temporary file. Whether the contents fit is checked against that fresh
+//! image before anything is copied, because format() decides what it
+//! spends (root directory, journal). The file is renamed into place only
+//! when complete, and removed on any failure.
+//!
+//! An archive (plain, gzip or zstd) is read twice and never unpacked: the
+//! first pass sizes it ([`Plan`]), the second creates its members through
+//! the library's extraction engine ([`Extractor`]), the one that builds
+//! the boot-time RAM root, so images are built without root and with
+//! the owners, modes, device nodes and times the archive records.
 
 use std::fmt;
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,12 +27,15 @@ use blockfs::format::extension::LABEL_SIZE;
 use blockfs::format::geometry::{Geometry, GeometryError};
 use blockfs::format::BLOCK_SIZE;
 use blockfs::fs::{format, FormatOptions, MountOptions, StatFs};
-use blockfs::{FileDevice, FileSystem};
+use blockfs::rootfs::tar::Event;
+use blockfs::rootfs::{ExtractOptions, Extractor, LargeIds, LoadError, OnMemberError, Plan};
+use blockfs::{FileDevice, FileSystem, ROOT_INO};
 use clap::Parser;
 
+use crate::archive::{self, ArchiveError};
 use crate::attrs::{self, AttrsError, AttrsFile};
 use crate::clock::{self, BadEpoch};
-use crate::hosttree::{self, HostTree, ScanError, ScanOptions};
+use crate::hosttree::{self, HostTree, Needs, ScanError, ScanOptions};
 use crate::output::{self, TargetError, TempImage};
 use crate::populate::{populate, PopulateError};
 use crate::progress::Progress;
@@ -49,8 +61,9 @@ pub struct Args {
           value_parser = clap::value_parser!(u32).range(1..=MAX_SIZE_MB as i64))]
     pub size: u32,
 
-    /// Copy this directory's contents into the image
-    #[arg(short, long, value_name = "DIR")]
+    /// Copy this directory's contents, or this tar archive's members
+    /// (plain, gzip or zstd), into the image
+    #[arg(short, long, value_name = "DIR|TAR")]
     pub populate: Option<PathBuf>,
 
     /// Inode count [default: size/16 KiB clamped to 672..65536, and at least 1.25 x entries + 64]
@@ -109,6 +122,13 @@ pub enum MkfsError {
         error: blockfs::Error,
     },
     Populate(PopulateError),
+    /// The archive could not be read, or is malformed.
+    Archive(ArchiveError),
+    /// A member of the archive could not be created.
+    Member {
+        archive: PathBuf,
+        error: LoadError,
+    },
 }
 
 /// What a tree needs against what the image offers.
@@ -158,6 +178,14 @@ impl fmt::Display for MkfsError {
             MkfsError::Io { path, error } => write!(f, "{}: {error}", path.display()),
             MkfsError::Image { path, error } => write!(f, "{}: {error}", path.display()),
             MkfsError::Populate(error) => write!(f, "{error}"),
+            MkfsError::Archive(error) => write!(f, "{error}"),
+            MkfsError::Member { archive, error } => {
+                write!(f, "{}: {error}", archive.display())?;
+                match error {
+                    LoadError::IdTooLarge { .. } => write!(f, " (use --squash-ids to store it as 0)"),
+                    _ => Ok(()),
+                }
+            }
         }
     }
 }
@@ -194,11 +222,27 @@ impl From<PopulateError> for MkfsError {
     }
 }
 
-/// The host tree to copy, ready to go.
+impl From<ArchiveError> for MkfsError {
+    fn from(error: ArchiveError) -> Self {
+        MkfsError::Archive(error)
+    }
+}
+
+/// What to copy, ready to go.
 struct Source {
-    dir: PathBuf,
-    tree: HostTree,
+    /// The directory or archive named by --populate.
+    path: PathBuf,
+    contents: Contents,
     attrs: Option<AttrsFile>,
+    needs: Needs,
+}
+
+enum Contents {
+    /// A scanned host directory (--attrs applied to it already).
+    Tree(HostTree),
+    /// A tar archive, sized by a first pass and extracted with these
+    /// options (--attrs applied after).
+    Archive(ExtractOptions),
 }
 
 /// What the summary reports about a populated image.
@@ -266,7 +310,7 @@ pub fn run(args: &Args) -> Result<Report, MkfsError> {
     let source = args.populate.as_deref().map(|dir| load_source(dir, args, epoch)).transpose()?;
 
     let block_count = args.size * BLOCKS_PER_MB;
-    let entries = source.as_ref().map_or(0, |source| source.tree.needs.entries);
+    let entries = source.as_ref().map_or(0, |source| source.needs.entries);
     let inode_count = args.inodes.unwrap_or_else(|| Geometry::default_inode_count(block_count, entries));
     let geometry = Geometry::new(block_count, inode_count).map_err(|error| MkfsError::Layout {
         size_mb: args.size,
@@ -274,29 +318,75 @@ pub fn run(args: &Args) -> Result<Report, MkfsError> {
         error,
     })?;
 
-    let options = format_options(args, &geometry, source.as_ref().map(|s| &s.tree), epoch);
+    let tree = source.as_ref().and_then(|source| match &source.contents {
+        Contents::Tree(tree) => Some(tree),
+        Contents::Archive(_) => None,
+    });
+    let options = format_options(args, &geometry, tree, epoch);
     let populated = build_image(&args.output, &options, source.as_ref())?;
     Ok(Report { output: args.output.clone(), size_mb: args.size, geometry, populated })
 }
 
-/// Reads the attrs file (cheap, so first), scans the tree and applies it.
-fn load_source(dir: &Path, args: &Args, epoch: Option<u32>) -> Result<Source, MkfsError> {
+/// Reads the attrs file (cheap, so first), then scans the tree and
+/// applies it, or sizes the archive (a regular file).
+fn load_source(path: &Path, args: &Args, epoch: Option<u32>) -> Result<Source, MkfsError> {
     let attrs = args.attrs.as_deref().map(attrs::read).transpose()?;
+    if fs::metadata(path).is_ok_and(|metadata| metadata.is_file()) {
+        let options = ExtractOptions {
+            large_ids: if args.squash_ids { LargeIds::SquashTo(0) } else { LargeIds::Reject },
+            latest_time: epoch,
+            on_member_error: OnMemberError::Abort,
+        };
+        let needs = plan_archive(path)?;
+        return Ok(Source { path: path.to_owned(), contents: Contents::Archive(options), attrs, needs });
+    }
     let options = ScanOptions { squash_ids: args.squash_ids, latest_time: epoch };
-    let mut tree = hosttree::scan(dir, options)?;
+    let mut tree = hosttree::scan(path, options)?;
     if let Some(file) = &attrs {
         attrs::apply(&mut tree, file)?;
     }
-    Ok(Source { dir: dir.to_owned(), tree, attrs })
+    let needs = tree.needs;
+    Ok(Source { path: path.to_owned(), contents: Contents::Tree(tree), attrs, needs })
 }
 
-/// Compares what the tree needs with what the freshly formatted image has free.
+/// The first pass over an archive: what its members need, and whether
+/// they are all safe and storable as far as that can be told before the
+/// image exists.
+fn plan_archive(path: &Path) -> Result<Needs, MkfsError> {
+    let (_, reader) = archive::open(path).map_err(|error| MkfsError::Io { path: path.to_owned(), error })?;
+    let mut plan = Plan::new();
+    archive::for_each_event(reader, path, |event| {
+        if let Event::Skipped { typeflag, path: member, .. } = &event {
+            refuse_unsupported(
+                path,
+                [LoadError::UnsupportedType { path: member.clone(), typeflag: *typeflag }],
+            )?;
+        }
+        plan.note(&event).map_err(|error| MkfsError::Member { archive: path.to_owned(), error })
+    })?;
+    Ok(plan.needs())
+}
+
+/// Members of types that are not created: a volume label is no loss;
+/// anything else (a GNU sparse file, a vendor type) would be missing from
+/// the image, so it is refused.
+fn refuse_unsupported(archive: &Path, errors: impl IntoIterator<Item = LoadError>) -> Result<(), MkfsError> {
+    const VOLUME_LABEL: u8 = b'V';
+    let lost =
+        |error: &LoadError| !matches!(error, LoadError::UnsupportedType { typeflag: VOLUME_LABEL, .. });
+    match errors.into_iter().find(lost) {
+        Some(error) => Err(MkfsError::Member { archive: archive.to_owned(), error }),
+        None => Ok(()),
+    }
+}
+
+/// Compares what the contents need with what the freshly formatted image has free.
 fn check_fits(source: &Source, free: &StatFs) -> Result<(), MkfsError> {
     let shortfall = Shortfall {
-        dir: source.dir.clone(),
-        blocks_needed: source.tree.needs.blocks,
+        dir: source.path.clone(),
+        blocks_needed: source.needs.blocks,
         blocks_free: free.free_blocks,
-        inodes_needed: source.tree.needs.inodes,
+        inodes_needed: source.needs.inodes,
         inodes_free: free.free_inodes,
     };
     let fits = shortfall.blocks_needed <= shortfall.blocks_free as u64
@@ -308,7 +398,8 @@ fn check_fits(source: &Source, free: &StatFs) -> Result<(), MkfsError> {
     }
 }
 
-/// The root takes the populate directory's mode and owner.
+/// The root takes the populate directory's mode and owner (an archive's
+/// `./` member gives them when it is extracted).
 fn format_options(
     args: &Args,
     geometry: &Geometry,
@@ -373,7 +464,8 @@ fn build_image(
     Ok(populated)
 }
 
-/// Mounts the fresh image, checks the tree fits, copies it in and unmounts.
+/// Mounts the fresh image, checks the contents fit, copies them in and
+/// unmounts.
 fn fill(output: &Path, device: FileDevice, source: &Source) -> Result<(FileDevice, Populated), MkfsError> {
     let image_error = |error| MkfsError::Image { path: output.to_owned(), error };
     let options = MountOptions {
@@ -387,18 +479,51 @@ fn fill(output: &Path, device: FileDevice, source: &Source) -> Result<(FileDevic
     };
     let fs = FileSystem::mount(device, options).map_err(image_error)?;
     check_fits(source, &fs.statfs())?;
-    let needs = &source.tree.needs;
+    let needs = &source.needs;
     let mut progress = Progress::for_stderr(needs.entries, needs.file_bytes);
-    let copied = populate(&fs, &source.tree, &mut progress);
+    let copied = match &source.contents {
+        Contents::Tree(tree) => populate(&fs, tree, &mut progress).map_err(MkfsError::from),
+        Contents::Archive(options) => extract(&fs, source, *options, &mut progress),
+    };
     progress.finish();
     copied?;
     let statfs = fs.statfs();
     let device = fs.unmount().map_err(image_error)?;
     let populated = Populated {
-        dir: source.dir.clone(),
+        dir: source.path.clone(),
         attrs: source.attrs.as_ref().map(|file| (file.rules.len(), file.path.clone())),
         inodes_used: statfs.inodes - statfs.free_inodes,
         free_blocks: statfs.free_blocks,
     };
     Ok((device, populated))
+}
+
+/// The second pass over an archive: creates its members at the root,
+/// then applies the attrs file.
+fn extract(
+    fs: &FileSystem<FileDevice>,
+    source: &Source,
+    options: ExtractOptions,
+    progress: &mut Progress,
+) -> Result<(), MkfsError> {
+    let path = &source.path;
+    let member_error = |error| MkfsError::Member { archive: path.clone(), error };
+    let (_, reader) = archive::open(path).map_err(|error| MkfsError::Io { path: path.clone(), error })?;
+    let mut extractor = Extractor::new(fs, ROOT_INO, options);
+    archive::for_each_event(reader, path, |event| {
+        match &event {
+            Event::Entry(_) => progress.entry_done(),
+            Event::Data(bytes) => progress.add_bytes(bytes.len() as u64),
+            Event::Skipped { .. } | Event::End => {}
+        }
+        extractor.apply(event).map_err(member_error)?;
+        // Under Abort, only members of types not created are skipped.
+        refuse_unsupported(path, extractor.take_skipped().into_iter().map(|skipped| skipped.error))
+    })?;
+    let skipped = extractor.finish().map_err(member_error)?;
+    refuse_unsupported(path, skipped.into_iter().map(|skipped| skipped.error))?;
+    if let Some(file) = &source.attrs {
+        attrs::apply_to_image(fs, file)?;
+    }
+    Ok(())
 }

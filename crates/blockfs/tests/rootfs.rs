@@ -16,10 +16,10 @@ use std::sync::OnceLock;
 use blockfs::fs::{format, NewInode};
 use blockfs::rootfs::tar::{events, EntryKind, Event, TarError, TarParser, RECORD_SIZE};
 use blockfs::rootfs::{
-    detect, detect_bytes, load_tar, Detected, LargeIds, LoadError, LoadOptions, Loader, Plan,
-    BLOCKFS_MESSAGE, TAR_MESSAGE,
+    detect, detect_bytes, load_tar, normalize, Detected, ExtractOptions, Extractor, LargeIds, LoadError,
+    LoadOptions, Loader, OnMemberError, Plan, Skipped, BLOCKFS_MESSAGE, TAR_MESSAGE,
 };
-use blockfs::{Error, FileSystem, FileType, FormatOptions, MemDevice, ROOT_INO};
+use blockfs::{Error, FileSystem, FileType, FormatOptions, MemDevice, MountOptions, ROOT_INO};
 use proptest::prelude::*;
 
 // ---------------------------------------------------------------------
@@ -791,6 +791,132 @@ fn image_limit_trims_slack_but_never_contents() {
     assert!(contents_at(&fs, "/data") == pattern(3 << 20, 4));
     let too_small = LoadOptions { max_image_bytes: 2 << 20, ..LoadOptions::default() };
     assert!(matches!(load_tar(&bytes, &too_small), Err(LoadError::ImageTooLarge { limit: 2097152, .. })));
+}
+
+// ---------------------------------------------------------------------
+// Extracting into a mounted filesystem
+
+/// A fresh 16 MiB image, mounted.
+fn fresh_image() -> FileSystem<MemDevice> {
+    let device = format(MemDevice::new(4096), &FormatOptions::new(4096)).unwrap();
+    FileSystem::mount(device, MountOptions::default()).unwrap()
+}
+
+fn extract(fs: &FileSystem<MemDevice>, root: u32, bytes: &[u8], options: ExtractOptions) -> Vec<Skipped> {
+    let mut extractor = Extractor::new(fs, root, options);
+    let mut skipped = Vec::new();
+    for event in events(bytes) {
+        extractor.apply(event.unwrap()).unwrap();
+        skipped.extend(extractor.take_skipped());
+    }
+    skipped.extend(extractor.finish().unwrap());
+    skipped
+}
+
+#[test]
+fn skipped_members_are_reported_and_nothing_lands_outside_the_directory() {
+    let fs = fresh_image();
+    let dest = fs.mkdir(ROOT_INO, b"dest", NewInode { perm: 0o755, uid: 0, gid: 0 }).unwrap().ino;
+    let hard = |name: &[u8], target: &[u8]| member(with_field(header(name, b'1', 0), 157, target), b"");
+    let bytes = archive(&[
+        file("../escape", b"evil"),
+        member(with_field(header(b"lnk", b'2', 0), 157, b"/"), b""),
+        file("lnk/through", b"evil"),
+        hard(b"hard", b"../outside"),
+        hard(b"hard2", b"nowhere"),
+        pax(b'x', &[("uid", b"70000")]),
+        file("owned", b"data of a skipped member"),
+        member(header(b"vendor", b'Z', 10), &[b'Z'; 10]),
+        file("/absolute/kept", b"fine"),
+        file("./good", b"ok"),
+    ]);
+    let options = ExtractOptions { on_member_error: OnMemberError::Skip, ..ExtractOptions::default() };
+    let skipped = extract(&fs, dest, &bytes, options);
+    let found: Vec<(Option<&[u8]>, &LoadError)> =
+        skipped.iter().map(|s| (s.path.as_deref(), &s.error)).collect();
+    assert_eq!(
+        found,
+        [
+            (None, &LoadError::UnsafePath { path: b"../escape".to_vec() }),
+            (
+                Some(&b"lnk/through"[..]),
+                &LoadError::Filesystem { path: b"lnk/through".to_vec(), error: Error::NotDir }
+            ),
+            (Some(&b"hard"[..]), &LoadError::UnsafePath { path: b"../outside".to_vec() }),
+            (
+                Some(&b"hard2"[..]),
+                &LoadError::HardLinkTargetMissing { path: b"hard2".to_vec(), target: b"nowhere".to_vec() }
+            ),
+            (Some(&b"owned"[..]), &LoadError::IdTooLarge { path: b"owned".to_vec(), id: 70000 }),
+            (Some(&b"vendor"[..]), &LoadError::UnsupportedType { path: b"vendor".to_vec(), typeflag: b'Z' }),
+        ]
+    );
+    assert_eq!(image_names(&fs, ROOT_INO), [b"dest".to_vec()], "nothing outside the directory");
+    assert_eq!(image_names(&fs, dest), [b"absolute".to_vec(), b"good".to_vec(), b"lnk".to_vec()]);
+    assert_eq!(contents_at(&fs, "/dest/good"), b"ok");
+    assert_eq!(contents_at(&fs, "/dest/absolute/kept"), b"fine");
+}
+
+#[test]
+fn errors_no_later_member_escapes_end_a_skipping_extraction() {
+    let fs = fresh_image();
+    let free = fs.statfs().free_blocks as usize;
+    let bytes = archive(&[file("huge", &pattern((free + 1) * 4096, 5)), file("after", b"")]);
+    let options = ExtractOptions { on_member_error: OnMemberError::Skip, ..ExtractOptions::default() };
+    let mut extractor = Extractor::new(&fs, ROOT_INO, options);
+    let error = events(&bytes).map(|event| extractor.apply(event.unwrap())).find_map(Result::err).unwrap();
+    assert_eq!(error, LoadError::Filesystem { path: b"huge".to_vec(), error: Error::NoSpace });
+    assert!(error.is_fatal());
+}
+
+#[test]
+fn the_root_member_describes_the_extraction_directory_and_times_are_clamped() {
+    let fs = fresh_image();
+    let dest = fs.mkdir(ROOT_INO, b"dest", NewInode { perm: 0o755, uid: 0, gid: 0 }).unwrap().ino;
+    let late = |name: &[u8], typeflag| {
+        let mut record = header(name, typeflag, 0);
+        set_octal(&mut record[100..108], 0o700);
+        set_octal(&mut record[136..148], 3_000_000_000);
+        seal(&mut record);
+        member(record, b"")
+    };
+    let bytes = archive(&[late(b"./", b'5'), late(b"sub/", b'5'), late(b"sub/file", b'0')]);
+    let options = ExtractOptions { latest_time: Some(2_000_000_000), ..ExtractOptions::default() };
+    assert!(extract(&fs, dest, &bytes, options).is_empty());
+    for path in ["/dest", "/dest/sub", "/dest/sub/file"] {
+        let attr = fs.getattr(fs.resolve(path.as_bytes(), false).unwrap()).unwrap();
+        assert_eq!((attr.perm, attr.mtime, attr.atime), (0o700, 2_000_000_000, 2_000_000_000), "{path}");
+    }
+    assert_eq!(fs.getattr(ROOT_INO).unwrap().perm, 0o755, "the image root is left alone");
+}
+
+#[test]
+fn normalize_is_public_and_refuses_parent_components() {
+    assert_eq!(normalize(b"/a//./b/").unwrap(), b"a/b");
+    assert_eq!(normalize(b"..").unwrap_err(), LoadError::UnsafePath { path: b"..".to_vec() });
+}
+
+#[test]
+fn planned_needs_bound_what_an_extraction_uses() {
+    for format in [Format::Gnu, Format::Pax] {
+        let (_scratch, _, archive) = tree_and_archive(format);
+        let bytes = fs::read(archive).unwrap();
+        let mut plan = Plan::new();
+        for event in events(&bytes) {
+            plan.note(&event.unwrap()).unwrap();
+        }
+        let needs = plan.needs();
+        let fs = fresh_image();
+        let before = fs.statfs();
+        assert!(extract(&fs, ROOT_INO, &bytes, ExtractOptions::default()).is_empty());
+        let after = fs.statfs();
+        let used_blocks = (before.free_blocks - after.free_blocks) as u64;
+        let used_inodes = (before.free_inodes - after.free_inodes) as u64;
+        assert!(needs.blocks >= used_blocks, "{format:?}: {needs:?} against {used_blocks} blocks used");
+        assert!(needs.blocks <= used_blocks + 8, "{format:?}: {needs:?} against {used_blocks} blocks used");
+        assert_eq!(needs.inodes, used_inodes, "{format:?}");
+        assert_eq!(needs.file_bytes, (BIG_FILE_SIZE + 5000 + 14 + 29 + 10 + 1 + 10 + 3 + 3) as u64);
+    }
 }
 
 // ---------------------------------------------------------------------

@@ -37,6 +37,36 @@ pub enum LoadError {
     IncompleteFile { path: Vec<u8> },
     /// File data arrived with no regular file to hold it.
     StrayData,
+    /// A member of a type that is not created (GNU sparse file, volume
+    /// label, vendor type), by its typeflag.
+    UnsupportedType { path: Vec<u8>, typeflag: u8 },
+}
+
+impl LoadError {
+    /// Whether the error ends an extraction even when failed members are
+    /// skipped: the archive itself is malformed, or the image is full,
+    /// failing or damaged, so no later member would fare better.
+    pub fn is_fatal(&self) -> bool {
+        match self {
+            LoadError::Filesystem { error, .. } => matches!(
+                error,
+                Error::NoSpace | Error::Io(_) | Error::Corrupt { .. } | Error::ReadOnly | Error::Unsupported
+            ),
+            LoadError::Tar(_)
+            | LoadError::ImageTooLarge { .. }
+            | LoadError::Image(_)
+            | LoadError::IncompleteFile { .. }
+            | LoadError::StrayData => true,
+            LoadError::UnsafePath { .. }
+            | LoadError::NameTooLong { .. }
+            | LoadError::FileTooBig { .. }
+            | LoadError::SymlinkTargetTooLong { .. }
+            | LoadError::IdTooLarge { .. }
+            | LoadError::DeviceNumberTooLarge { .. }
+            | LoadError::HardLinkTargetMissing { .. }
+            | LoadError::UnsupportedType { .. } => false,
+        }
+    }
 }
 
 impl From<TarError> for LoadError {
@@ -86,6 +116,14 @@ impl fmt::Display for LoadError {
                 write!(f, "{}: archive ended before all of the file's data", path.escape_ascii())
             }
             LoadError::StrayData => write!(f, "file data with no file to hold it"),
+            LoadError::UnsupportedType { path, typeflag } => {
+                write!(
+                    f,
+                    "{}: members of type '{}' are not supported",
+                    path.escape_ascii(),
+                    typeflag.escape_ascii()
+                )
+            }
         }
     }
 }

@@ -3,6 +3,10 @@
 //! as a TAR archive and build a volatile root in RAM from it
 //! (seed: "Auto-Detection Mechanism"; DESIGN.md §3 (j)).
 //!
+//! The member-creation engine ([`Extractor`]) works on any mounted
+//! filesystem, so host tools extract archives into images with the same
+//! rules as the boot loader.
+//!
 //! The library prints nothing; the kernel and host tools print
 //! [`BLOCKFS_MESSAGE`] or [`TAR_MESSAGE`] as the seed's boot log shows.
 
@@ -14,14 +18,17 @@ use crate::format::superblock::MAGIC;
 use crate::format::{Block, BLOCK_SIZE};
 
 mod error;
+mod extract;
 mod load;
 mod path;
 mod plan;
 pub mod tar;
 
 pub use error::LoadError;
-pub use load::{load_tar, LargeIds, LoadOptions, Loader, DEFAULT_MAX_IMAGE_BYTES};
-pub use plan::{Layout, Plan};
+pub use extract::{ExtractOptions, Extractor, LargeIds, OnMemberError, Skipped};
+pub use load::{load_tar, LoadOptions, Loader, DEFAULT_MAX_IMAGE_BYTES};
+pub use path::normalize;
+pub use plan::{Layout, Needs, Plan};
 
 /// Printed when block 0 carries the BlockFS magic.
 pub const BLOCKFS_MESSAGE: &str = "[ROOTFS] BlockFS magic detected -- mounting persistent root";

@@ -2,16 +2,16 @@
 //! image can be sized (and an archive too big refused) before any memory
 //! is taken for it.
 
-use alloc::collections::BTreeSet;
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use crate::format::dirent::{entry_size, MAX_NAME_LEN};
 use crate::format::geometry::{Geometry, BITS_PER_BITMAP_BLOCK};
 use crate::format::inode::{DIRECT_BLOCKS, INODE_SIZE};
 use crate::format::{BLOCK_SIZE, POINTERS_PER_BLOCK};
-use crate::fs::{MAX_FILE_SIZE, MAX_SYMLINK_LEN};
 
 use super::error::LoadError;
+use super::extract::check_limits;
 use super::path::{components, normalize, split_last};
 use super::tar::{EntryKind, Event};
 
@@ -31,12 +31,68 @@ pub struct Plan {
     /// Members other than directories that need an inode of their own
     /// (everything but hard links).
     inodes: u64,
+    /// Names of members other than directories (hard links included).
+    names: u64,
     /// Data and indirect blocks of files and symlinks.
     file_blocks: u64,
+    /// Bytes of regular-file data.
+    file_bytes: u64,
     /// Directory-entry bytes of every member's name.
     dirent_bytes: u64,
-    /// Every directory, named or implied by a member's path.
-    directories: BTreeSet<Vec<u8>>,
+    /// Every directory below the root, named or implied by a member's
+    /// path, and how its entries fill its blocks.
+    directories: BTreeMap<Vec<u8>, DirectoryFill>,
+    root: DirectoryFill,
+}
+
+/// What contents need from a fresh image beyond its root directory's
+/// inode and first block, for sizing a persistent image
+/// (`mkfs-blockfs --populate`). For an archive ([`Plan::needs`]) these are
+/// upper bounds: a member that replaces an earlier one of its name is
+/// counted again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// Names below the root, every hard link's included.
+    pub entries: u64,
+    /// Inodes below the root.
+    pub inodes: u64,
+    /// Data, mapping and directory blocks.
+    pub blocks: u64,
+    /// Bytes of regular-file data.
+    pub file_bytes: u64,
+}
+
+/// A directory's blocks as its entries arrive: each block is filled
+/// until the next entry does not fit. The library places entries
+/// first-fit, which never takes more blocks than this.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct DirectoryFill {
+    blocks: u64,
+    /// Bytes used in the last block.
+    used: usize,
+}
+
+impl Default for DirectoryFill {
+    /// A new directory: `.` and `..` in its first block.
+    fn default() -> Self {
+        DirectoryFill { blocks: 1, used: entry_size(1) + entry_size(2) }
+    }
+}
+
+impl DirectoryFill {
+    fn add(&mut self, name_len: usize) {
+        let needed = entry_size(name_len);
+        if self.used + needed > BLOCK_SIZE {
+            self.blocks += 1;
+            self.used = 0;
+        }
+        self.used += needed;
+    }
+
+    /// Its blocks and the indirect blocks mapping them.
+    fn total(&self) -> u64 {
+        file_blocks(self.blocks * BLOCK)
+    }
 }
 
 /// Size of the RAM image to format.
@@ -58,13 +114,11 @@ impl Plan {
             return Ok(());
         };
         let path = normalize(&entry.path)?;
+        check_limits(entry)?;
         match &entry.kind {
-            EntryKind::Regular if entry.size > MAX_FILE_SIZE => {
-                return Err(LoadError::FileTooBig { path: entry.path.clone(), size: entry.size });
-            }
-            EntryKind::Regular => self.file_blocks += file_blocks(entry.size),
-            EntryKind::Symlink(target) if target.len() > MAX_SYMLINK_LEN => {
-                return Err(LoadError::SymlinkTargetTooLong { path: entry.path.clone(), len: target.len() });
+            EntryKind::Regular => {
+                self.file_blocks += file_blocks(entry.size);
+                self.file_bytes += entry.size;
             }
             // The target lives in a data block, however short.
             EntryKind::Symlink(_) => self.file_blocks += 1,
@@ -80,13 +134,27 @@ impl Plan {
         self.dirent_bytes += entry_size(name.len()) as u64;
         self.note_ancestors(parent);
         match entry.kind {
-            EntryKind::Directory => {
-                self.directories.insert(path);
+            EntryKind::Directory => self.note_directory(path),
+            EntryKind::HardLink(_) => self.add_name(parent, name),
+            _ => {
+                self.add_name(parent, name);
+                self.inodes += 1;
             }
-            EntryKind::HardLink(_) => {}
-            _ => self.inodes += 1,
         }
         Ok(())
+    }
+
+    /// What the members noted so far need from a fresh image.
+    pub fn needs(&self) -> Needs {
+        let directories = self.directories.len() as u64;
+        let directory_blocks: u64 = self.directories.values().map(DirectoryFill::total).sum();
+        Needs {
+            entries: self.names + directories,
+            inodes: self.inodes + directories,
+            // The root's first block exists already.
+            blocks: self.file_blocks + directory_blocks + self.root.total() - 1,
+            file_bytes: self.file_bytes,
+        }
     }
 
     fn note_ancestors(&mut self, parent: &[u8]) {
@@ -96,9 +164,35 @@ impl Plan {
                 ancestor.push(b'/');
             }
             ancestor.extend_from_slice(name);
-            if !self.directories.contains(&ancestor) {
-                self.directories.insert(ancestor.clone());
+            if !self.directories.contains_key(&ancestor) {
+                self.note_directory(ancestor.clone());
             }
+        }
+    }
+
+    /// A directory's name goes into its parent once, however often the
+    /// archive lists it.
+    fn note_directory(&mut self, path: Vec<u8>) {
+        if self.directories.contains_key(&path) {
+            return;
+        }
+        let (parent, name) = split_last(&path);
+        self.fill(parent).add(name.len());
+        self.directories.insert(path, DirectoryFill::default());
+    }
+
+    fn add_name(&mut self, parent: &[u8], name: &[u8]) {
+        self.names += 1;
+        self.fill(parent).add(name.len());
+    }
+
+    /// The fill of directory `path`, which [`note_ancestors`] has noted.
+    ///
+    /// [`note_ancestors`]: Plan::note_ancestors
+    fn fill(&mut self, path: &[u8]) -> &mut DirectoryFill {
+        match path.is_empty() {
+            true => &mut self.root,
+            false => self.directories.entry(path.to_vec()).or_default(),
         }
     }
 
