@@ -12,6 +12,7 @@ pub mod commands;
 pub mod edit;
 pub mod export;
 pub mod extract;
+pub mod fsck;
 pub mod hosttree;
 pub mod image;
 pub mod import;

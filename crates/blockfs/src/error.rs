@@ -181,6 +181,9 @@ impl fmt::Display for Error {
             Error::Loop => write!(f, "too many levels of symbolic links"),
             Error::NotPermitted => write!(f, "operation not permitted"),
             Error::ReadOnly => write!(f, "read-only filesystem"),
+            Error::NotBlockFs(SuperblockError::TooShort) => {
+                write!(f, "not a BlockFS image (smaller than one 4096-byte block)")
+            }
             Error::NotBlockFs(SuperblockError::BadMagic(magic)) => {
                 write!(f, "not a BlockFS image (magic {magic:#010x}, expected 0x424c4b46)")
             }

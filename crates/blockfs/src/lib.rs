@@ -17,6 +17,7 @@ extern crate std;
 mod allocator;
 mod bmap;
 pub mod cache;
+pub mod check;
 pub mod crc32c;
 pub mod device;
 mod dir;

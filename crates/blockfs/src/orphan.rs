@@ -8,6 +8,7 @@
 //! frees whatever the chain holds. Plain version 1 images have no record:
 //! there the leak waits for `fsck-blockfs`.
 
+use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 
 use crate::device::BlockDevice;
@@ -55,13 +56,11 @@ impl<D: BlockDevice> Volume<D> {
     /// inode in use is damage.
     pub fn orphan_chain(&mut self) -> Result<Vec<u32>> {
         let mut chain = Vec::new();
+        let mut seen = BTreeSet::new();
         let mut next = self.extension.map_or(0, |extension| extension.orphan_head);
         while next != 0 {
             let inode = self.read_inode(next)?;
-            if !inode.is_free()
-                || chain.len() as u32 >= self.geometry.usable_inodes()
-                || chain.contains(&next)
-            {
+            if !inode.is_free() || !seen.insert(next) {
                 return Err(Error::corrupt(Corruption::BadOrphanChain, Some(next), None));
             }
             chain.push(next);

@@ -4,10 +4,11 @@
 //! Crash images are then built from every prefix of that log, and — since
 //! a disk may persist the writes issued between two flushes in any order —
 //! from random subsets of the writes after each flush. Every crash image
-//! must mount (replaying the journal), pass the consistency checks, and
-//! show every file that `fsync`/`sync` reported durable with exactly its
-//! durable contents; renames are atomic; and no file shows bytes it never
-//! wrote (another file's blocks).
+//! must mount (replaying the journal), check clean with the library's
+//! checker (the engine of `fsck-blockfs`), pass the tree walk's link and
+//! count checks, and show every file that `fsync`/`sync` reported durable
+//! with exactly its durable contents; renames are atomic; and no file
+//! shows bytes it never wrote (another file's blocks).
 //!
 //! `BLOCKFS_CRASH_SUBSETS` sets the random subsets per flush epoch (default
 //! 64); raise it for a longer run by hand.
@@ -15,6 +16,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use blockfs::check::{check, CheckOptions};
 use blockfs::error::DeviceError;
 use blockfs::format::{Block, BLOCK_SIZE};
 use blockfs::fs::{format, NewInode, RenameFlags};
@@ -488,7 +490,13 @@ fn verify(run: &Run, image: CrashImage, durable: usize, included: usize) -> Resu
             ));
         }
     }
-    let device = fs.unmount().map_err(|e| format!("unmount failed: {e}"))?;
+    let mut device = fs.unmount().map_err(|e| format!("unmount failed: {e}"))?;
+    // The checker, as the oracle: the recovered image has no errors.
+    let report = check(&mut device, &CheckOptions::default()).map_err(|e| format!("check failed: {e}"))?;
+    if !report.is_clean() {
+        let problems: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
+        return Err(format!("checker found errors: {problems:?}"));
+    }
     // A second mount of the recovered image must be just as good.
     let fs = FileSystem::mount(device, options()).map_err(|e| format!("remount failed: {e}"))?;
     walk_everything(&fs)?;

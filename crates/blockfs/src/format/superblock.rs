@@ -39,6 +39,8 @@ pub struct Superblock {
 /// Why a superblock was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SuperblockError {
+    /// The device is smaller than one block: there is no block 0.
+    TooShort,
     BadMagic(u32),
     BadBlockSize(u32),
     BadInodeSize(u16),

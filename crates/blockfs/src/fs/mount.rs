@@ -7,8 +7,8 @@ use crate::dir::DirIndexes;
 use crate::error::{Corruption, Error, Result};
 use crate::format::extension::{Extension, ExtensionError, KNOWN_INCOMPAT};
 use crate::format::geometry::{Geometry, ROOT_INODE};
-use crate::format::inode::FileType;
-use crate::format::superblock::{Superblock, STATE_CLEAN, STATE_DIRTY};
+use crate::format::inode::{DiskInode, FileType, SYSTEM_INODE_FLAG};
+use crate::format::superblock::{Superblock, SuperblockError, STATE_CLEAN, STATE_DIRTY};
 use crate::format::{Block, BLOCK_SIZE};
 use crate::journal::Journal;
 use crate::volume::Volume;
@@ -26,10 +26,45 @@ fn decode_head(block0: &Block) -> Result<Head> {
     Ok(Head { superblock, extension: Extension::decode_block(block0) })
 }
 
+/// The record's journal run must lie in the data area and be the run its
+/// hidden inode maps: a record pointing anywhere else (say, into the inode
+/// table) would have commits overwrite metadata.
+fn journal_run_is_owned<D: BlockDevice>(
+    device: &mut D,
+    superblock: &Superblock,
+    extension: &Extension,
+) -> Result<()> {
+    let corrupt = || Error::corrupt(Corruption::BadJournal, Some(extension.journal_inode), None);
+    let geometry = Geometry::from_superblock(superblock).map_err(Error::BadGeometry)?;
+    let first = extension.journal_first_block;
+    let end = first as u64 + extension.journal_blocks as u64;
+    if first < geometry.first_data_block() || end > geometry.block_count as u64 {
+        return Err(corrupt());
+    }
+    if extension.journal_inode == 0 || extension.journal_inode >= geometry.usable_inodes() {
+        return Err(corrupt());
+    }
+    let (table_block, slot) = geometry.inode_location(extension.journal_inode);
+    let mut block = [0u8; BLOCK_SIZE];
+    device.read_block(table_block, &mut block)?;
+    let inode = DiskInode::decode_slot(&block, slot);
+    let owns_run = inode.flags & SYSTEM_INODE_FLAG != 0
+        && inode.direct[0] == first
+        && inode.size as u64 == extension.journal_blocks as u64 * BLOCK_SIZE as u64;
+    if owns_run {
+        Ok(())
+    } else {
+        Err(corrupt())
+    }
+}
+
 pub(super) fn open_volume<D: BlockDevice>(
     mut device: D,
     options: &MountOptions,
 ) -> Result<(Volume<D>, VolumeInfo)> {
+    if device.block_count() == 0 {
+        return Err(Error::NotBlockFs(SuperblockError::TooShort));
+    }
     let mut block0 = [0u8; BLOCK_SIZE];
     device.read_block(0, &mut block0)?;
     let mut head = decode_head(&block0)?;
@@ -40,7 +75,10 @@ pub(super) fn open_volume<D: BlockDevice>(
     let mut overlay = alloc::collections::BTreeMap::new();
     if let Ok(extension) = head.extension.as_ref().copied() {
         if extension.has_journal() {
-            match Journal::open(&mut device, extension.journal_first_block, extension.journal_blocks) {
+            let opened = journal_run_is_owned(&mut device, &head.superblock, &extension).and_then(|()| {
+                Journal::open(&mut device, extension.journal_first_block, extension.journal_blocks)
+            });
+            match opened {
                 Ok(mut opened) => {
                     if let Some(pending) = opened.pending(&mut device, head.superblock.block_count)? {
                         if options.read_only {

@@ -1,0 +1,8 @@
+//! `fsck -y` then `fsck -n` on a damaged image. See ../targets.rs.
+#![no_main]
+
+#[path = "../targets.rs"]
+#[allow(dead_code)] // each target uses one of the shared bodies
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::fsck_repair(data));
