@@ -14,6 +14,7 @@ use crate::image::{Failure, Image, EXIT_STATUS_HELP};
 use crate::import::{self, ImportArgs};
 use crate::insert::{self, PutArgs};
 use crate::lock::Access;
+use crate::tune::{self, TuneArgs};
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -57,6 +58,9 @@ pub enum Command {
     /// Set a file's size, creating missing files
     #[command(after_help = EXIT_STATUS_HELP)]
     Truncate(TruncateArgs),
+    /// Change image features: add a journal to a plain image
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Tune(TuneArgs),
 }
 
 pub fn run(command: &Command) -> Result<(), Failure> {
@@ -74,6 +78,7 @@ pub fn run(command: &Command) -> Result<(), Failure> {
         Command::Chown(args) => change(&args.image, |image| edit::chown(image, args)),
         Command::Touch(args) => change(&args.image, |image| edit::touch(image, args)),
         Command::Truncate(args) => change(&args.image, |image| edit::truncate(image, args)),
+        Command::Tune(args) => tune::tune(args),
     }
 }
 

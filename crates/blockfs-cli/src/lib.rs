@@ -29,5 +29,6 @@ pub mod space;
 mod sys;
 pub mod tar;
 pub mod text;
+pub mod tune;
 pub mod uuid;
 pub mod walk;

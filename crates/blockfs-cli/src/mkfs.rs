@@ -21,7 +21,6 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use blockfs::format::extension::LABEL_SIZE;
 use blockfs::format::geometry::{Geometry, GeometryError};
@@ -432,10 +431,7 @@ fn volume_uuid(geometry: &Geometry, label: &[u8], epoch: Option<u32>) -> [u8; 16
             label,
             &epoch.to_le_bytes(),
         ]),
-        None => {
-            let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-            uuid::from_parts(&[&nanos.to_le_bytes(), &std::process::id().to_le_bytes()])
-        }
+        None => uuid::unique(),
     }
 }
 

@@ -37,6 +37,14 @@ pub fn from_parts(parts: &[&[u8]]) -> [u8; 16] {
     uuid
 }
 
+/// A UUID from the moment and the process: unique enough for a volume id
+/// when the build need not be reproducible.
+pub fn unique() -> [u8; 16] {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    from_parts(&[&nanos.to_le_bytes(), &std::process::id().to_le_bytes()])
+}
+
 /// The canonical 8-4-4-4-12 lowercase form.
 pub fn to_string(uuid: &[u8; 16]) -> String {
     let mut text = String::with_capacity(36);

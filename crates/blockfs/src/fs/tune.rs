@@ -10,7 +10,7 @@ use crate::format::Block;
 use crate::journal::{journal_size_for, Journal};
 use crate::volume::Volume;
 
-use super::format::{journal_inode, journal_map_blocks, JOURNAL_INODE};
+use super::format::{journal_inode, journal_map_blocks};
 use super::FileSystem;
 
 /// What [`FileSystem::add_journal`] did.
@@ -37,9 +37,7 @@ impl<D: BlockDevice> FileSystem<D> {
             return Err(Error::Exists);
         }
         let added = match detached_journal(volume)? {
-            Some((first_block, blocks)) => {
-                JournalAdded::Reattached { inode: JOURNAL_INODE, first_block, blocks }
-            }
+            Some((inode, first_block, blocks)) => JournalAdded::Reattached { inode, first_block, blocks },
             None => create_journal(volume, now)?,
         };
         let (JournalAdded::Created { inode, first_block, blocks }
@@ -59,28 +57,30 @@ impl<D: BlockDevice> FileSystem<D> {
     }
 }
 
-/// The run of a hidden journal inode left behind when an older driver wiped
-/// the extension record: inode 1 flagged as a system inode, mapping one
-/// contiguous run of a sensible length.
-fn detached_journal<D: BlockDevice>(volume: &mut Volume<D>) -> Result<Option<(u32, u32)>> {
-    if JOURNAL_INODE >= volume.geometry.usable_inodes() {
-        return Ok(None);
-    }
-    let inode = volume.read_inode(JOURNAL_INODE)?;
-    if inode.is_free() || inode.flags & SYSTEM_INODE_FLAG == 0 || inode.size % 4096 != 0 {
-        return Ok(None);
-    }
-    let blocks = inode.size / 4096;
-    if blocks < 3 {
-        return Ok(None);
-    }
-    let Some(first) = volume.map_block(JOURNAL_INODE, &inode, 0)? else { return Ok(None) };
-    for logical in 1..blocks {
-        if volume.map_block(JOURNAL_INODE, &inode, logical as u64)? != Some(first + logical) {
-            return Ok(None);
+/// The hidden journal left behind when an older driver wiped the extension
+/// record: an inode flagged as a system inode, mapping one contiguous run
+/// of a sensible length. Returns its inode, first block and length. Tuning
+/// is offline, so a scan of the inode table is affordable here.
+fn detached_journal<D: BlockDevice>(volume: &mut Volume<D>) -> Result<Option<(u32, u32, u32)>> {
+    for ino in 1..volume.geometry.usable_inodes() {
+        let inode = volume.read_inode(ino)?;
+        if inode.is_free() || inode.flags & SYSTEM_INODE_FLAG == 0 || inode.size % 4096 != 0 {
+            continue;
+        }
+        let blocks = inode.size / 4096;
+        let Some(first) = volume.map_block(ino, &inode, 0)? else { continue };
+        let mut contiguous = blocks >= 3;
+        for logical in 1..blocks {
+            if !contiguous {
+                break;
+            }
+            contiguous = volume.map_block(ino, &inode, logical as u64)? == Some(first + logical);
+        }
+        if contiguous {
+            return Ok(Some((ino, first, blocks)));
         }
     }
-    Ok(Some((first, blocks)))
+    Ok(None)
 }
 
 fn create_journal<D: BlockDevice>(volume: &mut Volume<D>, now: u32) -> Result<JournalAdded> {
