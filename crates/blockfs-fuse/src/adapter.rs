@@ -28,7 +28,7 @@ use crate::convert::{self, blockfs_ino};
 const MAX_WRITE: u32 = 1 << 20;
 /// Readahead we ask for; the kernel grants at most its own limit
 /// (128 KiB unless raised in /sys/class/bdi).
-const MAX_READAHEAD: u32 = 1 << 20;
+const MAX_READAHEAD: u32 = 128 << 10;
 /// Entries read from the library per readdir request: more than a reply
 /// (one page, about 128 short names) can hold, so a reply is always full.
 const READDIR_BATCH: usize = 256;
