@@ -63,6 +63,9 @@ pub enum Command {
     Stat(Target),
     /// Print a symlink's target
     Readlink(Target),
+    /// Tell what the boot-time detection would pick: BlockFS, TAR or neither
+    #[command(after_help = crate::probe::PROBE_STATUS_HELP)]
+    Probe(crate::probe::ProbeArgs),
     /// Mount an image (or a TAR archive, in RAM) with FUSE
     Mount(crate::mount::MountArgs),
     #[command(flatten)]
@@ -90,6 +93,10 @@ pub struct ListTarget {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Probe answers with its exit status, not with success or failure.
+    if let Command::Probe(args) = &cli.command {
+        return crate::probe::probe(args);
+    }
     let stdout = io::stdout().lock();
     let mut out = BufWriter::new(stdout);
     let result = run(&cli.command, &mut out).and_then(|()| out.flush().map_err(Failure::from));
@@ -128,6 +135,12 @@ pub fn run(command: &Command, out: &mut impl Write) -> Result<(), Failure> {
             Ok(())
         }
         Command::Mount(args) => crate::mount::run(args, out),
+        // `main` answers probe itself, to return its status; this arm only
+        // serves callers of `run`, who get the verdict printed.
+        Command::Probe(args) => {
+            crate::probe::probe(args);
+            Ok(())
+        }
         Command::Files(command) => crate::commands::run(command),
     }
 }

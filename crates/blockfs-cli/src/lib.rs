@@ -24,6 +24,7 @@ pub mod mount;
 pub mod output;
 pub mod paths;
 pub mod populate;
+pub mod probe;
 pub mod progress;
 pub mod space;
 mod sys;
