@@ -8,6 +8,8 @@
 //! full repair corrects it, that a second check finds nothing, and that
 //! every file the damage did not touch reads back byte for byte.
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -23,6 +25,7 @@ use blockfs::format::superblock::Superblock;
 use blockfs::format::{Block, BLOCK_SIZE};
 use blockfs::fs::{format, NewInode};
 use blockfs::{BlockDevice, Error, FileSystem, FileType, FormatOptions, MemDevice, MountOptions};
+use support::{CowDevice, Rng};
 
 const BLOCKS: u32 = 4096;
 const INODES: u32 = 2048;
@@ -1141,55 +1144,8 @@ fn problems_past_the_limit_are_counted() {
 // Random damage
 // ---------------------------------------------------------------------------
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// A device over a shared base image that keeps its writes to itself.
-struct Overlay<'a> {
-    base: &'a [u8],
-    changed: HashMap<u32, Box<Block>>,
-}
-
-impl BlockDevice for Overlay<'_> {
-    fn block_count(&self) -> u32 {
-        (self.base.len() / BLOCK_SIZE) as u32
-    }
-
-    fn read_block(&mut self, index: u32, buf: &mut Block) -> Result<(), DeviceError> {
-        if index >= self.block_count() {
-            return Err(DeviceError::eio(Some(index)));
-        }
-        match self.changed.get(&index) {
-            Some(copy) => *buf = **copy,
-            None => *buf = *block(self.base, index),
-        }
-        Ok(())
-    }
-
-    fn write_block(&mut self, index: u32, buf: &Block) -> Result<(), DeviceError> {
-        if index >= self.block_count() {
-            return Err(DeviceError::eio(Some(index)));
-        }
-        self.changed.insert(index, Box::new(*buf));
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), DeviceError> {
-        Ok(())
-    }
-}
+type Overlay<'a> = CowDevice<&'a [u8]>;
 
 /// Blocks the checker reads: block 0, the bitmap, the used part of the
 /// inode table, directory blocks and indirect blocks.
@@ -1235,7 +1191,7 @@ fn random_damage(rng: &mut Rng, base: &[u8], targets: &[u32], device: &mut Overl
             }
             let (second, mut other) = pick(rng, device);
             other[rng.below(BLOCK_SIZE)] ^= 1 << rng.below(8);
-            device.changed.insert(second, Box::new(other));
+            device.changed.insert(second, Arc::new(other));
             format!("6 bytes of block {target}, a bit of block {second}")
         }
         _ => {
@@ -1247,7 +1203,7 @@ fn random_damage(rng: &mut Rng, base: &[u8], targets: &[u32], device: &mut Overl
             format!("block {target} byte {at} = {value:#04x}")
         }
     };
-    device.changed.insert(target, Box::new(damaged));
+    device.changed.insert(target, Arc::new(damaged));
     (what, device.changed.contains_key(&0))
 }
 
@@ -1290,7 +1246,7 @@ fn random_damage_is_repaired_completely() {
     };
     let mut rng = Rng(setting("CHECK_SEED", 0x5eed_1234_abcd_0001));
     for round in 0..setting("CHECK_ROUNDS", 200) {
-        let mut device = Overlay { base, changed: HashMap::new() };
+        let mut device = Overlay::new(base);
         let (what, block0) = random_damage(&mut rng, base, &targets, &mut device);
         let what = format!("round {round}: {what}");
         if let Err(error) = check(&mut device, &options(RepairMode::All)) {
@@ -1316,7 +1272,7 @@ fn random_damage_without_repairs_writes_nothing() {
     let targets = metadata_blocks(base);
     let mut rng = Rng(0x0dd_ba11_5eed_0002);
     for _ in 0..60 {
-        let mut device = Overlay { base, changed: HashMap::new() };
+        let mut device = Overlay::new(base);
         let target = targets[rng.below(targets.len())];
         let mut damaged = *block(base, target);
         damaged.iter_mut().for_each(|b| {
@@ -1324,7 +1280,7 @@ fn random_damage_without_repairs_writes_nothing() {
                 *b = rng.next() as u8
             }
         });
-        device.changed.insert(target, Box::new(damaged));
+        device.changed.insert(target, Arc::new(damaged));
         let result = check(&mut device, &options(RepairMode::None));
         assert!(!matches!(result, Err(Error::ReadOnly)), "a check without repairs tried to write");
         assert_eq!(device.changed.len(), 1, "a check without repairs wrote");

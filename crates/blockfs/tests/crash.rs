@@ -13,6 +13,8 @@
 //! `BLOCKFS_CRASH_SUBSETS` sets the random subsets per flush epoch (default
 //! 64); raise it for a longer run by hand.
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -21,6 +23,7 @@ use blockfs::error::DeviceError;
 use blockfs::format::{Block, BLOCK_SIZE};
 use blockfs::fs::{format, NewInode, RenameFlags};
 use blockfs::{BlockDevice, FileSystem, FileType, FormatOptions, MemDevice, MountOptions, ROOT_INO};
+use support::{CowDevice, Rng};
 
 const BLOCKS: u32 = 2048;
 const INODES: u32 = 4096;
@@ -59,40 +62,7 @@ impl BlockDevice for Recording {
 }
 
 /// A crash image: the image before the workload plus some of its writes.
-/// Copy-on-write, so thousands of them stay cheap.
-struct CrashImage {
-    base: Arc<Vec<u8>>,
-    changed: HashMap<u32, Arc<Block>>,
-}
-
-impl BlockDevice for CrashImage {
-    fn block_count(&self) -> u32 {
-        (self.base.len() / BLOCK_SIZE) as u32
-    }
-    fn read_block(&mut self, index: u32, buf: &mut Block) -> Result<(), DeviceError> {
-        if index >= self.block_count() {
-            return Err(DeviceError::eio(Some(index)));
-        }
-        match self.changed.get(&index) {
-            Some(block) => buf.copy_from_slice(&block[..]),
-            None => {
-                let start = index as usize * BLOCK_SIZE;
-                buf.copy_from_slice(&self.base[start..start + BLOCK_SIZE]);
-            }
-        }
-        Ok(())
-    }
-    fn write_block(&mut self, index: u32, buf: &Block) -> Result<(), DeviceError> {
-        if index >= self.block_count() {
-            return Err(DeviceError::eio(Some(index)));
-        }
-        self.changed.insert(index, Arc::new(*buf));
-        Ok(())
-    }
-    fn flush(&mut self) -> Result<(), DeviceError> {
-        Ok(())
-    }
-}
+type CrashImage = CowDevice<Arc<[u8]>>;
 
 fn clock() -> u32 {
     1_700_000_000
@@ -404,7 +374,7 @@ fn many_small_files_then_sync(fs: &FileSystem<Recording>, rec: &mut Recorder) {
 // ---- the harness -----------------------------------------------------
 
 struct Run {
-    base: Arc<Vec<u8>>,
+    base: Arc<[u8]>,
     events: Vec<Event>,
     recorder: Recorder,
 }
@@ -416,7 +386,7 @@ fn run_workload(setup: Setup, workload: Workload) -> Run {
     let fs = FileSystem::mount(device, options()).unwrap();
     setup(&fs);
     let device = with_stale_free_blocks(fs.unmount().unwrap());
-    let base = Arc::new(device.as_bytes().to_vec());
+    let base: Arc<[u8]> = Arc::from(device.as_bytes());
     let log = Arc::new(Mutex::new(Vec::new()));
     let recording = Recording { inner: device, log: log.clone() };
     let fs = FileSystem::mount(recording, options()).unwrap();
@@ -554,18 +524,6 @@ fn walk_everything(fs: &FileSystem<impl BlockDevice>) -> Result<(), String> {
     Ok(())
 }
 
-/// Deterministic xorshift, so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 fn image_of(run: &Run, writes: impl IntoIterator<Item = usize>) -> CrashImage {
     let mut changed = HashMap::new();
     for index in writes {
@@ -631,7 +589,7 @@ fn crash_states(name: &str, setup: Setup, workload: Workload) -> usize {
 fn crash_during_replay(run: &Run, cut: usize) -> usize {
     let image = image_of(run, 0..cut);
     let base: Vec<u8> = {
-        let mut bytes = run.base.as_ref().clone();
+        let mut bytes = run.base.to_vec();
         for (&block, data) in &image.changed {
             bytes[block as usize * BLOCK_SIZE..(block as usize + 1) * BLOCK_SIZE].copy_from_slice(&data[..]);
         }
@@ -643,7 +601,7 @@ fn crash_during_replay(run: &Run, cut: usize) -> usize {
     drop(fs);
     let events = log.lock().unwrap().clone();
     let replay = Run {
-        base: Arc::new(base),
+        base: Arc::from(base),
         events,
         recorder: Recorder { log, promises: Vec::new(), tags: BTreeMap::new(), renames: Vec::new() },
     };

@@ -1,0 +1,77 @@
+//! Pieces shared by the integration tests that build thousands of images:
+//! a copy-on-write device over one base image, and a seeded generator.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use blockfs::error::DeviceError;
+use blockfs::format::{Block, BLOCK_SIZE};
+use blockfs::BlockDevice;
+
+/// A device over a shared base image that keeps its writes to itself, so
+/// many variants of one image cost only the blocks they change.
+pub struct CowDevice<B> {
+    pub base: B,
+    pub changed: HashMap<u32, Arc<Block>>,
+}
+
+impl<B: AsRef<[u8]>> CowDevice<B> {
+    pub fn new(base: B) -> Self {
+        CowDevice { base, changed: HashMap::new() }
+    }
+
+    /// The block as the device currently holds it.
+    pub fn current(&self, index: u32) -> Block {
+        match self.changed.get(&index) {
+            Some(block) => **block,
+            None => {
+                let start = index as usize * BLOCK_SIZE;
+                self.base.as_ref()[start..start + BLOCK_SIZE].try_into().expect("one block")
+            }
+        }
+    }
+}
+
+impl<B: AsRef<[u8]> + Send> BlockDevice for CowDevice<B> {
+    fn block_count(&self) -> u32 {
+        (self.base.as_ref().len() / BLOCK_SIZE) as u32
+    }
+
+    fn read_block(&mut self, index: u32, buf: &mut Block) -> Result<(), DeviceError> {
+        if index >= self.block_count() {
+            return Err(DeviceError::eio(Some(index)));
+        }
+        *buf = self.current(index);
+        Ok(())
+    }
+
+    fn write_block(&mut self, index: u32, buf: &Block) -> Result<(), DeviceError> {
+        if index >= self.block_count() {
+            return Err(DeviceError::eio(Some(index)));
+        }
+        self.changed.insert(index, Arc::new(*buf));
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), DeviceError> {
+        Ok(())
+    }
+}
+
+/// Deterministic xorshift, so failures reproduce.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
