@@ -29,9 +29,15 @@ const MAX_WRITE: u32 = 1 << 20;
 /// Readahead we ask for; the kernel grants at most its own limit
 /// (128 KiB unless raised in /sys/class/bdi).
 const MAX_READAHEAD: u32 = 128 << 10;
-/// Entries read from the library per readdir request: more than a reply
-/// (one page, about 128 short names) can hold, so a reply is always full.
-const READDIR_BATCH: usize = 256;
+/// Bytes of entries read from the library per readdir request: the one
+/// page a reply holds (each entry takes a 24-byte header and its name,
+/// padded to 8), so no entry is decoded only to be thrown away.
+const READDIR_BYTES: usize = 4096;
+
+/// Bytes an entry takes in a FUSE readdir reply.
+fn reply_size(name_len: usize) -> usize {
+    (24 + name_len + 7) & !7
+}
 /// An inode number is reused only after the kernel has dropped the old
 /// inode (its last unlink or close came through this mount), and nothing
 /// is exported over NFS, so a constant generation serves.
@@ -189,9 +195,14 @@ impl<D: BlockDevice> Adapter<D> {
     /// filesystem lock the listing holds, hence the batch.
     fn readdir_inner(&self, ino: INodeNo, offset: u64) -> Result<Vec<Listed>, Errno> {
         let mut batch = Vec::new();
+        let mut bytes = 0;
         let listing = self.fs.readdir(blockfs_ino(ino)?, offset, &mut |entry, next| {
+            bytes += reply_size(entry.name.len());
+            if bytes > READDIR_BYTES && !batch.is_empty() {
+                return false;
+            }
             batch.push((entry.ino, entry.kind(), entry.name.clone(), next));
-            batch.len() < READDIR_BATCH
+            true
         });
         self.check(listing)?;
         batch
