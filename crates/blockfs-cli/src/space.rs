@@ -2,32 +2,8 @@
 //! that a tree that cannot fit is refused without writing anything.
 
 use blockfs::format::dirent::entry_size;
-use blockfs::format::inode::DIRECT_BLOCKS;
-use blockfs::format::{BLOCK_SIZE, POINTERS_PER_BLOCK};
-
-const BLOCK: u64 = BLOCK_SIZE as u64;
-const DIRECT: u64 = DIRECT_BLOCKS as u64;
-const PER_INDIRECT: u64 = POINTERS_PER_BLOCK as u64;
-
-/// Indirect blocks needed to map `data_blocks` logical blocks: none for the
-/// 12 direct ones, one single-indirect block for the next 1024, then the
-/// double-indirect block and one second-level block per 1024 beyond.
-pub fn indirect_blocks(data_blocks: u64) -> u64 {
-    if data_blocks <= DIRECT {
-        0
-    } else if data_blocks <= DIRECT + PER_INDIRECT {
-        1
-    } else {
-        2 + (data_blocks - DIRECT - PER_INDIRECT).div_ceil(PER_INDIRECT)
-    }
-}
-
-/// Blocks a file (or symlink target) of `size` bytes takes, data and
-/// mapping together; every byte is written, so there are no holes.
-pub fn file_blocks(size: u64) -> u64 {
-    let data = size.div_ceil(BLOCK);
-    data + indirect_blocks(data)
-}
+pub use blockfs::format::geometry::{file_blocks, indirect_blocks};
+use blockfs::format::BLOCK_SIZE;
 
 /// Blocks of a new directory holding `.`, `..` and `names`, added in order
 /// to a fresh directory. Entries never cross a block, so each block is
@@ -51,20 +27,6 @@ pub fn directory_blocks<'a>(names: impl IntoIterator<Item = &'a [u8]>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Bytes covered by the direct and single-indirect pointers (the seed's figure).
-    const WITHOUT_DOUBLE: u64 = 4_243_456;
-
-    #[test]
-    fn file_blocks_at_the_mapping_boundaries() {
-        assert_eq!(file_blocks(0), 0);
-        assert_eq!(file_blocks(1), 1);
-        assert_eq!(file_blocks(12 * BLOCK), 12);
-        assert_eq!(file_blocks(12 * BLOCK + 1), 13 + 1);
-        assert_eq!(file_blocks(WITHOUT_DOUBLE), 1036 + 1);
-        assert_eq!(file_blocks(WITHOUT_DOUBLE + 1), 1037 + 3);
-        assert_eq!(file_blocks(u32::MAX as u64), 1_048_576 + 2 + 1023);
-    }
 
     #[test]
     fn directory_blocks_pack_whole_entries() {

@@ -19,12 +19,6 @@ fn empty_image(scratch: &Scratch, size_mb: u32) -> String {
     text(&image).to_owned()
 }
 
-fn run_ok(args: &[&str]) -> String {
-    let output = blockfs(args);
-    assert_success(&output);
-    stdout(&output)
-}
-
 #[test]
 fn put_then_get_keeps_every_kind_of_object() {
     let scratch = Scratch::new("put-get");

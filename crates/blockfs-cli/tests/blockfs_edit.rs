@@ -17,10 +17,6 @@ fn image_with_a_file(scratch: &Scratch) -> String {
     text(&image).to_owned()
 }
 
-fn run_ok(args: &[&str]) {
-    assert_success(&blockfs(args));
-}
-
 fn attr(fs: &FileSystem<FileDevice>, path: &str) -> Attr {
     fs.getattr(fs.resolve(path.as_bytes(), false).unwrap()).unwrap()
 }

@@ -11,12 +11,6 @@ use blockfs_cli::tar::{Kind, Member, TarWriter};
 use common::tree::{self, Extras};
 use common::*;
 
-fn run_ok(args: &[&str]) -> String {
-    let output = blockfs(args);
-    assert_success(&output);
-    stdout(&output)
-}
-
 fn empty_image(scratch: &Scratch, name: &str) -> String {
     let image = scratch.path(name);
     assert_success(&mkfs(&["-o", text(&image), "-s", "64"]));

@@ -29,12 +29,6 @@ fn sample_image(scratch: &Scratch) -> String {
     text(&image).to_owned()
 }
 
-fn run_ok(args: &[&str]) -> String {
-    let output = blockfs(args);
-    assert_success(&output);
-    stdout(&output)
-}
-
 #[test]
 fn info_reports_geometry_state_and_extension() {
     let scratch = Scratch::new("info");

@@ -188,6 +188,18 @@ impl<D: BlockDevice> Adapter<D> {
         Ok(written as u32)
     }
 
+    /// Closing a file or directory handle: an unlinked inode is freed on
+    /// its last close.
+    fn release_inner(&self, ino: INodeNo) -> Result<(), Errno> {
+        self.check(self.fs.release(blockfs_ino(ino)?))
+    }
+
+    /// `fsync`/`fsyncdir`: metadata is only consistent as a whole, so both
+    /// commit everything; the device is flushed before the reply.
+    fn fsync_inner(&self, ino: INodeNo) -> Result<(), Errno> {
+        self.check(self.fs.fsync(blockfs_ino(ino)?).map(drop))
+    }
+
     /// One batch of entries from cookie `offset`: inode, type, name and the
     /// cookie after the entry. Entries whose type byte is unknown (damaged
     /// or very old images) take the type from the inode, since `find` and
@@ -416,14 +428,14 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let result = blockfs_ino(ino).and_then(|ino| self.check(self.fs.release(ino)));
+        let result = self.release_inner(ino);
         Self::empty_reply(reply, result);
     }
 
     /// Metadata is only consistent as a whole, so `datasync` commits as
     /// much as a full fsync; the device is flushed before the reply.
     fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        let result = blockfs_ino(ino).and_then(|ino| self.check(self.fs.fsync(ino).map(drop)));
+        let result = self.fsync_inner(ino);
         Self::empty_reply(reply, result);
     }
 
@@ -462,12 +474,12 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        let result = blockfs_ino(ino).and_then(|ino| self.check(self.fs.release(ino)));
+        let result = self.release_inner(ino);
         Self::empty_reply(reply, result);
     }
 
     fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        let result = blockfs_ino(ino).and_then(|ino| self.check(self.fs.fsync(ino).map(drop)));
+        let result = self.fsync_inner(ino);
         Self::empty_reply(reply, result);
     }
 

@@ -93,6 +93,13 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Runs `blockfs ARGS`, which must succeed; returns its standard output.
+pub fn run_ok(args: &[&str]) -> String {
+    let output = blockfs(args);
+    assert_success(&output);
+    stdout(&output)
+}
+
 /// Panics with both streams unless the command succeeded.
 pub fn assert_success(output: &Output) {
     assert!(

@@ -1,8 +1,8 @@
 //! Where everything lives, computed from the superblock's two counts.
 
-use super::inode::{INODES_PER_BLOCK, INODE_SIZE};
+use super::inode::{DIRECT_BLOCKS, INODES_PER_BLOCK, INODE_SIZE};
 use super::superblock::Superblock;
-use super::BLOCK_SIZE;
+use super::{BLOCK_SIZE, POINTERS_PER_BLOCK};
 
 /// Bits of block bitmap held by one bitmap block.
 pub const BITS_PER_BITMAP_BLOCK: u32 = (BLOCK_SIZE * 8) as u32;
@@ -11,6 +11,28 @@ pub const ROOT_INODE: u32 = 0;
 /// The most inodes the format allows (DESIGN.md §1 default clamp).
 pub const MAX_DEFAULT_INODES: u32 = 65536;
 pub const MIN_DEFAULT_INODES: u32 = 672;
+
+/// Indirect blocks needed to map `data_blocks` logical blocks: none for the
+/// 12 direct ones, one single-indirect block for the next 1024, then the
+/// double-indirect block and one second-level block per 1024 beyond.
+pub fn indirect_blocks(data_blocks: u64) -> u64 {
+    const DIRECT: u64 = DIRECT_BLOCKS as u64;
+    const PER_BLOCK: u64 = POINTERS_PER_BLOCK as u64;
+    if data_blocks <= DIRECT {
+        0
+    } else if data_blocks <= DIRECT + PER_BLOCK {
+        1
+    } else {
+        2 + (data_blocks - DIRECT - PER_BLOCK).div_ceil(PER_BLOCK)
+    }
+}
+
+/// Blocks a file of `size` bytes takes when written without holes: its
+/// data blocks and the indirect blocks that map them.
+pub fn file_blocks(size: u64) -> u64 {
+    let data = size.div_ceil(BLOCK_SIZE as u64);
+    data + indirect_blocks(data)
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
@@ -157,6 +179,21 @@ mod tests {
         assert!(matches!(Geometry::new(3, 42), Err(GeometryError::TooSmall { .. })));
         assert_eq!(Geometry::new(100, 0), Err(GeometryError::NoInodes));
         assert!(Geometry::new(4, 42).is_ok());
+    }
+
+    #[test]
+    fn file_blocks_at_the_mapping_boundaries() {
+        const BLOCK: u64 = BLOCK_SIZE as u64;
+        // Bytes covered by the direct and single-indirect pointers (the seed's figure).
+        const WITHOUT_DOUBLE: u64 = 4_243_456;
+        assert_eq!(file_blocks(0), 0);
+        assert_eq!(file_blocks(1), 1);
+        assert_eq!(file_blocks(12 * BLOCK), 12);
+        assert_eq!(file_blocks(12 * BLOCK + 1), 13 + 1);
+        assert_eq!(file_blocks(WITHOUT_DOUBLE), 1036 + 1);
+        assert_eq!(file_blocks(WITHOUT_DOUBLE + 1), 1037 + 3);
+        assert_eq!(file_blocks(u32::MAX as u64), 1_048_576 + 2 + 1023);
+        assert_eq!(indirect_blocks(8192), 1 + 1 + 7);
     }
 
     #[test]

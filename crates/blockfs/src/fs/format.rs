@@ -9,7 +9,7 @@ use crate::device::BlockDevice;
 use crate::error::{Error, Result};
 use crate::format::dirent::{write_entry, DirentHeader};
 use crate::format::extension::{Extension, FEATURE_JOURNAL};
-use crate::format::geometry::{Geometry, BITS_PER_BITMAP_BLOCK, ROOT_INODE};
+use crate::format::geometry::{indirect_blocks, Geometry, BITS_PER_BITMAP_BLOCK, ROOT_INODE};
 use crate::format::inode::{
     DiskInode, FileType, DIRECT_BLOCKS, INODE_SIZE, PERMISSION_BITS, SYSTEM_INODE_FLAG,
 };
@@ -153,12 +153,7 @@ fn write_bitmap<D: BlockDevice>(device: &mut D, geometry: &Geometry, used_end: u
 
 /// Indirect blocks that map a journal of `length` blocks.
 pub(crate) fn journal_map_blocks(length: u32) -> u32 {
-    let per_block = POINTERS_PER_BLOCK as u32;
-    let past_direct = length.saturating_sub(DIRECT_BLOCKS as u32);
-    let single = (past_direct > 0) as u32;
-    let past_single = past_direct.saturating_sub(per_block);
-    let double = if past_single > 0 { 1 + past_single.div_ceil(per_block) } else { 0 };
-    single + double
+    indirect_blocks(length as u64) as u32
 }
 
 /// The journal's hidden inode: its run `first .. first + length` mapped

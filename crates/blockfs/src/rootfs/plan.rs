@@ -6,9 +6,9 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use crate::format::dirent::{entry_size, MAX_NAME_LEN};
-use crate::format::geometry::{Geometry, BITS_PER_BITMAP_BLOCK};
-use crate::format::inode::{DIRECT_BLOCKS, INODE_SIZE};
-use crate::format::{BLOCK_SIZE, POINTERS_PER_BLOCK};
+use crate::format::geometry::{file_blocks, Geometry, BITS_PER_BITMAP_BLOCK};
+use crate::format::inode::INODE_SIZE;
+use crate::format::BLOCK_SIZE;
 
 use super::error::LoadError;
 use super::extract::check_limits;
@@ -232,32 +232,9 @@ fn metadata_blocks(blocks: u64, inodes: u64) -> u64 {
     1 + blocks.div_ceil(BITS_PER_BITMAP_BLOCK as u64) + (inode_count * INODE_SIZE as u64).div_ceil(BLOCK)
 }
 
-/// Data blocks of a file of `size` bytes plus the indirect blocks mapping
-/// them: one single-indirect block past the 12 direct pointers, then the
-/// double-indirect block and one second-level block per 1024 more.
-fn file_blocks(size: u64) -> u64 {
-    const DIRECT: u64 = DIRECT_BLOCKS as u64;
-    const PER_BLOCK: u64 = POINTERS_PER_BLOCK as u64;
-    let data = size.div_ceil(BLOCK);
-    let indirect = match data {
-        0..=DIRECT => 0,
-        _ if data <= DIRECT + PER_BLOCK => 1,
-        _ => 2 + (data - DIRECT - PER_BLOCK).div_ceil(PER_BLOCK),
-    };
-    data + indirect
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn file_blocks_count_indirect_blocks() {
-        assert_eq!(file_blocks(0), 0);
-        assert_eq!(file_blocks(12 * BLOCK), 12);
-        assert_eq!(file_blocks(12 * BLOCK + 1), 14);
-        assert_eq!(file_blocks(1036 * BLOCK + 1), 1037 + 3);
-    }
 
     #[test]
     fn small_archives_get_the_minimum_image() {
