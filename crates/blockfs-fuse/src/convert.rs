@@ -152,6 +152,7 @@ mod tests {
     fn attributes_convert_with_units() {
         let attr = Attr {
             ino: 5,
+            generation: 0,
             kind: FileType::CharDevice,
             perm: 0o620,
             nlink: 2,

@@ -27,6 +27,7 @@ pub mod fs;
 mod journal;
 mod orphan;
 pub mod rootfs;
+mod store;
 mod sync;
 mod volume;
 
