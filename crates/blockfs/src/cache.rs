@@ -572,3 +572,28 @@ mod tests {
         assert_eq!(cache.read(&mut device, 1).unwrap()[0], 0);
     }
 }
+
+#[cfg(test)]
+mod undo_tests {
+    use super::*;
+    use crate::device::MemDevice;
+
+    #[test]
+    fn rollback_after_a_failed_read_forgets_every_change() {
+        let mut device = MemDevice::new(64);
+        let mut cache = BlockCache::new(MIN_CACHE_BLOCKS);
+        cache.set_pin_metadata(true);
+        for block in 40..48 {
+            cache.read(&mut device, block).unwrap();
+        }
+        cache.begin();
+        cache.modify(&mut device, 1, BlockKind::Data).unwrap()[0] = 1;
+        for block in 2..20 {
+            cache.overwrite(&mut device, block, BlockKind::Data).unwrap()[0] = 2;
+        }
+        assert!(cache.read(&mut device, 99).is_err());
+        cache.rollback();
+        assert_eq!(cache.write_back(&mut device).unwrap(), 0);
+        assert!(device.as_bytes().iter().all(|&b| b == 0));
+    }
+}

@@ -1,6 +1,6 @@
 //! Directories: finding, adding, removing and listing entries.
 //!
-//! Layout (DESIGN.md §1): records never cross a 4 KiB block; a new record
+//! Layout (docs/FORMAT.md §6): records never cross a 4 KiB block; a new record
 //! goes into a freed record, the slack of a live one, or the zero tail of a
 //! block, and only then into a new block; removing a record merges it into
 //! the previous record of its block (or, first in a block, zeroes its inode

@@ -18,7 +18,7 @@ mod allocator;
 mod bmap;
 pub mod cache;
 pub mod check;
-pub mod crc32c;
+pub mod crc;
 pub mod device;
 mod dir;
 pub mod error;

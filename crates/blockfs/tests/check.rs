@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use blockfs::check::{check, CheckOptions, ProblemKind, RepairMode, Report, Severity};
-use blockfs::crc32c::crc32c_append;
+use blockfs::crc::crc32_append;
 use blockfs::error::DeviceError;
 use blockfs::format::dirent::{entry_size, BlockWalk, DirentHeader};
 use blockfs::format::extension::Extension;
@@ -986,10 +986,10 @@ fn log_transaction(img: &mut [u8], blocks: &[(u32, Block)]) {
     let sequence = JournalSuperblock::decode(block(img, first)).unwrap().sequence;
     let targets = blocks.iter().map(|(home, _)| *home).collect();
     let descriptor = Descriptor { sequence, total: blocks.len() as u32, targets }.encode();
-    let mut crc = crc32c_append(0, &descriptor);
+    let mut crc = crc32_append(0, &descriptor);
     *block_mut(img, first + 1) = descriptor;
     for (index, (_, copy)) in blocks.iter().enumerate() {
-        crc = crc32c_append(crc, copy);
+        crc = crc32_append(crc, copy);
         *block_mut(img, first + 2 + index as u32) = *copy;
     }
     let commit = Commit { sequence, total: blocks.len() as u32, body_crc: crc };

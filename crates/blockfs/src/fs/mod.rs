@@ -72,7 +72,7 @@ fn system_clock() -> u32 {
 #[derive(Clone, Debug)]
 pub struct FormatOptions {
     pub block_count: u32,
-    /// `None` picks the default rule (DESIGN.md §1).
+    /// `None` picks the default rule (docs/FORMAT.md §1).
     pub inode_count: Option<u32>,
     /// Timestamp for the root directory and the extension record.
     pub time: u32,

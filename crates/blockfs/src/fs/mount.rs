@@ -147,6 +147,10 @@ pub(super) fn open_volume<D: BlockDevice>(
         return Err(Error::corrupt(Corruption::BadFileType(root.mode), Some(ROOT_INODE), None));
     }
     if !options.read_only {
+        if let Some(journal) = journal.as_mut() {
+            // Flushed with block 0, before any transaction is logged.
+            journal.upgrade(volume.store_mut().device_mut())?;
+        }
         volume.superblock.state = STATE_DIRTY;
         if options.record_mount {
             volume.superblock.mount_count = volume.superblock.mount_count.wrapping_add(1);
