@@ -3,7 +3,6 @@
 
 use core::fmt;
 
-use crate::format::extension::ExtensionError;
 use crate::format::geometry::GeometryError;
 use crate::format::superblock::SuperblockError;
 
@@ -50,8 +49,23 @@ pub enum Corruption {
     BadJournal,
     /// A block freed twice in one transaction.
     DoubleFree(u32),
-    /// The chain of unlinked-but-open inodes loops or names a live inode.
+    /// The orphan chain loops or leaves the inode table.
     BadOrphanChain,
+    /// The device is shorter than the image the superblock describes (a
+    /// truncated image file, or the wrong device).
+    DeviceTooShort { image_blocks: u32, device_blocks: u32 },
+    /// The root directory's inode is free (no links).
+    RootNotInUse,
+}
+
+/// Why an image may be read but not written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unsupported {
+    /// An extension record of a version this driver does not know.
+    ExtensionVersion(u16),
+    /// Incompatible feature bits this driver does not know.
+    IncompatFeatures(u32),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,7 +95,7 @@ pub enum Error {
     NotBlockFs(SuperblockError),
     BadGeometry(GeometryError),
     /// The image uses features this implementation cannot write safely.
-    Unsupported,
+    Unsupported(Unsupported),
     /// A commit failed on the device: the filesystem turned read-only and
     /// the image holds its last committed state.
     Aborted,
@@ -99,12 +113,6 @@ pub type Result<T, E = Error> = core::result::Result<T, E>;
 impl From<DeviceError> for Error {
     fn from(error: DeviceError) -> Self {
         Error::Io(error)
-    }
-}
-
-impl From<ExtensionError> for Error {
-    fn from(_: ExtensionError) -> Self {
-        Error::Unsupported
     }
 }
 
@@ -132,7 +140,7 @@ impl Error {
             Error::NotPermitted => EPERM,
             Error::ReadOnly | Error::Aborted => EROFS,
             Error::TooLargeForJournal => ENOSPC,
-            Error::NotBlockFs(_) | Error::BadGeometry(_) | Error::Unsupported => EINVAL,
+            Error::NotBlockFs(_) | Error::BadGeometry(_) | Error::Unsupported(_) => EINVAL,
             Error::Corrupt { .. } => EUCLEAN,
         }
     }
@@ -162,6 +170,11 @@ impl fmt::Display for Corruption {
             Corruption::BadJournal => write!(f, "journal is damaged (run fsck-blockfs)"),
             Corruption::DoubleFree(block) => write!(f, "block {block} freed twice"),
             Corruption::BadOrphanChain => write!(f, "orphan inode chain is damaged"),
+            Corruption::DeviceTooShort { image_blocks, device_blocks } => write!(
+                f,
+                "image is truncated: the superblock describes {image_blocks} blocks, the device holds {device_blocks}"
+            ),
+            Corruption::RootNotInUse => write!(f, "the root directory's inode is free"),
         }
     }
 }
@@ -207,7 +220,15 @@ impl fmt::Display for Error {
             Error::BadGeometry(GeometryError::FirstDataBlockMismatch { recorded, computed }) => {
                 write!(f, "superblock says first data block {recorded}, the layout gives {computed}")
             }
-            Error::Unsupported => write!(f, "image uses features this version cannot handle"),
+            Error::Unsupported(Unsupported::ExtensionVersion(version)) => write!(
+                f,
+                "image has an extension record of version {version}, newer than this driver (which writes version 1): \
+                 it can be read, not written"
+            ),
+            Error::Unsupported(Unsupported::IncompatFeatures(bits)) => write!(
+                f,
+                "image uses incompatible features {bits:#x} this driver does not know: it can be read, not written"
+            ),
             Error::Aborted => write!(
                 f,
                 "filesystem turned read-only after a device error (the image keeps its last commit; \

@@ -11,12 +11,13 @@ use super::journal::{self, Recovery};
 use super::report::{Problem, ProblemKind};
 use super::RepairMode;
 use crate::device::BlockDevice;
-use crate::error::{Corruption, Error, Result};
+use crate::error::{Error, Result};
 use crate::format::extension::{Extension, ExtensionError, KNOWN_INCOMPAT};
 use crate::format::geometry::{Geometry, GeometryError, ROOT_INODE};
 use crate::format::inode::DiskInode;
 use crate::format::superblock::{Superblock, STATE_CLEAN};
 use crate::format::{Block, BLOCK_SIZE};
+use crate::fs::mount::{check_device_holds, refuse_writes_to_newer};
 
 /// What block 0 says, once it is known to describe a checkable image.
 pub(super) struct Volume {
@@ -42,8 +43,8 @@ pub(super) fn open<D: BlockDevice>(device: &mut D, repair: RepairMode) -> Result
     device.read_block(0, &mut block0)?;
     let superblock = Superblock::decode_block(&block0).map_err(Error::NotBlockFs)?;
     let extension = Extension::decode_block(&block0);
-    if repair != RepairMode::None && !writable(&extension) {
-        return Err(Error::Unsupported);
+    if repair != RepairMode::None {
+        refuse_writes_to_newer(&extension)?;
     }
     let (recovery, overlay) = journal::recover(device, &superblock, &extension, repair)?;
     // The transaction may have rewritten block 0 itself.
@@ -54,13 +55,7 @@ pub(super) fn open<D: BlockDevice>(device: &mut D, repair: RepairMode) -> Result
     let superblock = Superblock::decode_block(&block0).map_err(Error::NotBlockFs)?;
     let geometry =
         Geometry::new(superblock.block_count, superblock.inode_count).map_err(Error::BadGeometry)?;
-    if device.block_count() < superblock.block_count {
-        return Err(Error::corrupt(
-            Corruption::BlockOutOfRange(device.block_count()),
-            None,
-            Some(superblock.block_count - 1),
-        ));
-    }
+    check_device_holds(device, &superblock)?;
     let computed = geometry.first_data_block();
     if superblock.first_data_block != computed && !root_starts_at(device, &geometry, &overlay)? {
         return Err(Error::BadGeometry(GeometryError::FirstDataBlockMismatch {
@@ -69,15 +64,6 @@ pub(super) fn open<D: BlockDevice>(device: &mut D, repair: RepairMode) -> Result
         }));
     }
     Ok(Volume { geometry, superblock, extension: Extension::decode_block(&block0), recovery, overlay })
-}
-
-/// Whether this checker may write an image with this record: not one of
-/// a newer version, nor one with incompatible features it does not know.
-fn writable(extension: &Result<Extension, ExtensionError>) -> bool {
-    match extension {
-        Ok(record) => record.incompat_features & !KNOWN_INCOMPAT == 0,
-        Err(error) => !matches!(error, ExtensionError::UnsupportedVersion(_)),
-    }
 }
 
 /// Whether the root directory's first block is the first data block the

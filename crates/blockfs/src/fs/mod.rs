@@ -22,7 +22,7 @@ use crate::volume::Volume;
 mod data;
 mod format;
 mod lifetime;
-mod mount;
+pub(crate) mod mount;
 mod ops;
 mod tune;
 

@@ -4,7 +4,7 @@
 use crate::cache::BlockCache;
 use crate::device::BlockDevice;
 use crate::dir::DirIndexes;
-use crate::error::{Corruption, Error, Result};
+use crate::error::{Corruption, Error, Result, Unsupported};
 use crate::format::extension::{Extension, ExtensionError, KNOWN_INCOMPAT};
 use crate::format::geometry::{Geometry, ROOT_INODE};
 use crate::format::inode::{DiskInode, FileType, SYSTEM_INODE_FLAG};
@@ -58,6 +58,30 @@ fn journal_run_is_owned<D: BlockDevice>(
     }
 }
 
+/// Refuses to write an image whose extension record is newer than this
+/// driver: another version, or incompatible features it does not know.
+/// Mount and the checker's repairs share this rule.
+pub(crate) fn refuse_writes_to_newer(extension: &Result<Extension, ExtensionError>) -> Result<()> {
+    match extension {
+        Err(ExtensionError::UnsupportedVersion(version)) => {
+            Err(Error::Unsupported(Unsupported::ExtensionVersion(*version)))
+        }
+        Ok(record) if record.incompat_features & !KNOWN_INCOMPAT != 0 => {
+            Err(Error::Unsupported(Unsupported::IncompatFeatures(record.incompat_features & !KNOWN_INCOMPAT)))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The device must hold every block the superblock describes.
+pub(crate) fn check_device_holds<D: BlockDevice>(device: &D, superblock: &Superblock) -> Result<()> {
+    let (image_blocks, device_blocks) = (superblock.block_count, device.block_count());
+    if device_blocks < image_blocks {
+        return Err(Error::corrupt(Corruption::DeviceTooShort { image_blocks, device_blocks }, None, None));
+    }
+    Ok(())
+}
+
 pub(super) fn open_volume<D: BlockDevice>(
     mut device: D,
     options: &MountOptions,
@@ -102,21 +126,17 @@ pub(super) fn open_volume<D: BlockDevice>(
     }
 
     let Head { superblock, extension } = head;
-    let geometry = Geometry::from_superblock(&superblock).map_err(Error::BadGeometry)?;
-    if device.block_count() < superblock.block_count {
-        return Err(Error::corrupt(Corruption::BlockOutOfRange(superblock.block_count - 1), None, None));
+    if !options.read_only {
+        refuse_writes_to_newer(&extension)?;
     }
+    let geometry = Geometry::from_superblock(&superblock).map_err(Error::BadGeometry)?;
+    check_device_holds(&device, &superblock)?;
     let (extension, extension_problem) = match extension {
         Ok(extension) => (Some(extension), None),
         Err(problem) => (None, Some(problem)),
     };
     // A newer record (another version, or incompat features we do not
     // know) describes an image this driver must not write.
-    let unknown_features = extension.is_some_and(|e| e.incompat_features & !KNOWN_INCOMPAT != 0);
-    let newer_record = matches!(extension_problem, Some(ExtensionError::UnsupportedVersion(_)));
-    if !options.read_only && (unknown_features || newer_record) {
-        return Err(Error::Unsupported);
-    }
 
     // Never believe more free space than exists. The older host tool
     // counts the inode numbers that have no table slot as free; a count
@@ -143,7 +163,10 @@ pub(super) fn open_volume<D: BlockDevice>(
     volume.store_mut().set_overlay(overlay);
     volume.journal_inode = extension.filter(Extension::has_journal).map(|e| e.journal_inode);
     let root = volume.read_inode(ROOT_INODE)?;
-    if root.file_type() != Some(FileType::Directory) || root.is_free() {
+    if root.is_free() {
+        return Err(Error::corrupt(Corruption::RootNotInUse, Some(ROOT_INODE), None));
+    }
+    if root.file_type() != Some(FileType::Directory) {
         return Err(Error::corrupt(Corruption::BadFileType(root.mode), Some(ROOT_INODE), None));
     }
     if !options.read_only {

@@ -50,7 +50,11 @@ impl LoadError {
         match self {
             LoadError::Filesystem { error, .. } => matches!(
                 error,
-                Error::NoSpace | Error::Io(_) | Error::Corrupt { .. } | Error::ReadOnly | Error::Unsupported
+                Error::NoSpace
+                    | Error::Io(_)
+                    | Error::Corrupt { .. }
+                    | Error::ReadOnly
+                    | Error::Unsupported(_)
             ),
             LoadError::Tar(_)
             | LoadError::ImageTooLarge { .. }
