@@ -118,6 +118,23 @@ fn mkfs_refuses_a_device_holding_a_filesystem_unless_forced() {
 }
 
 #[test]
+fn a_failed_populate_leaves_no_blockfs_magic_on_the_device() {
+    let scratch = Scratch::new("loop-failed");
+    let dev = Loop::new(&scratch.path("backing"), 16);
+    let tree = scratch.path("tree");
+    fs::create_dir_all(&tree).unwrap();
+    fs::write(tree.join("small"), b"fits\n").unwrap();
+    assert_success(&mkfs(&["-o", dev.path(), "-p", text(&tree)]));
+    // 20 MB of data cannot fit in 16 MB.
+    fs::write(tree.join("big"), pattern(20 << 20)).unwrap();
+    assert_failure(&mkfs(&["-o", dev.path(), "--force", "-p", text(&tree)]), &["does not fit"]);
+    let probe = blockfs(&["probe", dev.path()]);
+    assert_ne!(probe.status.code(), Some(0), "still a BlockFS image: {}", stdout(&probe));
+    // Nothing left to refuse: the device formats again without --force.
+    assert_success(&mkfs(&["-o", dev.path()]));
+}
+
+#[test]
 fn a_device_mounted_by_the_kernel_is_never_formatted_or_repaired() {
     let scratch = Scratch::new("loop-mounted");
     let dev = Loop::new(&scratch.path("backing"), 16);
