@@ -48,6 +48,15 @@ EOF
 root:x:0:
 EOF
     echo veridian > "$ROOT/etc/hostname"
+    # BusyBox init's built-in table also starts shells on tty2-4, which a
+    # VM with only a serial console lacks (scripts/run-vm), and remounts
+    # every filesystem read-only at shutdown, which run-vm's /init does
+    # better (unmount, final commit).
+    cat > "$ROOT/etc/inittab" <<'EOF'
+::sysinit:/bin/hostname -F /etc/hostname
+::askfirst:-/bin/sh
+::ctrlaltdel:/sbin/reboot
+EOF
     cat > "$ROOT/etc/profile" <<'EOF'
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 export PS1='root@veridian:\w# '

@@ -7,6 +7,7 @@
 
 pub mod archive;
 pub mod attrs;
+pub mod blockdev;
 pub mod clock;
 pub mod commands;
 pub mod edit;

@@ -6,13 +6,12 @@
 //! `flock` locks, so an image in use by a mount is refused too.
 
 use std::fmt;
-use std::fs::OpenOptions;
 use std::io;
 use std::path::Path;
 
 use blockfs::FileDevice;
 
-use crate::sys;
+use crate::{blockdev, sys};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -41,10 +40,12 @@ impl fmt::Display for OpenError {
 impl std::error::Error for OpenError {}
 
 /// Opens `path` and locks it for `access`. The lock belongs to the
-/// returned device's file and ends when that file is closed.
+/// returned device's file and ends when that file is closed. A block
+/// device is also opened exclusively for writing, so a device mounted by
+/// the kernel (or held by any other exclusive opener) is refused.
 pub fn open_image(path: &Path, access: Access) -> Result<FileDevice, OpenError> {
     let writable = access == Access::Write;
-    let file = OpenOptions::new().read(true).write(writable).open(path).map_err(OpenError::Io)?;
+    let file = blockdev::open(path, writable).map_err(OpenError::Io)?;
     match sys::try_flock(&file, writable) {
         Ok(()) => {}
         Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Err(OpenError::InUse),

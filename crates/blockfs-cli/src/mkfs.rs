@@ -8,7 +8,10 @@
 //! temporary file. Whether the contents fit is checked against that fresh
 //! image before anything is copied, because format() decides what it
 //! spends (root directory, journal). The file is renamed into place only
-//! when complete, and removed on any failure.
+//! when complete, and removed on any failure. A block device is
+//! formatted in place instead ([`crate::blockdev`]): opened exclusively,
+//! refused while mounted or (without `--force`) while it holds a
+//! filesystem, and left without a BlockFS magic if the run fails.
 //!
 //! An archive (plain, gzip or zstd) is read twice and never unpacked: the
 //! first pass sizes it ([`Plan`]), the second creates its members through
@@ -17,7 +20,7 @@
 //! the owners, modes, device nodes and times the archive records.
 
 use std::fmt;
-use std::fs;
+use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,6 +36,7 @@ use clap::Parser;
 
 use crate::archive::{self, ArchiveError};
 use crate::attrs::{self, AttrsError, AttrsFile};
+use crate::blockdev::{self, DeviceError};
 use crate::clock::{self, BadEpoch};
 use crate::hosttree::{self, HostTree, Needs, ScanError, ScanOptions};
 use crate::output::{self, TargetError, TempImage};
@@ -51,14 +55,15 @@ const POPULATE_CACHE_BLOCKS: usize = 8192;
 #[derive(Parser, Debug)]
 #[command(name = "mkfs-blockfs", version)]
 pub struct Args {
-    /// Image file to create (replaced atomically when done)
+    /// Image file to create (replaced atomically when done), or block
+    /// device to format in place
     #[arg(short, long, value_name = "PATH")]
     pub output: PathBuf,
 
-    /// Image size in megabytes (256 blocks of 4 KiB each)
-    #[arg(short, long, value_name = "MB", default_value_t = 256,
+    /// Image size in megabytes (256 blocks of 4 KiB each) [default: 256, or a whole block device]
+    #[arg(short, long, value_name = "MB",
           value_parser = clap::value_parser!(u32).range(1..=MAX_SIZE_MB as i64))]
-    pub size: u32,
+    pub size: Option<u32>,
 
     /// Copy this directory's contents, or this tar archive's members
     /// (plain, gzip or zstd), into the image
@@ -77,7 +82,8 @@ pub struct Args {
     #[arg(long, value_name = "TEXT", value_parser = parse_label)]
     pub label: Option<String>,
 
-    /// Overwrite an existing output file even if it is not a BlockFS image
+    /// Overwrite an existing output file even if it is not a BlockFS
+    /// image, or a block device that holds a filesystem
     #[arg(long)]
     pub force: bool,
 
@@ -110,6 +116,14 @@ pub enum MkfsError {
         error: GeometryError,
     },
     DoesNotFit(Shortfall),
+    /// The output is a block device that may not be formatted.
+    Device(DeviceError),
+    /// --size asks for more than the block device holds.
+    DeviceTooSmall {
+        path: PathBuf,
+        size_mb: u32,
+        device_mb: u32,
+    },
     /// Creating, syncing or renaming the image file.
     Io {
         path: PathBuf,
@@ -174,6 +188,10 @@ impl fmt::Display for MkfsError {
                 blockfs::Error::BadGeometry(*error)
             ),
             MkfsError::DoesNotFit(shortfall) => write!(f, "{shortfall}"),
+            MkfsError::Device(error) => write!(f, "{error}"),
+            MkfsError::DeviceTooSmall { path, size_mb, device_mb } => {
+                write!(f, "{}: --size {size_mb} is larger than the device ({device_mb} MB)", path.display())
+            }
             MkfsError::Io { path, error } => write!(f, "{}: {error}", path.display()),
             MkfsError::Image { path, error } => write!(f, "{}: {error}", path.display()),
             MkfsError::Populate(error) => write!(f, "{error}"),
@@ -194,6 +212,12 @@ impl std::error::Error for MkfsError {}
 impl From<BadEpoch> for MkfsError {
     fn from(error: BadEpoch) -> Self {
         MkfsError::Epoch(error)
+    }
+}
+
+impl From<DeviceError> for MkfsError {
+    fn from(error: DeviceError) -> Self {
+        MkfsError::Device(error)
     }
 }
 
@@ -306,13 +330,18 @@ pub fn run(args: &Args) -> Result<Report, MkfsError> {
     let epoch = clock::parse_source_date_epoch(epoch_text.as_deref())?;
     clock::set(epoch.unwrap_or_else(clock::system_seconds));
     output::check_target(&args.output, args.force)?;
+    let device = match blockdev::is_block_device(&args.output) {
+        true => Some(blockdev::open_for_format(&args.output, args.force)?),
+        false => None,
+    };
+    let block_count = target_blocks(args, device.as_ref())?;
+    let size_mb = block_count / BLOCKS_PER_MB;
     let source = args.populate.as_deref().map(|dir| load_source(dir, args, epoch)).transpose()?;
 
-    let block_count = args.size * BLOCKS_PER_MB;
     let entries = source.as_ref().map_or(0, |source| source.needs.entries);
     let inode_count = args.inodes.unwrap_or_else(|| Geometry::default_inode_count(block_count, entries));
     let geometry = Geometry::new(block_count, inode_count).map_err(|error| MkfsError::Layout {
-        size_mb: args.size,
+        size_mb,
         inodes: inode_count,
         error,
     })?;
@@ -322,8 +351,31 @@ pub fn run(args: &Args) -> Result<Report, MkfsError> {
         Contents::Archive(_) => None,
     });
     let options = format_options(args, &geometry, tree, epoch);
-    let populated = build_image(&args.output, &options, source.as_ref())?;
-    Ok(Report { output: args.output.clone(), size_mb: args.size, geometry, populated })
+    let populated = match device {
+        Some(device) => build_on_device(&args.output, device, &options, source.as_ref())?,
+        None => build_image(&args.output, &options, source.as_ref())?,
+    };
+    Ok(Report { output: args.output.clone(), size_mb, geometry, populated })
+}
+
+/// Blocks to format: --size, or a block device's whole size (which
+/// --size may not exceed).
+fn target_blocks(args: &Args, device: Option<&File>) -> Result<u32, MkfsError> {
+    const DEFAULT_SIZE_MB: u32 = 256;
+    let Some(file) = device else {
+        return Ok(args.size.unwrap_or(DEFAULT_SIZE_MB) * BLOCKS_PER_MB);
+    };
+    let io_error = |error| MkfsError::Io { path: args.output.clone(), error };
+    let available = blockdev::device_blocks(file, MAX_SIZE_MB * BLOCKS_PER_MB).map_err(io_error)?;
+    match args.size {
+        None => Ok(available),
+        Some(size_mb) if size_mb * BLOCKS_PER_MB <= available => Ok(size_mb * BLOCKS_PER_MB),
+        Some(size_mb) => Err(MkfsError::DeviceTooSmall {
+            path: args.output.clone(),
+            size_mb,
+            device_mb: available / BLOCKS_PER_MB,
+        }),
+    }
 }
 
 /// Reads the attrs file (cheap, so first), then scans the tree and
@@ -458,6 +510,39 @@ fn build_image(
     device.into_file().sync_all().map_err(io_error)?;
     temp.commit().map_err(io_error)?;
     Ok(populated)
+}
+
+/// Formats (and fills) a block device in place, opened exclusively by
+/// [`blockdev::open_for_format`]. On failure block 0 is zeroed, so the
+/// device is not left looking like a BlockFS image.
+fn build_on_device(
+    output: &Path,
+    file: File,
+    options: &FormatOptions,
+    source: Option<&Source>,
+) -> Result<Option<Populated>, MkfsError> {
+    let io_error = |error| MkfsError::Io { path: output.to_owned(), error };
+    let image_error = |error| MkfsError::Image { path: output.to_owned(), error };
+    let guard = file.try_clone().map_err(io_error)?;
+    let built = (|| {
+        blockdev::wipe_start(&file).map_err(io_error)?;
+        let device = FileDevice::from_file(file, true).map_err(io_error)?;
+        let mut device = format(device, options).map_err(image_error)?;
+        blockdev::zero_journal(&mut device).map_err(image_error)?;
+        let (device, populated) = match source {
+            Some(source) => {
+                let (device, populated) = fill(output, device, source)?;
+                (device, Some(populated))
+            }
+            None => (device, None),
+        };
+        device.into_file().sync_all().map_err(io_error)?;
+        Ok(populated)
+    })();
+    if built.is_err() {
+        blockdev::unmark(&guard);
+    }
+    built
 }
 
 /// Mounts the fresh image, checks the contents fit, copies them in and

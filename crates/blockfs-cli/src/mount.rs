@@ -53,6 +53,10 @@ pub enum MountFlag {
     /// need user_allow_other in /etc/fuse.conf)
     #[value(name = "allow_other")]
     AllowOther,
+    /// Honour device nodes (root only; default nodev), e.g. for a root filesystem
+    Dev,
+    /// Honour setuid and setgid bits (root only; default nosuid)
+    Suid,
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -65,6 +69,8 @@ impl MountArgs {
         MountConfig {
             read_only: self.options.contains(&MountFlag::Ro),
             allow_other: self.options.contains(&MountFlag::AllowOther),
+            dev: self.options.contains(&MountFlag::Dev),
+            suid: self.options.contains(&MountFlag::Suid),
             ttl: self.ttl_secs,
             writeback: (self.writeback_secs > 0).then(|| Duration::from_secs(self.writeback_secs)),
             cache_blocks: self.cache_mb as usize * BLOCKS_PER_MIB,

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use blockfs::format::superblock::MAGIC;
@@ -40,13 +41,18 @@ impl fmt::Display for TargetError {
 impl std::error::Error for TargetError {}
 
 /// Checks that `output` may be replaced: it is absent, or a regular file
-/// that already holds a BlockFS image (or anything, with `force`).
+/// that already holds a BlockFS image (or anything, with `force`), or a
+/// block device.
 pub fn check_target(output: &Path, force: bool) -> Result<(), TargetError> {
     let metadata = match fs::metadata(output) {
         Ok(metadata) => metadata,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(error) => return Err(TargetError::Io { path: output.to_owned(), error }),
     };
+    if metadata.file_type().is_block_device() {
+        // Formatted in place after its own checks (crate::blockdev).
+        return Ok(());
+    }
     if !metadata.is_file() {
         return Err(TargetError::NotARegularFile(output.to_owned()));
     }

@@ -5,6 +5,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use blockfs::format::BLOCK_SIZE;
@@ -83,16 +84,24 @@ impl Source {
     }
 
     /// Locks the image: exclusively to write it, shared to read it, so
-    /// a writer never changes an image under another mount's cache.
+    /// a writer never changes an image under another mount's cache. A
+    /// block device is also opened exclusively (`O_EXCL`) to write it, so
+    /// one mounted by the kernel, or being formatted, is refused.
     fn lock(&self, read_only: bool) -> Result<Flock<File>, Error> {
         let io = |error| Error::new(&self.path, Reason::Io(error));
         let (file, mode) = if read_only {
             (self.file.try_clone().map_err(io)?, FlockArg::LockSharedNonblock)
         } else {
-            (
-                OpenOptions::new().read(true).write(true).open(&self.path).map_err(io)?,
-                FlockArg::LockExclusiveNonblock,
-            )
+            let mut options = OpenOptions::new();
+            options.read(true).write(true);
+            if self.file.metadata().map_err(io)?.file_type().is_block_device() {
+                options.custom_flags(nix::libc::O_EXCL);
+            }
+            let file = options.open(&self.path).map_err(|error| match error.raw_os_error() {
+                Some(nix::libc::EBUSY) => Error::new(&self.path, Reason::InUse),
+                _ => io(error),
+            })?;
+            (file, FlockArg::LockExclusiveNonblock)
         };
         Flock::lock(file, mode).map_err(|(_, errno)| match errno {
             Errno::EWOULDBLOCK => Error::new(&self.path, Reason::InUse),

@@ -15,6 +15,12 @@ pub struct MountConfig {
     /// (`-o allow_other`; for non-root users it needs `user_allow_other`
     /// in /etc/fuse.conf).
     pub allow_other: bool,
+    /// Honour device nodes (`-o dev`); without it the mount is `nodev`.
+    /// Only root may ask, as for any mount; a root filesystem needs it.
+    pub dev: bool,
+    /// Honour setuid and setgid bits (`-o suid`); without it the mount is
+    /// `nosuid`. Only root may ask; a root filesystem needs it.
+    pub suid: bool,
     /// How long the kernel may cache attributes and names. Longer means
     /// fewer requests; nothing but this mount changes the image, so the
     /// cache cannot go stale through another path.
@@ -31,6 +37,8 @@ impl Default for MountConfig {
         MountConfig {
             read_only: false,
             allow_other: false,
+            dev: false,
+            suid: false,
             ttl: Duration::from_secs(1),
             writeback: Some(Duration::from_secs(5)),
             cache_blocks: blockfs::fs::DEFAULT_CACHE_BLOCKS,
@@ -49,6 +57,12 @@ impl MountConfig {
             MountOption::DefaultPermissions,
             if self.read_only { MountOption::RO } else { MountOption::RW },
         ];
+        if self.dev {
+            config.mount_options.push(MountOption::Dev);
+        }
+        if self.suid {
+            config.mount_options.push(MountOption::Suid);
+        }
         if self.allow_other {
             config.acl = SessionACL::All;
         }
@@ -76,5 +90,15 @@ mod tests {
         assert!(config.mount_options.contains(&MountOption::RO));
         assert!(!config.mount_options.contains(&MountOption::RW));
         assert_eq!(config.acl, SessionACL::All);
+    }
+
+    #[test]
+    fn dev_and_suid_are_off_unless_asked() {
+        let plain = MountConfig::default().fuser_config();
+        assert!(!plain.mount_options.contains(&MountOption::Dev));
+        assert!(!plain.mount_options.contains(&MountOption::Suid));
+        let root = MountConfig { dev: true, suid: true, ..MountConfig::default() }.fuser_config();
+        assert!(root.mount_options.contains(&MountOption::Dev));
+        assert!(root.mount_options.contains(&MountOption::Suid));
     }
 }

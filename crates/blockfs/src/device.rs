@@ -123,8 +123,8 @@ pub use file::FileDevice;
 #[cfg(feature = "std")]
 mod file {
     use std::fs::{File, OpenOptions};
-    use std::io;
-    use std::os::unix::fs::FileExt;
+    use std::io::{self, Seek, SeekFrom};
+    use std::os::unix::fs::{FileExt, FileTypeExt};
     use std::path::Path;
 
     use super::{check_range, Block, BlockDevice, BLOCK_SIZE};
@@ -150,8 +150,21 @@ mod file {
             Self::from_file(file, writable)
         }
 
+        /// A block device's node reports size 0, so its size is where
+        /// a seek to the end lands (the kernel's BLKGETSIZE64); the file
+        /// position is put back, though this device only uses positioned
+        /// I/O.
         pub fn from_file(file: File, writable: bool) -> io::Result<Self> {
-            let length = file.metadata()?.len();
+            let metadata = file.metadata()?;
+            let length = if metadata.file_type().is_block_device() {
+                let mut handle = &file;
+                let position = handle.stream_position()?;
+                let end = handle.seek(SeekFrom::End(0))?;
+                handle.seek(SeekFrom::Start(position))?;
+                end
+            } else {
+                metadata.len()
+            };
             let block_count = (length / BLOCK_SIZE as u64).min(u32::MAX as u64) as u32;
             Ok(FileDevice { file, block_count, writable })
         }
