@@ -29,7 +29,9 @@ use crate::format::journal::{
 };
 use crate::format::{Block, BLOCK_SIZE};
 
-/// Smallest and largest journals `journal_size_for` picks.
+/// Smallest and largest journals `journal_size_for` picks. A smaller run
+/// is not a journal of ours (it could not hold an operation's changes):
+/// mount refuses it and the checker detaches it.
 pub const MIN_JOURNAL_BLOCKS: u32 = 64;
 pub const MAX_JOURNAL_BLOCKS: u32 = 8192;
 /// Copies written to the device per request while logging.
@@ -75,7 +77,7 @@ impl Journal {
 
     pub fn open<D: BlockDevice>(device: &mut D, first_block: u32, block_count: u32) -> Result<Journal> {
         let corrupt = || Error::corrupt(Corruption::BadJournal, None, Some(first_block));
-        if block_count < 3
+        if block_count < MIN_JOURNAL_BLOCKS
             || first_block.checked_add(block_count).is_none_or(|end| end > device.block_count())
         {
             return Err(corrupt());

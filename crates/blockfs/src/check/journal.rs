@@ -20,11 +20,7 @@ use crate::format::extension::{Extension, ExtensionError, FEATURE_JOURNAL};
 use crate::format::inode::{DiskInode, FileType, SYSTEM_INODE_FLAG};
 use crate::format::superblock::Superblock;
 use crate::format::{Block, BLOCK_SIZE};
-use crate::journal::Journal;
-
-/// The fewest blocks a journal can work with (superblock, a descriptor
-/// and a commit record).
-const MIN_JOURNAL_BLOCKS: u32 = 3;
+use crate::journal::{Journal, MIN_JOURNAL_BLOCKS};
 
 /// What recovery did.
 #[derive(Clone, Copy, Debug, Default)]
