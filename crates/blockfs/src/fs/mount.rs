@@ -65,6 +65,7 @@ pub(super) fn open_volume<D: BlockDevice>(
     if device.block_count() == 0 {
         return Err(Error::NotBlockFs(SuperblockError::TooShort));
     }
+    crate::resize::finish_interrupted(&mut device, options.read_only)?;
     let mut block0 = [0u8; BLOCK_SIZE];
     device.read_block(0, &mut block0)?;
     let mut head = decode_head(&block0)?;
