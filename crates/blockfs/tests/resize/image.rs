@@ -72,6 +72,46 @@ pub fn populate(device: MemDevice, big_file: usize, wide_dir: usize) -> MemDevic
     fs.unmount().unwrap()
 }
 
+/// Writes a file near the end of the image (behind a ballast file that
+/// is then deleted), so shrinking must move it.
+pub fn data_near_the_end(device: MemDevice, ballast_blocks: u32) -> MemDevice {
+    let fs = FileSystem::mount(device, mount_options()).unwrap();
+    let ballast = fs.create(ROOT_INO, b"ballast", FILE).unwrap().ino;
+    let chunk = vec![0xA5u8; 256 * BLOCK];
+    for index in 0..(ballast_blocks as u64).div_ceil(256) {
+        fs.write(ballast, index * chunk.len() as u64, &chunk).unwrap();
+    }
+    let tail = fs.create(ROOT_INO, b"tail", FILE).unwrap().ino;
+    fs.write(tail, 0, &pattern(77, 3 << 20)).unwrap();
+    let dir = fs.mkdir(ROOT_INO, b"tail-dir", DIR).unwrap().ino;
+    fs.symlink(dir, b"link", b"../tail", 0, 0).unwrap();
+    fs.unlink(ROOT_INO, b"ballast").unwrap();
+    fs.unmount().unwrap()
+}
+
+/// Creates `count` files and deletes all but the last few, so the inodes
+/// in use sit high in the table (a shrunk table must renumber them),
+/// including a directory with a child directory and a hard link.
+pub fn high_inodes(device: MemDevice, count: u32) -> MemDevice {
+    let fs = FileSystem::mount(device, mount_options()).unwrap();
+    let dir = fs.mkdir(ROOT_INO, b"many", DIR).unwrap().ino;
+    for index in 0..count {
+        let ino = fs.create(dir, format!("n{index}").as_bytes(), FILE).unwrap().ino;
+        if index + 5 >= count {
+            fs.write(ino, 0, &pattern(index, 9000)).unwrap();
+        }
+    }
+    let late = fs.mkdir(dir, b"late", DIR).unwrap().ino;
+    fs.mkdir(late, b"child", DIR).unwrap();
+    let inner = fs.create(late, b"inner", FILE).unwrap().ino;
+    fs.write(inner, 0, b"inner data").unwrap();
+    fs.link(inner, ROOT_INO, b"inner-link").unwrap();
+    for index in 0..count - 5 {
+        fs.unlink(dir, format!("n{index}").as_bytes()).unwrap();
+    }
+    fs.unmount().unwrap()
+}
+
 /// What a path holds, as read by [`Reader`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Node {
@@ -82,7 +122,7 @@ pub enum Node {
 }
 
 /// Path → node, plus the hard-link groups (paths sharing an inode).
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tree {
     pub nodes: BTreeMap<String, Node>,
     pub groups: Vec<Vec<String>>,
@@ -90,11 +130,13 @@ pub struct Tree {
 
 /// A reader of the version 1 layout written from the seed's formulas.
 pub struct Reader<'a> {
-    img: &'a [u8],
+    fetch: Box<dyn Fn(u32) -> Vec<u8> + 'a>,
     pub blocks: u32,
     pub inodes: u32,
     pub bitmap_blocks: u32,
     pub table_blocks: u32,
+    head: Vec<u8>,
+    bitmap: Vec<u8>,
 }
 
 fn u16at(b: &[u8], at: usize) -> u16 {
@@ -106,14 +148,22 @@ fn u32at(b: &[u8], at: usize) -> u32 {
 
 impl<'a> Reader<'a> {
     pub fn new(img: &'a [u8]) -> Self {
-        assert_eq!(u32at(img, 0), 0x424C_4B46, "magic");
-        let blocks = u32at(img, 4);
-        let inodes = u32at(img, 8);
+        let device_blocks = (img.len() / BLOCK) as u32;
+        Self::over(device_blocks, move |n| img[n as usize * BLOCK..(n as usize + 1) * BLOCK].to_vec())
+    }
+
+    /// Over any source of blocks: `fetch(n)` returns block `n`'s bytes.
+    pub fn over(device_blocks: u32, fetch: impl Fn(u32) -> Vec<u8> + 'a) -> Self {
+        let head = fetch(0);
+        assert_eq!(u32at(&head, 0), 0x424C_4B46, "magic");
+        let blocks = u32at(&head, 4);
+        let inodes = u32at(&head, 8);
         let bitmap_blocks = blocks.div_ceil(32768);
         let table_blocks = (inodes as u64 * 96).div_ceil(4096) as u32;
-        assert_eq!(u32at(img, 20), 1 + bitmap_blocks + table_blocks, "first_data_block by the seed's formula");
-        assert!(img.len() >= blocks as usize * BLOCK, "image shorter than block_count");
-        Reader { img, blocks, inodes, bitmap_blocks, table_blocks }
+        assert_eq!(u32at(&head, 20), 1 + bitmap_blocks + table_blocks, "first_data_block by the seed's formula");
+        assert!(device_blocks >= blocks, "image shorter than block_count");
+        let bitmap = (1..1 + bitmap_blocks).flat_map(&fetch).collect();
+        Reader { fetch: Box::new(fetch), blocks, inodes, bitmap_blocks, table_blocks, head, bitmap }
     }
 
     pub fn first_data_block(&self) -> u32 {
@@ -124,26 +174,25 @@ impl<'a> Reader<'a> {
         self.inodes.min(42 * self.table_blocks)
     }
 
-    fn block(&self, n: u32) -> &'a [u8] {
+    fn block(&self, n: u32) -> Vec<u8> {
         assert!(n >= self.first_data_block() && n < self.blocks, "pointer {n} outside the data area");
-        &self.img[n as usize * BLOCK..(n as usize + 1) * BLOCK]
+        (self.fetch)(n)
     }
 
-    pub fn inode(&self, n: u32) -> &'a [u8] {
+    pub fn inode(&self, n: u32) -> Vec<u8> {
         assert!(n < self.usable_inodes(), "inode {n} has no slot");
-        let at = (1 + self.bitmap_blocks + n / 42) as usize * BLOCK + (n % 42) as usize * 96;
-        &self.img[at..at + 96]
+        let block = (self.fetch)(1 + self.bitmap_blocks + n / 42);
+        block[(n % 42) as usize * 96..(n % 42) as usize * 96 + 96].to_vec()
     }
 
     pub fn bitmap_bit(&self, block: u32) -> bool {
-        let at = BLOCK + block as usize / 8;
-        self.img[at] & (1 << (block % 8)) != 0
+        self.bitmap[block as usize / 8] & (1 << (block % 8)) != 0
     }
 
     /// Physical block of logical block `n`, 0 for a hole; every block
     /// visited (maps included) goes to `seen`.
     fn map(&self, inode: &[u8], n: u32, seen: &mut Vec<u32>) -> u32 {
-        let pointer = |block: u32, index: u32| u32at(self.block(block), index as usize * 4);
+        let pointer = |block: u32, index: u32| u32at(&self.block(block), index as usize * 4);
         if n < 12 {
             return u32at(inode, 36 + 4 * n as usize);
         }
@@ -224,7 +273,7 @@ impl<'a> Reader<'a> {
         let mut live = std::collections::BTreeSet::from([0u32]);
         while let Some((ino, path, parent)) = stack.pop() {
             let dir = self.inode(ino);
-            for (child, name) in self.entries(dir, &mut seen) {
+            for (child, name) in self.entries(&dir, &mut seen) {
                 if name == b"." {
                     assert_eq!(child, ino, "{path}/.");
                     continue;
@@ -234,7 +283,7 @@ impl<'a> Reader<'a> {
                     continue;
                 }
                 let child_path = format!("{path}/{}", String::from_utf8_lossy(&name));
-                let inode = self.inode(child);
+                let inode = &self.inode(child)[..];
                 let mode = u16at(inode, 0);
                 assert_ne!(u16at(inode, 26), 0, "{child_path} names free inode {child}");
                 live.insert(child);
@@ -265,9 +314,9 @@ impl<'a> Reader<'a> {
         // Hidden system inodes (the journal) hold blocks too.
         for ino in 0..self.usable_inodes() {
             let inode = self.inode(ino);
-            if u16at(inode, 26) != 0 && u32at(inode, 32) & 0x8000_0000 != 0 {
+            if u16at(&inode, 26) != 0 && u32at(&inode, 32) & 0x8000_0000 != 0 {
                 live.insert(ino);
-                self.data(inode, &mut seen);
+                self.data(&inode, &mut seen);
             }
         }
         for block in 0..self.first_data_block() {
@@ -284,10 +333,10 @@ impl<'a> Reader<'a> {
         assert_eq!(used, seen.len(), "bitmap marks blocks nothing uses");
         let tail_bits = (self.blocks..self.bitmap_blocks * 32768).filter(|&b| self.bitmap_bit(b)).count();
         assert_eq!(tail_bits, 0, "bits past block_count");
-        assert_eq!(u32at(self.img, 12) as usize, (self.blocks - self.first_data_block()) as usize - used, "free_blocks");
-        let used_inodes = (0..self.usable_inodes()).filter(|&i| u16at(self.inode(i), 26) != 0).count();
+        assert_eq!(u32at(&self.head, 12) as usize, (self.blocks - self.first_data_block()) as usize - used, "free_blocks");
+        let used_inodes = (0..self.usable_inodes()).filter(|&i| u16at(&self.inode(i), 26) != 0).count();
         assert_eq!(used_inodes, live.len(), "inodes in use that nothing reaches");
-        assert_eq!(u32at(self.img, 16) as usize, self.usable_inodes() as usize - used_inodes, "free_inodes");
+        assert_eq!(u32at(&self.head, 16) as usize, self.usable_inodes() as usize - used_inodes, "free_inodes");
         let mut groups: Vec<Vec<String>> = by_inode
             .into_values()
             .filter(|paths| paths.len() > 1)
