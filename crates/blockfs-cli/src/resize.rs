@@ -49,7 +49,12 @@ pub fn resize(args: &ResizeArgs) -> Result<(), Failure> {
         inode_count: args.inodes.unwrap_or(superblock.1),
     };
     if (target.block_count, target.inode_count) == superblock {
-        println!("{}: already {} blocks and {} inodes; nothing to do", path.display(), superblock.0, superblock.1);
+        println!(
+            "{}: already {} blocks and {} inodes; nothing to do",
+            path.display(),
+            superblock.0,
+            superblock.1
+        );
         return Ok(());
     }
     let plan = match resize::plan(&mut device, target) {
@@ -72,7 +77,9 @@ pub fn resize(args: &ResizeArgs) -> Result<(), Failure> {
     let summary = plan.execute(&mut device).map_err(|e| fail(&e))?;
     if regular && device.block_count() != target.block_count {
         let file = device.into_file();
-        file.set_len(target.block_count as u64 * BLOCK_SIZE as u64).and_then(|()| file.sync_all()).map_err(|e| fail(&e))?;
+        file.set_len(target.block_count as u64 * BLOCK_SIZE as u64)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| fail(&e))?;
     }
     report(path, &summary);
     Ok(())

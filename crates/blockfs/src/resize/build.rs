@@ -151,12 +151,12 @@ fn journal_inode(old: &DiskInode, first: u32, length: u32, write: &mut dyn FnMut
         write(at, block);
         at
     };
-    if run.len() > 0 {
+    if !run.is_empty() {
         inode.indirect = write_pointers(&mut run.by_ref().take(POINTERS_PER_BLOCK));
     }
-    if run.len() > 0 {
+    if !run.is_empty() {
         let mut middles = Vec::new();
-        while run.len() > 0 {
+        while !run.is_empty() {
             middles.push(write_pointers(&mut run.by_ref().take(POINTERS_PER_BLOCK)));
         }
         inode.double_indirect = write_pointers(&mut middles.into_iter());
@@ -259,7 +259,7 @@ pub(super) fn build<D: BlockDevice>(
     superblock.block_count = new.block_count;
     superblock.inode_count = new.inode_count;
     superblock.first_data_block = new.first_data_block();
-    superblock.free_blocks = new.data_blocks() - used_data;
+    superblock.free_blocks = new.data_blocks().saturating_sub(used_data);
     superblock.free_inodes = new.usable_inodes() - layout.used_inodes;
     let mut block0 = image.block0;
     superblock.encode_block(&mut block0);

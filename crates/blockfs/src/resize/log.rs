@@ -52,7 +52,9 @@ impl Plan {
         let mut run: Vec<u8> = Vec::with_capacity(RUN * BLOCK_SIZE);
         let mut run_start = 0;
         for (&home, block) in &self.targets {
-            if !run.is_empty() && (home != run_start + (run.len() / BLOCK_SIZE) as u32 || run.len() == RUN * BLOCK_SIZE) {
+            if !run.is_empty()
+                && (home != run_start + (run.len() / BLOCK_SIZE) as u32 || run.len() == RUN * BLOCK_SIZE)
+            {
                 device.write_blocks(run_start, &run)?;
                 run.clear();
             }

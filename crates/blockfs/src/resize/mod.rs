@@ -114,13 +114,13 @@ impl fmt::Display for ResizeError {
             ResizeError::DataDoesNotFit { needed, available } => write!(
                 f,
                 "data does not fit: {needed} data blocks in use, the new size has {available} ({} more needed, {} KiB)",
-                needed - available,
-                (needed - available) as u64 * 4
+                needed.saturating_sub(*available),
+                needed.saturating_sub(*available) as u64 * 4
             ),
             ResizeError::InodesDoNotFit { used, usable } => write!(
                 f,
                 "inodes do not fit: {used} in use, the new inode table has {usable} slots ({} more needed)",
-                used - usable
+                used.saturating_sub(*usable)
             ),
             ResizeError::NoRoomForJournal { blocks } => {
                 write!(f, "no contiguous run of {blocks} free blocks to move the journal to")

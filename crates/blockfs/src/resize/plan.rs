@@ -110,9 +110,11 @@ pub fn plan<D: BlockDevice>(device: &mut D, target: Target) -> Result<Plan, Resi
             continue;
         }
         used_inodes += 1;
-        let kind = inode
-            .file_type()
-            .ok_or(ResizeError::Fs(Error::corrupt(Corruption::BadFileType(inode.mode), Some(ino), None)))?;
+        let kind = inode.file_type().ok_or(ResizeError::Fs(Error::corrupt(
+            Corruption::BadFileType(inode.mode),
+            Some(ino),
+            None,
+        )))?;
         if ino == ROOT_INODE && kind != FileType::Directory {
             return Err(Error::corrupt(Corruption::BadFileType(inode.mode), Some(ino), None).into());
         }
@@ -150,7 +152,8 @@ pub fn plan<D: BlockDevice>(device: &mut D, target: Target) -> Result<Plan, Resi
         return Err(ResizeError::DataDoesNotFit { needed: used_blocks, available: new.data_blocks() });
     }
     let mut renumber = BTreeMap::new();
-    let mut free_numbers = (1..usable).filter(|&n| n as usize >= image.inodes.len() || image.inodes[n as usize].is_free());
+    let mut free_numbers =
+        (1..usable).filter(|&n| n as usize >= image.inodes.len() || image.inodes[n as usize].is_free());
     for ino in usable..image.inodes.len() as u32 {
         if !image.inodes[ino as usize].is_free() {
             let to = free_numbers.next().ok_or(ResizeError::InodesDoNotFit { used: used_inodes, usable })?;
@@ -223,20 +226,23 @@ pub fn plan<D: BlockDevice>(device: &mut D, target: Target) -> Result<Plan, Resi
             && !taken.contains(block)
             && !built.targets.contains_key(&block)
     };
-    let log_first =
-        find_run(new_end.max(old_end), limit, log_blocks, log_free).ok_or(ResizeError::NoRoomForLog { blocks: log_blocks })?;
+    let log_first = find_run(new_end.max(old_end), limit, log_blocks, log_free)
+        .ok_or(ResizeError::NoRoomForLog { blocks: log_blocks })?;
 
-    let mut commit_extension = image
-        .extension
-        .unwrap_or_else(|| crate::format::extension::Extension::new([0; 16], b"", 0));
+    let mut commit_extension =
+        image.extension.unwrap_or_else(|| crate::format::extension::Extension::new([0; 16], b"", 0));
     commit_extension.incompat_features |= crate::format::extension::FEATURE_RESIZE_LOG;
     commit_extension.resize_log_first = log_first;
     commit_extension.resize_log_blocks = log_blocks;
     let mut commit0 = image.block0;
     commit_extension.encode_block(&mut commit0);
 
-    let copies: Vec<(u32, u32)> =
-        layout.moves.iter().filter(|(_, to)| !built.targets.contains_key(to)).map(|(&from, &to)| (from, to)).collect();
+    let copies: Vec<(u32, u32)> = layout
+        .moves
+        .iter()
+        .filter(|(_, to)| !built.targets.contains_key(to))
+        .map(|(&from, &to)| (from, to))
+        .collect();
     let summary = Summary {
         old_blocks: old.block_count,
         new_blocks: new.block_count,

@@ -33,7 +33,9 @@ pub fn formatted(blocks: u32, inodes: Option<u32>, device_blocks: u32, journal: 
 
 /// Bytes distinct per file and position, so misplaced blocks show.
 pub fn pattern(seed: u32, len: usize) -> Vec<u8> {
-    (0..len).map(|i| ((i as u32 / 4096).wrapping_mul(31) ^ seed.wrapping_mul(2_654_435_761) ^ i as u32) as u8).collect()
+    (0..len)
+        .map(|i| ((i as u32 / 4096).wrapping_mul(31) ^ seed.wrapping_mul(2_654_435_761) ^ i as u32) as u8)
+        .collect()
 }
 
 /// The generated tree: hard links, symlinks, a directory of more than 12
@@ -47,7 +49,8 @@ pub fn populate(device: MemDevice, big_file: usize, wide_dir: usize) -> MemDevic
     let scratch = fs.create(ROOT_INO, b"scratch", FILE).unwrap().ino;
     fs.write(scratch, 0, &pattern(99, 300_000)).unwrap();
     for index in 0..wide_dir {
-        let name = format!("entry-with-a-fairly-long-name-to-fill-blocks-quickly-{index:05}-{}", "x".repeat(40));
+        let name =
+            format!("entry-with-a-fairly-long-name-to-fill-blocks-quickly-{index:05}-{}", "x".repeat(40));
         let ino = fs.create(wide, name.as_bytes(), FILE).unwrap().ino;
         if index % 50 == 0 {
             fs.write(ino, 0, &pattern(index as u32, 100 + index)).unwrap();
@@ -160,7 +163,11 @@ impl<'a> Reader<'a> {
         let inodes = u32at(&head, 8);
         let bitmap_blocks = blocks.div_ceil(32768);
         let table_blocks = (inodes as u64 * 96).div_ceil(4096) as u32;
-        assert_eq!(u32at(&head, 20), 1 + bitmap_blocks + table_blocks, "first_data_block by the seed's formula");
+        assert_eq!(
+            u32at(&head, 20),
+            1 + bitmap_blocks + table_blocks,
+            "first_data_block by the seed's formula"
+        );
         assert!(device_blocks >= blocks, "image shorter than block_count");
         let bitmap = (1..1 + bitmap_blocks).flat_map(&fetch).collect();
         Reader { fetch: Box::new(fetch), blocks, inodes, bitmap_blocks, table_blocks, head, bitmap }
@@ -333,10 +340,18 @@ impl<'a> Reader<'a> {
         assert_eq!(used, seen.len(), "bitmap marks blocks nothing uses");
         let tail_bits = (self.blocks..self.bitmap_blocks * 32768).filter(|&b| self.bitmap_bit(b)).count();
         assert_eq!(tail_bits, 0, "bits past block_count");
-        assert_eq!(u32at(&self.head, 12) as usize, (self.blocks - self.first_data_block()) as usize - used, "free_blocks");
+        assert_eq!(
+            u32at(&self.head, 12) as usize,
+            (self.blocks - self.first_data_block()) as usize - used,
+            "free_blocks"
+        );
         let used_inodes = (0..self.usable_inodes()).filter(|&i| u16at(&self.inode(i), 26) != 0).count();
         assert_eq!(used_inodes, live.len(), "inodes in use that nothing reaches");
-        assert_eq!(u32at(&self.head, 16) as usize, self.usable_inodes() as usize - used_inodes, "free_inodes");
+        assert_eq!(
+            u32at(&self.head, 16) as usize,
+            self.usable_inodes() as usize - used_inodes,
+            "free_inodes"
+        );
         let mut groups: Vec<Vec<String>> = by_inode
             .into_values()
             .filter(|paths| paths.len() > 1)
