@@ -95,3 +95,56 @@ fn a_dirty_image_is_recovered_then_resized() {
     assert_eq!(info(&image, "State:"), "clean");
     assert_files_intact(&image);
 }
+
+/// A device whose writes stop landing after `flushes` flushes.
+struct CutAfter {
+    inner: blockfs::FileDevice,
+    flushes: usize,
+}
+
+impl blockfs::BlockDevice for CutAfter {
+    fn block_count(&self) -> u32 {
+        self.inner.block_count()
+    }
+    fn read_block(
+        &mut self,
+        index: u32,
+        buf: &mut blockfs::format::Block,
+    ) -> Result<(), blockfs::DeviceError> {
+        self.inner.read_block(index, buf)
+    }
+    fn write_block(&mut self, index: u32, buf: &blockfs::format::Block) -> Result<(), blockfs::DeviceError> {
+        if self.flushes == 0 {
+            return Err(blockfs::DeviceError::eio(Some(index)));
+        }
+        self.inner.write_block(index, buf)
+    }
+    fn flush(&mut self) -> Result<(), blockfs::DeviceError> {
+        self.flushes = self.flushes.saturating_sub(1);
+        self.inner.flush()
+    }
+}
+
+#[test]
+fn an_interrupted_resize_is_reported_and_finished() {
+    let scratch = Scratch::new("resize-interrupted");
+    let image = image_with_files(&scratch, "16");
+    // Cut the power right after the commit point of a resize to 24 MB.
+    fs::OpenOptions::new().write(true).open(&image).unwrap().set_len(24 << 20).unwrap();
+    let device = blockfs::FileDevice::open(std::path::Path::new(&image), true).unwrap();
+    let mut cut = CutAfter { inner: device, flushes: 3 };
+    let target = blockfs::resize::Target { block_count: 24 * 256, inode_count: 1000 };
+    let plan = blockfs::resize::plan(&mut cut, target).unwrap();
+    assert!(plan.execute(&mut cut).is_err());
+    drop(cut);
+
+    let output = blockfs(&["info", &image]);
+    assert_eq!(output.status.code(), Some(1));
+    let output = mkfs_sibling("fsck-blockfs").args(["-n", &image]).output().unwrap();
+    assert!(!output.status.success());
+    let out = run_ok(&["resize", &image]);
+    assert!(out.contains("finished an interrupted resize"), "{out}");
+    assert_eq!(info(&image, "Blocks:"), "6144");
+    assert_eq!(info(&image, "Inodes:"), "1000");
+    assert_files_intact(&image);
+}

@@ -232,3 +232,76 @@ fn growing_with_nothing_in_the_way_is_fast() {
     assert_checks_clean(&mut device);
     assert!(took.as_secs_f64() < 5.0, "{took:?}");
 }
+
+/// A device that stops persisting anything after `flushes` flushes, as a
+/// power cut would (writes after it fail).
+struct CutAfter {
+    inner: MemDevice,
+    flushes: usize,
+}
+
+impl BlockDevice for CutAfter {
+    fn block_count(&self) -> u32 {
+        self.inner.block_count()
+    }
+    fn read_block(
+        &mut self,
+        index: u32,
+        buf: &mut blockfs::format::Block,
+    ) -> Result<(), blockfs::DeviceError> {
+        self.inner.read_block(index, buf)
+    }
+    fn write_block(&mut self, index: u32, buf: &blockfs::format::Block) -> Result<(), blockfs::DeviceError> {
+        if self.flushes == 0 {
+            return Err(blockfs::DeviceError::eio(Some(index)));
+        }
+        self.inner.write_block(index, buf)
+    }
+    fn flush(&mut self) -> Result<(), blockfs::DeviceError> {
+        self.flushes = self.flushes.saturating_sub(1);
+        Ok(())
+    }
+}
+
+/// The image right after a resize's commit point (copies, log, block 0
+/// naming the log are durable; nothing of the replay is).
+fn interrupted_after_commit(device: MemDevice, target: Target) -> MemDevice {
+    let mut cut = CutAfter { inner: device, flushes: 3 };
+    let plan = plan(&mut cut, target).unwrap();
+    assert!(plan.execute(&mut cut).is_err());
+    cut.inner
+}
+
+#[test]
+fn an_interrupted_resize_is_finished_by_a_writer_and_refused_by_readers() {
+    let device = populated(16 * MB, Some(1000), 32 * MB);
+    let before = tree_of(device.as_bytes());
+    let target = Target { block_count: 32 * MB, inode_count: 3000 };
+    let device = interrupted_after_commit(device, target);
+    let block0: [u8; 4096] = device.as_bytes()[..4096].try_into().unwrap();
+    let record = blockfs::format::extension::Extension::decode_block(&block0).unwrap();
+    assert!(record.resize_pending());
+    assert_eq!(geometry(&device), (16 * MB, 1000), "block 0 still holds the old superblock");
+
+    let read_only = blockfs::MountOptions { read_only: true, ..image::mount_options() };
+    assert!(matches!(FileSystem::mount(device.clone(), read_only), Err(blockfs::Error::Unsupported)));
+    let mut copy = device.clone();
+    assert!(check(&mut copy, &CheckOptions::default()).is_err(), "a check without repairs cannot finish it");
+    assert!(copy.as_bytes() == device.as_bytes(), "a read-only check wrote");
+
+    // A repairing check finishes it...
+    let mut repaired = device.clone();
+    let report = check(&mut repaired, &CheckOptions::new(blockfs::check::RepairMode::Safe)).unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(geometry(&repaired), (32 * MB, 3000));
+    assert_eq!(tree_of(repaired.as_bytes()), before);
+    // ...and so does a read-write mount, twice over if it is cut short.
+    let mut twice = device.clone();
+    assert!(blockfs::resize::finish_interrupted(&mut twice, false).unwrap());
+    assert!(!blockfs::resize::finish_interrupted(&mut twice, false).unwrap());
+    let fs = FileSystem::mount(device, image::mount_options()).unwrap();
+    assert_eq!(fs.info().geometry.inode_count, 3000);
+    let mut device = fs.unmount().unwrap();
+    assert_eq!(tree_of(device.as_bytes()), before);
+    assert_checks_clean(&mut device);
+}
