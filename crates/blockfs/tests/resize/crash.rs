@@ -18,7 +18,7 @@ use blockfs::check::{check, CheckOptions};
 use blockfs::error::DeviceError;
 use blockfs::format::extension::Extension;
 use blockfs::format::Block;
-use blockfs::resize::{plan, Target};
+use blockfs::resize::{plan, Summary, Target};
 use blockfs::{BlockDevice, FileSystem, MemDevice};
 use support::{CowDevice, Rng};
 
@@ -60,6 +60,7 @@ struct Run {
     events: Vec<Event>,
     before: Tree,
     geometries: [(u32, u32); 2],
+    summary: Option<Summary>,
 }
 
 fn record(base: Vec<u8>, run: impl FnOnce(&mut Recording)) -> Vec<Event> {
@@ -77,10 +78,12 @@ fn resize_run(device: MemDevice, target: Target) -> Run {
         (reader.blocks, reader.inodes)
     };
     let base: Vec<u8> = device.into_bytes();
+    let mut summary = None;
     let events = record(base.clone(), |device| {
-        plan(device, target).unwrap().execute(device).unwrap();
+        summary = Some(plan(device, target).unwrap().execute(device).unwrap());
     });
-    Run { base: base.into(), events, before, geometries: [old, (target.block_count, target.inode_count)] }
+    let geometries = [old, (target.block_count, target.inode_count)];
+    Run { base: base.into(), events, before, geometries, summary }
 }
 
 fn image_of(run: &Run, writes: impl IntoIterator<Item = usize>) -> Image {
@@ -199,6 +202,7 @@ fn crash_states(name: &str, run: &Run) -> usize {
         events: replay,
         before: run.before.clone(),
         geometries: run.geometries,
+        summary: None,
     };
     for cut in 0..=replay_run.events.len() {
         if let Err(error) = verify(&replay_run, image_of(&replay_run, 0..cut)) {
@@ -230,14 +234,17 @@ fn crash_while_growing_across_a_bitmap_block() {
     // 120 MB has one bitmap block, 136 MB two: the inode table shifts.
     let device = image::populate(image::formatted(120 * MB, Some(1500), 136 * MB, true), 5 << 20, 700);
     let run = resize_run(device, Target { block_count: 136 * MB, inode_count: 1500 });
+    let summary = run.summary.unwrap();
+    assert!(summary.moved_blocks > 0, "{summary:?}");
     assert!(crash_states("grow 120 -> 136 MB", &run) > 100);
 }
 
 #[test]
 fn crash_while_shrinking_with_relocation() {
     let device = image::populate(image::formatted(48 * MB, Some(1500), 48 * MB, true), 5 << 20, 700);
-    let device = image::data_near_the_end(device, 30 * MB);
+    let device = image::data_near_the_end(device, 30 * MB, 600 << 10);
     let run = resize_run(device, Target { block_count: 20 * MB, inode_count: 1500 });
+    assert!(run.summary.unwrap().moved_blocks > 100, "{:?}", run.summary);
     assert!(crash_states("shrink 48 -> 20 MB", &run) > 100);
 }
 
@@ -245,6 +252,8 @@ fn crash_while_shrinking_with_relocation() {
 fn crash_while_growing_the_inode_table() {
     let device = image::populate(image::formatted(32 * MB, Some(1000), 32 * MB, true), 1 << 20, 700);
     let run = resize_run(device, Target { block_count: 32 * MB, inode_count: 4000 });
+    let summary = run.summary.unwrap();
+    assert!(summary.moved_blocks > 0 && summary.journal_moved, "{summary:?}");
     assert!(crash_states("inodes 1000 -> 4000", &run) > 50);
 }
 
@@ -253,6 +262,7 @@ fn crash_while_shrinking_the_inode_table_with_renumbering() {
     let device = image::populate(image::formatted(32 * MB, Some(3000), 32 * MB, true), 1 << 20, 50);
     let device = image::high_inodes(device, 2000);
     let run = resize_run(device, Target { block_count: 24 * MB, inode_count: 700 });
+    assert!(run.summary.unwrap().renumbered_inodes > 5, "{:?}", run.summary);
     assert!(crash_states("inodes 3000 -> 700, 32 -> 24 MB", &run) > 50);
 }
 

@@ -77,7 +77,7 @@ pub fn populate(device: MemDevice, big_file: usize, wide_dir: usize) -> MemDevic
 
 /// Writes a file near the end of the image (behind a ballast file that
 /// is then deleted), so shrinking must move it.
-pub fn data_near_the_end(device: MemDevice, ballast_blocks: u32) -> MemDevice {
+pub fn data_near_the_end(device: MemDevice, ballast_blocks: u32, tail_bytes: usize) -> MemDevice {
     let fs = FileSystem::mount(device, mount_options()).unwrap();
     let ballast = fs.create(ROOT_INO, b"ballast", FILE).unwrap().ino;
     let chunk = vec![0xA5u8; 256 * BLOCK];
@@ -85,7 +85,7 @@ pub fn data_near_the_end(device: MemDevice, ballast_blocks: u32) -> MemDevice {
         fs.write(ballast, index * chunk.len() as u64, &chunk).unwrap();
     }
     let tail = fs.create(ROOT_INO, b"tail", FILE).unwrap().ino;
-    fs.write(tail, 0, &pattern(77, 3 << 20)).unwrap();
+    fs.write(tail, 0, &pattern(77, tail_bytes)).unwrap();
     let dir = fs.mkdir(ROOT_INO, b"tail-dir", DIR).unwrap().ino;
     fs.symlink(dir, b"link", b"../tail", 0, 0).unwrap();
     fs.unlink(ROOT_INO, b"ballast").unwrap();

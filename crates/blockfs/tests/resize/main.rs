@@ -58,7 +58,7 @@ fn grow_across_a_bitmap_block_then_shrink_back() {
     let summary = round_trip(&mut device, 300 * MB, inodes);
     assert!(summary.moved_blocks > 0, "the grown bitmap displaces data: {summary:?}");
     assert!(summary.journal_moved);
-    device = image::data_near_the_end(device, 200 * MB);
+    device = image::data_near_the_end(device, 200 * MB, 3 << 20);
     let summary = round_trip(&mut device, 60 * MB, inodes);
     assert!(summary.moved_blocks > 0, "the cut region held data: {summary:?}");
 }
