@@ -133,7 +133,7 @@ fn journal_inode(old: &DiskInode, first: u32, length: u32, write: &mut dyn FnMut
         indirect: 0,
         double_indirect: 0,
         triple_indirect: 0,
-        size: length * BLOCK_SIZE as u32,
+        size: length.saturating_mul(BLOCK_SIZE as u32),
         ..*old
     };
     let mut next = first + length;

@@ -47,6 +47,11 @@ impl OldImage {
             Err(_) => None,
         };
         if let Some(extension) = &extension {
+            // A committed resize awaits its replay: `finish_interrupted`
+            // (or any read-write mount) must run first.
+            if extension.resize_pending() {
+                return Err(ResizeError::NotClean);
+            }
             if extension.incompat_features & !KNOWN_INCOMPAT != 0 {
                 return Err(ResizeError::UnknownFeatures(extension.incompat_features));
             }

@@ -61,7 +61,8 @@ pub enum ResizeError {
     /// Reading or writing the image failed, or it is corrupt.
     Fs(Error),
     /// The image was not unmounted cleanly, its journal holds a
-    /// transaction, or orphans await freeing: mount and unmount it first.
+    /// transaction, orphans await freeing, or an interrupted resize awaits
+    /// [`finish_interrupted`]: mount and unmount it first.
     NotClean,
     /// The extension record sets incompatible features this code does not know.
     UnknownFeatures(u32),
@@ -105,7 +106,7 @@ impl fmt::Display for ResizeError {
             ResizeError::Fs(error) => write!(f, "{error}"),
             ResizeError::NotClean => write!(
                 f,
-                "image not clean (not unmounted, journal or orphans pending): mount and unmount it first"
+                "image not clean (not unmounted; journal, orphans or an interrupted resize pending): mount and unmount it first"
             ),
             ResizeError::UnknownFeatures(bits) => {
                 write!(f, "image uses unknown incompatible features {bits:#x}")
