@@ -65,9 +65,9 @@ pub(super) fn open_volume<D: BlockDevice>(
     if device.block_count() == 0 {
         return Err(Error::NotBlockFs(SuperblockError::TooShort));
     }
-    crate::resize::finish_interrupted(&mut device, options.read_only)?;
     let mut block0 = [0u8; BLOCK_SIZE];
     device.read_block(0, &mut block0)?;
+    crate::resize::finish_interrupted_from(&mut device, &mut block0, options.read_only)?;
     let mut head = decode_head(&block0)?;
     let was_clean = head.superblock.state == STATE_CLEAN;
 

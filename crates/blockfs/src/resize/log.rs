@@ -106,10 +106,21 @@ pub fn finish_interrupted<D: BlockDevice>(device: &mut D, read_only: bool) -> Re
     }
     let mut block0 = [0u8; BLOCK_SIZE];
     device.read_block(0, &mut block0)?;
-    if Superblock::decode_block(&block0).is_err() {
+    finish_interrupted_from(device, &mut block0, read_only)
+}
+
+/// [`finish_interrupted`] for a caller that has read block 0 already
+/// (into `block0`); when a resize is finished, `block0` becomes the new
+/// block 0.
+pub fn finish_interrupted_from<D: BlockDevice>(
+    device: &mut D,
+    block0: &mut Block,
+    read_only: bool,
+) -> Result<bool> {
+    if Superblock::decode_block(block0).is_err() {
         return Ok(false);
     }
-    let Ok(extension) = Extension::decode_block(&block0) else {
+    let Ok(extension) = Extension::decode_block(block0) else {
         return Ok(false);
     };
     if !extension.resize_pending() {
@@ -144,5 +155,69 @@ pub fn finish_interrupted<D: BlockDevice>(device: &mut D, read_only: bool) -> Re
     device.flush()?;
     device.write_block(0, &new_block0)?;
     device.flush()?;
+    *block0 = new_block0;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::MemDevice;
+
+    /// `finish_interrupted` finds the copies by the journal's layout; this
+    /// pins that layout against the journal's own reader.
+    #[test]
+    fn copies_are_where_the_journal_reader_finds_them() {
+        let mut device = MemDevice::new(4000);
+        let targets: Vec<u32> = (0..1500).collect();
+        let blocks = super::super::plan::log_size(targets.len());
+        let mut log = Journal::create(&mut device, 2000, blocks).unwrap();
+        log.write_transaction(&mut device, &targets, |t| Some([(t % 251) as u8; BLOCK_SIZE])).unwrap();
+        let pending = log.pending(&mut device, 4000).unwrap().unwrap();
+        let overlay = log.load(&mut device, &pending).unwrap();
+        let first_copy = 2000 + 1 + pending.targets.len().div_ceil(TARGETS_PER_DESCRIPTOR) as u32;
+        let mut block = [0u8; BLOCK_SIZE];
+        for (index, target) in pending.targets.iter().enumerate() {
+            device.read_block(first_copy + index as u32, &mut block).unwrap();
+            assert_eq!(block, *overlay[target], "copy of {target}");
+        }
+    }
+
+    #[test]
+    fn a_record_without_a_valid_log_is_corruption() {
+        let mut device = MemDevice::new(64);
+        let mut block0 = [0u8; BLOCK_SIZE];
+        let superblock = Superblock {
+            magic: crate::format::superblock::MAGIC,
+            block_count: 64,
+            inode_count: 42,
+            free_blocks: 0,
+            free_inodes: 0,
+            first_data_block: 3,
+            block_size: BLOCK_SIZE as u32,
+            inode_size: 96,
+            blocks_per_group: 0,
+            inodes_per_group: 0,
+            mount_time: 0,
+            write_time: 0,
+            mount_count: 0,
+            max_mount_count: 0,
+            state: 1,
+            errors: 0,
+        };
+        superblock.encode_block(&mut block0);
+        let mut extension = Extension::new([0; 16], b"", 0);
+        extension.incompat_features = crate::format::extension::FEATURE_RESIZE_LOG;
+        extension.resize_log_first = 40;
+        extension.resize_log_blocks = 10;
+        extension.encode_block(&mut block0);
+        device.write_block(0, &block0).unwrap();
+        assert!(matches!(finish_interrupted(&mut device, false), Err(Error::Corrupt { .. })));
+        assert_eq!(finish_interrupted(&mut device, true), Err(Error::Unsupported));
+        // A log run past the device is refused the same way, without panics.
+        extension.resize_log_first = u32::MAX - 3;
+        extension.encode_block(&mut block0);
+        device.write_block(0, &block0).unwrap();
+        assert!(matches!(finish_interrupted(&mut device, false), Err(Error::Corrupt { .. })));
+    }
 }

@@ -43,7 +43,7 @@ use core::fmt;
 use crate::error::{DeviceError, Error};
 use crate::format::geometry::GeometryError;
 
-pub use log::finish_interrupted;
+pub use log::{finish_interrupted, finish_interrupted_from};
 pub use plan::{plan, Plan, Summary};
 
 /// The geometry a resize aims at.
