@@ -272,3 +272,15 @@ fn crash_while_resizing_an_image_without_a_journal() {
     let run = resize_run(device, Target { block_count: 40 * MB, inode_count: 2000 });
     assert!(crash_states("no journal: 16 -> 40 MB, 2000 inodes", &run) > 50);
 }
+
+/// The example: 100 MB (4 bitmap blocks) to 300 MB (10), default
+/// inode count; the inode table moves down 6 blocks and the journal with it.
+#[test]
+fn crash_while_growing_100_to_300_mb() {
+    let device = image::populate(image::formatted(100 * MB, None, 300 * MB, true), 5 << 20, 700);
+    let inodes = image::Reader::new(device.as_bytes()).inodes;
+    let run = resize_run(device, Target { block_count: 300 * MB, inode_count: inodes });
+    let summary = run.summary.unwrap();
+    assert!(summary.moved_blocks > 0 && summary.journal_moved, "{summary:?}");
+    assert!(crash_states("grow 100 -> 300 MB", &run) > 100);
+}
