@@ -173,9 +173,9 @@ pub fn plan<D: BlockDevice>(device: &mut D, target: Target) -> Result<Plan, Resi
     };
     let mut new_journal = None;
     if journal_in_zone {
-        let extension = image.extension.expect("a journal implies a record");
-        let length = extension.journal_blocks;
-        let span = length + crate::format::geometry::indirect_blocks(length as u64) as u32;
+        // A journal inode is only known through the record.
+        let length = image.extension.map_or(0, |extension| extension.journal_blocks);
+        let span = length.saturating_add(crate::format::geometry::indirect_blocks(length as u64) as u32);
         let first = find_run(new_end, new.block_count, span, |b| free_in_both(b, &taken))
             .ok_or(ResizeError::NoRoomForJournal { blocks: span })?;
         for block in first..first + span {
