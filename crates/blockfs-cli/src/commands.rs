@@ -14,6 +14,7 @@ use crate::image::{Failure, Image, EXIT_STATUS_HELP};
 use crate::import::{self, ImportArgs};
 use crate::insert::{self, PutArgs};
 use crate::lock::Access;
+use crate::resize::{self, ResizeArgs};
 use crate::tune::{self, TuneArgs};
 
 #[derive(Subcommand, Debug)]
@@ -61,6 +62,9 @@ pub enum Command {
     /// Change image features: add a journal to a plain image
     #[command(after_help = EXIT_STATUS_HELP)]
     Tune(TuneArgs),
+    /// Grow or shrink an unmounted image (size, inode count, or both)
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Resize(ResizeArgs),
 }
 
 pub fn run(command: &Command) -> Result<(), Failure> {
@@ -79,6 +83,7 @@ pub fn run(command: &Command) -> Result<(), Failure> {
         Command::Touch(args) => change(&args.image, |image| edit::touch(image, args)),
         Command::Truncate(args) => change(&args.image, |image| edit::truncate(image, args)),
         Command::Tune(args) => tune::tune(args),
+        Command::Resize(args) => resize::resize(args),
     }
 }
 

@@ -27,6 +27,7 @@ pub mod paths;
 pub mod populate;
 pub mod probe;
 pub mod progress;
+pub mod resize;
 pub mod space;
 mod sys;
 pub mod tar;

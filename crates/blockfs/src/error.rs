@@ -66,6 +66,9 @@ pub enum Unsupported {
     ExtensionVersion(u16),
     /// Incompatible feature bits this driver does not know.
     IncompatFeatures(u32),
+    /// A resize was interrupted: a read-write mount (or `fsck-blockfs -p`,
+    /// or `blockfs resize IMAGE`) must finish it before the image is read.
+    ResizeInProgress,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -224,6 +227,11 @@ impl fmt::Display for Error {
                 f,
                 "image has an extension record of version {version}, newer than this driver (which writes version 1): \
                  it can be read, not written"
+            ),
+            Error::Unsupported(Unsupported::ResizeInProgress) => write!(
+                f,
+                "a resize of this image was interrupted: mount it read-write, or run fsck-blockfs -p or \
+                 blockfs resize IMAGE, to finish it"
             ),
             Error::Unsupported(Unsupported::IncompatFeatures(bits)) => write!(
                 f,

@@ -29,9 +29,10 @@ use crate::format::journal::{
 };
 use crate::format::{Block, BLOCK_SIZE};
 
-/// Smallest and largest journals `journal_size_for` picks. A smaller run
-/// is not a journal of ours (it could not hold an operation's changes):
-/// mount refuses it and the checker detaches it.
+/// Smallest and largest journals `journal_size_for` picks. A filesystem
+/// journal smaller than that is not one of ours (it could not hold an
+/// operation's changes): mount refuses it and the checker detaches it.
+/// (A resize's redo log, read with the same records, may be smaller.)
 pub const MIN_JOURNAL_BLOCKS: u32 = 64;
 pub const MAX_JOURNAL_BLOCKS: u32 = 8192;
 /// Copies written to the device per request while logging.
@@ -77,7 +78,7 @@ impl Journal {
 
     pub fn open<D: BlockDevice>(device: &mut D, first_block: u32, block_count: u32) -> Result<Journal> {
         let corrupt = || Error::corrupt(Corruption::BadJournal, None, Some(first_block));
-        if block_count < MIN_JOURNAL_BLOCKS
+        if block_count < 3
             || first_block.checked_add(block_count).is_none_or(|end| end > device.block_count())
         {
             return Err(corrupt());

@@ -26,6 +26,7 @@ pub mod format;
 pub mod fs;
 mod journal;
 mod orphan;
+pub mod resize;
 pub mod rootfs;
 mod store;
 mod sync;

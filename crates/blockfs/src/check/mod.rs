@@ -103,6 +103,7 @@ impl Default for CheckOptions {
 /// image with extension features this checker does not know, or on I/O
 /// errors. Everything else is a [`Problem`] in the report.
 pub fn check<D: BlockDevice>(device: &mut D, options: &CheckOptions) -> Result<Report> {
+    crate::resize::finish_interrupted(device, options.repair == RepairMode::None)?;
     let mut volume = superblock::open(device, options.repair)?;
     let mut ck = Checker::new(device, &mut volume, options);
     superblock::check(&mut ck, &volume);

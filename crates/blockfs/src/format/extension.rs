@@ -17,6 +17,13 @@ const CRC_OFFSET: usize = EXTENSION_SIZE - 4;
 
 /// Compatible feature: a journal lives in inode `journal_inode`.
 pub const FEATURE_JOURNAL: u32 = 1 << 0;
+/// Incompatible feature: a resize was committed but not finished. Block 0
+/// still holds the old superblock; the redo log at `resize_log_first`
+/// (`resize_log_blocks` long) holds the new geometry's metadata and must be
+/// replayed (`crate::resize::finish_interrupted`) before anything else
+/// reads the image. Deliberately not in [`KNOWN_INCOMPAT`]: a driver that
+/// does not finish resizes must not write such an image.
+pub const FEATURE_RESIZE_LOG: u32 = 1 << 0;
 /// Feature bits this implementation understands; an image with others in
 /// `incompat_features` must not be written.
 pub const KNOWN_INCOMPAT: u32 = 0;
@@ -38,6 +45,11 @@ pub struct Extension {
     pub last_check_time: u64,
     /// First unlinked-but-open inode (chained through `dtime`); 0 = none.
     pub orphan_head: u32,
+    /// First block of an unfinished resize's redo log (with
+    /// [`FEATURE_RESIZE_LOG`]); 0 otherwise.
+    pub resize_log_first: u32,
+    /// Length of that log's block run; 0 otherwise.
+    pub resize_log_blocks: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,7 +81,14 @@ impl Extension {
             created_time,
             last_check_time: 0,
             orphan_head: 0,
+            resize_log_first: 0,
+            resize_log_blocks: 0,
         }
+    }
+
+    /// Whether a committed resize awaits its replay.
+    pub fn resize_pending(&self) -> bool {
+        self.incompat_features & FEATURE_RESIZE_LOG != 0
     }
 
     /// The label without its NUL padding.
@@ -118,6 +137,8 @@ impl Extension {
             created_time: le_u64(record, 72),
             last_check_time: le_u64(record, 80),
             orphan_head: le_u32(record, 92),
+            resize_log_first: le_u32(record, 96),
+            resize_log_blocks: le_u32(record, 100),
         })
     }
 
@@ -137,6 +158,8 @@ impl Extension {
         put_u64(record, 80, self.last_check_time);
         put_u32(record, 88, self.journal_first_block);
         put_u32(record, 92, self.orphan_head);
+        put_u32(record, 96, self.resize_log_first);
+        put_u32(record, 100, self.resize_log_blocks);
         let crc = crc32c(&record[..CRC_OFFSET]);
         put_u32(record, CRC_OFFSET, crc);
     }
@@ -154,6 +177,9 @@ mod tests {
         ext.journal_blocks = 1024;
         ext.journal_first_block = 400;
         ext.orphan_head = 17;
+        ext.incompat_features = FEATURE_RESIZE_LOG;
+        ext.resize_log_first = 5000;
+        ext.resize_log_blocks = 77;
         let mut block = [0u8; BLOCK_SIZE];
         ext.encode_block(&mut block);
         assert_eq!(&block[64..68], b"BFSX");

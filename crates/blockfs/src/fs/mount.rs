@@ -10,7 +10,7 @@ use crate::format::geometry::{Geometry, ROOT_INODE};
 use crate::format::inode::{DiskInode, FileType, SYSTEM_INODE_FLAG};
 use crate::format::superblock::{Superblock, SuperblockError, STATE_CLEAN, STATE_DIRTY};
 use crate::format::{Block, BLOCK_SIZE};
-use crate::journal::Journal;
+use crate::journal::{Journal, MIN_JOURNAL_BLOCKS};
 use crate::volume::Volume;
 
 use super::{MountOptions, VolumeInfo};
@@ -38,7 +38,8 @@ fn journal_run_is_owned<D: BlockDevice>(
     let geometry = Geometry::from_superblock(superblock).map_err(Error::BadGeometry)?;
     let first = extension.journal_first_block;
     let end = first as u64 + extension.journal_blocks as u64;
-    if first < geometry.first_data_block() || end > geometry.block_count as u64 {
+    let too_small = extension.journal_blocks < MIN_JOURNAL_BLOCKS;
+    if too_small || first < geometry.first_data_block() || end > geometry.block_count as u64 {
         return Err(corrupt());
     }
     if extension.journal_inode == 0 || extension.journal_inode >= geometry.usable_inodes() {
@@ -91,6 +92,7 @@ pub(super) fn open_volume<D: BlockDevice>(
     }
     let mut block0 = [0u8; BLOCK_SIZE];
     device.read_block(0, &mut block0)?;
+    crate::resize::finish_interrupted_from(&mut device, &mut block0, options.read_only)?;
     let mut head = decode_head(&block0)?;
     let was_clean = head.superblock.state == STATE_CLEAN;
 
