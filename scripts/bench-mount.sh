@@ -6,6 +6,12 @@
 #
 #   scripts/bench-mount.sh [WORKDIR]       (default WORKDIR: target/bench)
 #
+# BASELINE_BIN=DIR adds another build of the tools (DIR holds its
+# mkfs-blockfs and blockfs, e.g. an older commit's target/release), run in
+# the same rounds, to measure what a change costs: the table gains its
+# times and our change against it. FILESYSTEMS limits the set (default
+# "ours nojournal fuse2fs").
+#
 # Each workload runs RUNS times (default 3) and the fastest time is kept.
 #
 # Needs fuse3 and fuse2fs (apt-get install fuse3 fuse2fs) and gcc/make.
@@ -16,7 +22,7 @@ SIZE_MB=${SIZE_MB:-3072}
 SEQ_MB=${SEQ_MB:-1024}
 mkdir -p "$WORK"
 
-for tool in fusermount3 fuse2fs gcc make python3; do
+for tool in fusermount3 gcc make python3 $([[ " ${FILESYSTEMS:-fuse2fs} " == *" fuse2fs "* ]] && echo fuse2fs); do
     command -v "$tool" >/dev/null || { echo "$tool not found" >&2; exit 1; }
 done
 cargo build --release --quiet --workspace
@@ -50,12 +56,19 @@ C
     printf 'OBJS := $(patsubst %%.c,%%.o,$(wildcard *.c))\nprog: $(OBJS)\n\t$(CC) -o $@ $^\n%%.o: %%.c\n\t$(CC) -O1 -c -o $@ $<\n' > "$PROJECT/Makefile"
 fi
 
+FILESYSTEMS=${FILESYSTEMS:-ours nojournal fuse2fs}
+if [ -n "${BASELINE_BIN:-}" ]; then
+    BASELINE_BIN=$(realpath "$BASELINE_BIN")
+    FILESYSTEMS="$FILESYSTEMS baseline"
+fi
+
 unmount() { fusermount3 -u "$MNT" 2>/dev/null || true; sleep 0.2; }
 trap unmount EXIT
 
 mount_fs() {
     case $1 in
         ours|nojournal) "$BIN/blockfs" mount "$WORK/$1.img" "$MNT" ;;
+        baseline) "$BASELINE_BIN/blockfs" mount "$WORK/baseline.img" "$MNT" ;;
         fuse2fs) fuse2fs -o fakeroot "$WORK/fuse2fs.img" "$MNT" >/dev/null ;;
     esac
 }
@@ -64,6 +77,7 @@ make_image() {
     rm -f "$WORK/$1.img"
     case $1 in
         ours) "$BIN/mkfs-blockfs" -o "$WORK/ours.img" -s "$SIZE_MB" >/dev/null ;;
+        baseline) "$BASELINE_BIN/mkfs-blockfs" -o "$WORK/baseline.img" -s "$SIZE_MB" >/dev/null ;;
         nojournal) "$BIN/mkfs-blockfs" -o "$WORK/nojournal.img" -s "$SIZE_MB" --no-journal >/dev/null ;;
         fuse2fs) truncate -s "${SIZE_MB}M" "$WORK/fuse2fs.img"; mke2fs -q -F -t ext4 "$WORK/fuse2fs.img" ;;
     esac
@@ -119,7 +133,7 @@ declare -A result
 # RUNS rounds (default 3), the filesystems interleaved within each round so
 # that background noise hits them alike; the fastest time of each is kept.
 for _ in $(seq "${RUNS:-3}"); do
-    for fs in ours nojournal fuse2fs; do
+    for fs in $FILESYSTEMS; do
         make_image "$fs"
         mount_fs "$fs"
         for workload in "${workloads[@]}"; do
@@ -140,12 +154,14 @@ for _ in $(seq "${RUNS:-3}"); do
     done
 done
 
-echo "| workload | blockfs s | fuse2fs s | blockfs ÷ fuse2fs | blockfs without journal s | journal cost |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| workload | blockfs s | fuse2fs s | blockfs ÷ fuse2fs | blockfs without journal s | journal cost | baseline build s | change |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for workload in "${workloads[@]}"; do
-    ours=${result[ours.$workload]} peer=${result[fuse2fs.$workload]} plain=${result[nojournal.$workload]}
-    awk -v w="$workload" -v o="$ours" -v p="$peer" -v n="$plain" 'BEGIN {
-        printf "| %s | %.2f | %.2f | %.2f | %.2f | %+.0f%% |\n", w, o, p, (p > 0 ? o / p : 0), n, (n > 0 ? (o / n - 1) * 100 : 0)
+    ours=${result[ours.$workload]:-0} peer=${result[fuse2fs.$workload]:-0}
+    plain=${result[nojournal.$workload]:-0} base=${result[baseline.$workload]:-0}
+    awk -v w="$workload" -v o="$ours" -v p="$peer" -v n="$plain" -v b="$base" 'BEGIN {
+        printf "| %s | %.2f | %.2f | %.2f | %.2f | %+.0f%% | %.2f | %+.0f%% |\n", w, o, p, (p > 0 ? o / p : 0), n,
+            (n > 0 ? (o / n - 1) * 100 : 0), b, (b > 0 ? (o / b - 1) * 100 : 0)
     }'
 done
 echo
