@@ -62,11 +62,11 @@ impl<D: BlockDevice> Adapter<D> {
         Adapter { fs, ttl, image: image.to_owned() }
     }
 
-    /// The errno for a library error. Corruption and device errors also
-    /// get a message, since EUCLEAN or EIO alone does not say which inode
-    /// or block is at fault.
+    /// The errno for a library error. Corruption, device errors and the
+    /// mount turning read-only also get a message, since EUCLEAN, EIO or
+    /// EROFS alone does not say which inode or block is at fault, or why.
     fn fail(&self, error: Error) -> Errno {
-        if matches!(error, Error::Corrupt { .. } | Error::Io(_)) {
+        if matches!(error, Error::Corrupt { .. } | Error::Io(_) | Error::Aborted) {
             eprintln!("blockfs: {}: {error}", self.image.display());
         }
         convert::errno(error)

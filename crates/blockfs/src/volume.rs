@@ -404,6 +404,9 @@ impl<D: BlockDevice> Volume<D> {
     /// Whether the running transaction should commit at the next operation
     /// boundary: the journal or the cache budget is half used by it.
     pub fn commit_due(&self) -> bool {
+        if self.check_writable().is_err() {
+            return false;
+        }
         let cache = self.store.cache();
         match &self.journal {
             Some(journal) => {

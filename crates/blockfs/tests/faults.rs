@@ -395,6 +395,12 @@ fn fault_in_operation(
     };
     if fs.is_aborted() {
         counts.aborted += 1;
+        // Read-only now: reads still work, changes are refused.
+        tree(&fs).map_err(|e| format!("reading after the abort: {e}"))?;
+        let refused = fs.mkdir(ROOT_INO, b"after-abort", DIR).map(drop);
+        if refused != Err(Error::Aborted) {
+            return Err(format!("a change after the abort gave {refused:?}"));
+        }
     } else {
         let seen = tree(&fs).map_err(|e| format!("walk after the fault: {e}"))?;
         if &seen != expected {

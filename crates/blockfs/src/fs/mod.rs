@@ -259,7 +259,9 @@ impl<D: BlockDevice> State<D> {
         now: u32,
         operation: &mut dyn FnMut(&mut Self, u32) -> Result<T>,
     ) -> Result<T> {
-        if !self.volume.has_room_for(OPERATION_CREDITS) {
+        // (An aborted or read-only mount has nothing to commit, and its
+        // reads must still work.)
+        if !self.volume.has_room_for(OPERATION_CREDITS) && self.volume.check_writable().is_ok() {
             self.volume.commit(now)?;
         }
         let mut retried = false;
