@@ -6,9 +6,19 @@ mod common;
 
 use std::io::Read;
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 
 use blockfs_cli::lock::{open_image, Access, OpenError};
 use common::*;
+
+/// The tests hold locks in this process while other tests spawn children:
+/// a child forked while a lock's file is open shares that lock until it
+/// execs, so a test could see "in use" after dropping its own lock. They
+/// take turns.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn small_image(scratch: &Scratch) -> String {
     let image = scratch.path("locked.img");
@@ -24,6 +34,7 @@ fn assert_in_use(args: &[&str], image: &str) {
 
 #[test]
 fn a_held_write_lock_turns_away_readers_and_writers() {
+    let _turn = one_at_a_time();
     let scratch = Scratch::new("lock-write");
     let image = small_image(&scratch);
     let held = open_image(scratch.path("locked.img").as_path(), Access::Write).unwrap();
@@ -37,6 +48,7 @@ fn a_held_write_lock_turns_away_readers_and_writers() {
 
 #[test]
 fn a_held_read_lock_admits_readers_only() {
+    let _turn = one_at_a_time();
     let scratch = Scratch::new("lock-read");
     let image = small_image(&scratch);
     let held = open_image(scratch.path("locked.img").as_path(), Access::Read).unwrap();
@@ -49,6 +61,7 @@ fn a_held_read_lock_admits_readers_only() {
 
 #[test]
 fn a_reader_stuck_writing_holds_off_writers_until_it_ends() {
+    let _turn = one_at_a_time();
     let scratch = Scratch::new("lock-child");
     let source = scratch.path("src");
     write_file(&source.join("big"), &pattern(1 << 20));
