@@ -7,7 +7,7 @@ mod common;
 use std::io::Read;
 use std::process::{Command, Stdio};
 
-use blockfs_cli::lock::{open_image, Access, OpenError};
+use blockfs_cli::image::lock::{open_image, Access, OpenError};
 use common::*;
 
 fn small_image(scratch: &Scratch) -> String {

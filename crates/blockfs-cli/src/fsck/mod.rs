@@ -9,7 +9,7 @@ use blockfs::check::{check, CheckOptions, RepairMode, Report};
 use clap::Parser;
 
 use crate::clock;
-use crate::lock::{open_image, Access, OpenError};
+use crate::image::lock::{open_image, Access, OpenError};
 
 /// Exit statuses, as e2fsck's (they may be or-ed together).
 const ERRORS_CORRECTED: u8 = 1;

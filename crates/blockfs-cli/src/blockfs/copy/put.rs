@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use blockfs::FileType;
 use clap::Args;
 
-use crate::hosttree::{self, ScanOptions};
+use crate::host::populate::{copy_into, CopyFailure, PopulateError};
+use crate::host::tree::{self as hosttree, ScanOptions};
+use crate::image::lock::Access;
 use crate::image::{Failure, Image};
-use crate::lock::Access;
 use crate::paths::{image_path, split_last, ImagePath};
-use crate::populate::{copy_into, CopyFailure, PopulateError};
 use crate::progress::Progress;
 
 #[derive(Args, Debug)]

@@ -14,11 +14,11 @@ use blockfs::format::BLOCK_SIZE;
 use blockfs::FileType;
 use clap::Args;
 
+use crate::blockfs::copy::walk::{link_target, Node, Walk};
+use crate::host::output::TempImage;
+use crate::image::lock::Access;
 use crate::image::{Failure, Image};
-use crate::lock::Access;
-use crate::output::TempImage;
 use crate::tar::{Kind, Member, TarWriter};
-use crate::walk::{link_target, Node, Walk};
 
 /// Output buffer: big writes to the archive file or pipe.
 const OUTPUT_BUFFER: usize = 1 << 20;

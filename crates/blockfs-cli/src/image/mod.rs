@@ -3,6 +3,8 @@
 //! unmounted (committed and marked clean) even when the command fails.
 //! Also the command's failure type and the exit status it maps to.
 
+pub mod lock;
+
 use std::cell::Cell;
 use std::fmt;
 use std::fs;
@@ -12,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use blockfs::{Attr, DirEntry, FileDevice, FileSystem, FileType, MountOptions};
 
-use crate::lock::{self, Access, OpenError};
+use lock::{Access, OpenError};
 
 /// Every subcommand's --help ends with this.
 pub const EXIT_STATUS_HELP: &str = "\

@@ -15,8 +15,8 @@ use blockfs::fs::{NewInode, RenameFlags};
 use blockfs::{Attr, FileType, SetAttr, ROOT_INO};
 use clap::Args;
 
-use crate::attrs::parse_digits;
 use crate::clock;
+use crate::host::attrs::parse_digits;
 use crate::image::{Failure, Image};
 use crate::paths::{image_path, join, last_component, split_last, ImagePath};
 

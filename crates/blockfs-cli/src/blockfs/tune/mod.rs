@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use blockfs::fs::JournalAdded;
 use clap::Args;
 
+use crate::image::lock::Access;
 use crate::image::{Failure, Image};
-use crate::lock::Access;
 use crate::uuid;
 
 #[derive(Args, Debug)]

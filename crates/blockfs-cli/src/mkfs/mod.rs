@@ -31,13 +31,13 @@ use blockfs::rootfs::{ExtractOptions, Extractor, LargeIds, LoadError, OnMemberEr
 use blockfs::{FileDevice, FileSystem, ROOT_INO};
 use clap::Parser;
 
-use crate::archive::{self, ArchiveError};
-use crate::attrs::{self, AttrsError, AttrsFile};
 use crate::clock::{self, BadEpoch};
-use crate::hosttree::{self, HostTree, Needs, ScanError, ScanOptions};
-use crate::output::{self, TargetError, TempImage};
-use crate::populate::{populate, PopulateError};
+use crate::host::attrs::{self, AttrsError, AttrsFile};
+use crate::host::output::{self, TargetError, TempImage};
+use crate::host::populate::{populate, PopulateError};
+use crate::host::tree::{self as hosttree, HostTree, Needs, ScanError, ScanOptions};
 use crate::progress::Progress;
+use crate::tar::archive::{self, ArchiveError};
 use crate::uuid;
 
 const BLOCKS_PER_MB: u32 = (1 << 20) / BLOCK_SIZE as u32;

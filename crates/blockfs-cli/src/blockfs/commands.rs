@@ -1,20 +1,20 @@
 //! The `blockfs` subcommands that copy files in and out of an image or
-//! change it (the read-only inspection commands are in `inspect`).
+//! change it (the read-only inspection commands are in the parent module).
 
 use std::path::Path;
 
 use clap::Subcommand;
 
-use crate::edit::{
+use crate::blockfs::copy::export::{self, ExportArgs};
+use crate::blockfs::copy::get::{self, GetArgs};
+use crate::blockfs::copy::import::{self, ImportArgs};
+use crate::blockfs::copy::put::{self, PutArgs};
+use crate::blockfs::edit::{
     self, ChmodArgs, ChownArgs, LnArgs, MkdirArgs, MvArgs, RmArgs, RmdirArgs, TouchArgs, TruncateArgs,
 };
-use crate::export::{self, ExportArgs};
-use crate::extract::{self, GetArgs};
+use crate::blockfs::tune::{self, TuneArgs};
+use crate::image::lock::Access;
 use crate::image::{Failure, Image, EXIT_STATUS_HELP};
-use crate::import::{self, ImportArgs};
-use crate::insert::{self, PutArgs};
-use crate::lock::Access;
-use crate::tune::{self, TuneArgs};
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -65,8 +65,8 @@ pub enum Command {
 
 pub fn run(command: &Command) -> Result<(), Failure> {
     match command {
-        Command::Get(args) => extract::get(args),
-        Command::Put(args) => insert::put(args),
+        Command::Get(args) => get::get(args),
+        Command::Put(args) => put::put(args),
         Command::Export(args) => export::export(args),
         Command::Import(args) => import::import(args),
         Command::Mkdir(args) => change(&args.image, |image| edit::mkdir(image, args)),
@@ -93,6 +93,6 @@ mod tests {
 
     #[test]
     fn command_line_definition_is_consistent() {
-        crate::inspect::Cli::command().debug_assert();
+        crate::blockfs::Cli::command().debug_assert();
     }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use blockfs::fs::{NewInode, RenameFlags};
 use blockfs::{Attr, BlockDevice, FileSystem, FileType, SetAttr, ROOT_INO};
 
-use crate::hosttree::{Entry, HostInode, HostKind, HostSources, HostTree};
+use crate::host::tree::{Entry, HostInode, HostKind, HostSources, HostTree};
 use crate::progress::Progress;
 
 /// Bytes read from the host and written to the image per call.

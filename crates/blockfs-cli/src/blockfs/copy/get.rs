@@ -25,12 +25,12 @@ use blockfs::format::BLOCK_SIZE;
 use blockfs::{Attr, FileType};
 use clap::Args;
 
+use crate::blockfs::copy::walk::{link_target, Node, Walk};
+use crate::host::output::parent_dir;
+use crate::image::lock::Access;
 use crate::image::{Failure, Image};
-use crate::lock::Access;
-use crate::output::parent_dir;
 use crate::paths::{image_path, last_component, unsafe_name, ImagePath};
 use crate::sys;
-use crate::walk::{link_target, Node, Walk};
 
 #[derive(Args, Debug)]
 pub struct GetArgs {

@@ -20,7 +20,7 @@ use blockfs::FileType;
 /// same measure the library takes of an archive.
 pub use blockfs::rootfs::Needs;
 
-use crate::space;
+use crate::host::space;
 
 /// What the host object is, with the content BlockFS stores for it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,6 +4,13 @@
 //! `cat`, `stat`, `readlink`; those that copy and change are in
 //! `commands`.
 
+pub mod commands;
+pub mod copy;
+pub mod edit;
+pub mod inspect;
+pub mod mount;
+pub mod tune;
+
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io::{self, BufWriter, Write};
@@ -19,10 +26,10 @@ use blockfs::fs::VolumeInfo;
 use blockfs::{Attr, FileType};
 use clap::{Args, Parser, Subcommand};
 
+use crate::blockfs::inspect::text::{json_string, kind_name, mode_string, DateTime};
 pub use crate::image::Failure;
 use crate::image::{Image, EXIT_STATUS_HELP};
 use crate::paths::join;
-use crate::text::{json_string, kind_name, mode_string, DateTime};
 use crate::uuid;
 
 /// Look inside BlockFS images, copy files in and out, and change them.
@@ -64,12 +71,12 @@ pub enum Command {
     /// Print a symlink's target
     Readlink(Target),
     /// Tell what the boot-time detection would pick: BlockFS, TAR or neither
-    #[command(after_help = crate::probe::PROBE_STATUS_HELP)]
-    Probe(crate::probe::ProbeArgs),
+    #[command(after_help = crate::blockfs::inspect::probe::PROBE_STATUS_HELP)]
+    Probe(crate::blockfs::inspect::probe::ProbeArgs),
     /// Mount an image (or a TAR archive, in RAM) with FUSE
-    Mount(crate::mount::MountArgs),
+    Mount(crate::blockfs::mount::MountArgs),
     #[command(flatten)]
-    Files(crate::commands::Command),
+    Files(crate::blockfs::commands::Command),
 }
 
 /// An image and a path in it.
@@ -95,7 +102,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // Probe answers with its exit status, not with success or failure.
     if let Command::Probe(args) = &cli.command {
-        return crate::probe::probe(args);
+        return crate::blockfs::inspect::probe::probe(args);
     }
     let stdout = io::stdout().lock();
     let mut out = BufWriter::new(stdout);
@@ -134,14 +141,14 @@ pub fn run(command: &Command, out: &mut impl Write) -> Result<(), Failure> {
             writeln!(out)?;
             Ok(())
         }
-        Command::Mount(args) => crate::mount::run(args, out),
+        Command::Mount(args) => crate::blockfs::mount::run(args, out),
         // `main` answers probe itself, to return its status; this arm only
         // serves callers of `run`, who get the verdict printed.
         Command::Probe(args) => {
-            crate::probe::probe(args);
+            crate::blockfs::inspect::probe::probe(args);
             Ok(())
         }
-        Command::Files(command) => crate::commands::run(command),
+        Command::Files(command) => crate::blockfs::commands::run(command),
     }
 }
 

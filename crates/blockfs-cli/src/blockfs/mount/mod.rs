@@ -13,7 +13,7 @@ use blockfs_fuse::image::Source;
 use blockfs_fuse::{daemon, MountConfig, Reason};
 use clap::{Args, ValueEnum};
 
-use crate::inspect::Failure;
+use crate::blockfs::Failure;
 
 const BLOCKS_PER_MIB: usize = (1 << 20) / BLOCK_SIZE;
 const DEFAULT_CACHE_MB: u32 = (DEFAULT_CACHE_BLOCKS / BLOCKS_PER_MIB) as u32;

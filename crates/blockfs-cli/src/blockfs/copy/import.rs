@@ -23,10 +23,10 @@ use blockfs::rootfs::{normalize, ExtractOptions, Extractor, LargeIds, LoadError,
 use blockfs::FileType;
 use clap::Args;
 
-use crate::archive::{self, ArchiveError};
+use crate::image::lock::Access;
 use crate::image::{Failure, Image};
-use crate::lock::Access;
 use crate::paths::{image_path, join, shown, ImagePath};
+use crate::tar::archive::{self, ArchiveError};
 
 #[derive(Args, Debug)]
 pub struct ImportArgs {

@@ -5,6 +5,8 @@
 //! for their octal field in GNU's base-256 form. Member names are the
 //! caller's business; this module writes bytes, it does not judge paths.
 
+pub mod archive;
+
 use std::io::{self, Write};
 
 const BLOCK: usize = 512;

@@ -1,0 +1,4 @@
+//! Looking inside an image or archive without changing it.
+
+pub mod probe;
+pub mod text;

@@ -1,0 +1,10 @@
+//! The host side of a copy: scanning a host tree and checking it fits
+//! ([`tree`], [`space`]), the `--attrs` file, copying the scanned tree
+//! into an image ([`populate`]), and writing host output files safely
+//! ([`output`]).
+
+pub mod attrs;
+pub mod output;
+pub mod populate;
+pub mod space;
+pub mod tree;
