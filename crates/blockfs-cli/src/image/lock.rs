@@ -6,7 +6,7 @@
 //! `flock` locks, so an image in use by a mount is refused too.
 
 use std::fmt;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::Path;
 
@@ -45,10 +45,22 @@ impl std::error::Error for OpenError {}
 pub fn open_image(path: &Path, access: Access) -> Result<FileDevice, OpenError> {
     let writable = access == Access::Write;
     let file = OpenOptions::new().read(true).write(writable).open(path).map_err(OpenError::Io)?;
-    match sys::try_flock(&file, writable) {
-        Ok(()) => {}
-        Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Err(OpenError::InUse),
-        Err(error) => return Err(OpenError::Io(error)),
-    }
+    lock(&file, access)?;
     FileDevice::from_file(file, writable).map_err(OpenError::Io)
+}
+
+/// Opens `path` read-only with no lock, for a reader that found the image
+/// in use: it sees what is on disk, the last committed state.
+pub fn open_unlocked(path: &Path) -> Result<FileDevice, OpenError> {
+    let file = File::open(path).map_err(OpenError::Io)?;
+    FileDevice::from_file(file, false).map_err(OpenError::Io)
+}
+
+/// Locks an open `file` for `access` without waiting.
+pub fn lock(file: &File, access: Access) -> Result<(), OpenError> {
+    match sys::try_flock(file, access == Access::Write) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => Err(OpenError::InUse),
+        Err(error) => Err(OpenError::Io(error)),
+    }
 }

@@ -130,6 +130,16 @@ pub enum MkfsError {
     },
 }
 
+impl MkfsError {
+    /// 3 when the output is an image in use (as `blockfs`), 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            MkfsError::Target(TargetError::InUse(_)) => 3,
+            _ => 1,
+        }
+    }
+}
+
 /// What a tree needs against what the image offers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shortfall {
@@ -295,7 +305,7 @@ pub fn main() -> ExitCode {
         }
         Err(error) => {
             eprintln!("mkfs-blockfs: {error}");
-            ExitCode::FAILURE
+            ExitCode::from(error.exit_code())
         }
     }
 }
@@ -305,7 +315,8 @@ pub fn run(args: &Args) -> Result<Report, MkfsError> {
     let epoch_text = std::env::var_os("SOURCE_DATE_EPOCH").map(|v| v.to_string_lossy().into_owned());
     let epoch = clock::parse_source_date_epoch(epoch_text.as_deref())?;
     clock::set(epoch.unwrap_or_else(clock::system_seconds));
-    output::check_target(&args.output, args.force)?;
+    // Held until the new image has replaced the old one.
+    let _old_image = output::check_target(&args.output, args.force)?;
     let source = args.populate.as_deref().map(|dir| load_source(dir, args, epoch)).transpose()?;
 
     let block_count = args.size * BLOCKS_PER_MB;
