@@ -65,6 +65,9 @@ pub enum ProblemKind {
     /// The record's journal inode does not own the journal's block run
     /// (free, not a regular file, wrong size, or mapping other blocks).
     JournalInodeInvalid,
+    /// The record's journal inode owns the journal's blocks but is not
+    /// flagged as a system inode, so mount refuses the journal.
+    JournalInodeUnflagged,
     /// A hidden system inode the record does not name: a journal an older
     /// driver detached by wiping the record.
     JournalDetached,
@@ -241,6 +244,7 @@ impl ProblemKind {
             | HomelessInodesCounted { .. }
             | NotCleanlyUnmounted
             | JournalPending
+            | JournalInodeUnflagged
             | PendingOrphans { .. }
             | BadOrphanChain
             | LeakedBlocks { .. }
@@ -364,6 +368,10 @@ impl fmt::Display for ProblemKind {
             JournalInodeInvalid => write!(
                 f,
                 "extension record names this inode as the journal, but it does not own the journal's blocks"
+            ),
+            JournalInodeUnflagged => write!(
+                f,
+                "journal inode owns the journal's blocks but lacks the system flag (mount refuses it)"
             ),
             JournalDetached => {
                 write!(f, "system inode not named by the extension record: a detached journal")
