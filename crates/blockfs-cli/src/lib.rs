@@ -13,6 +13,7 @@ pub mod clock;
 pub mod fsck;
 pub mod host;
 pub mod image;
+pub mod interrupt;
 pub mod mkfs;
 pub mod paths;
 pub mod progress;

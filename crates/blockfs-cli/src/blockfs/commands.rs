@@ -63,6 +63,14 @@ pub enum Command {
     Tune(TuneArgs),
 }
 
+impl Command {
+    /// Whether the command copies data in or out, and so cleans up after
+    /// itself when interrupted (see [`crate::interrupt`]).
+    pub fn creates_files(&self) -> bool {
+        matches!(self, Command::Get(_) | Command::Put(_) | Command::Export(_) | Command::Import(_))
+    }
+}
+
 pub fn run(command: &Command) -> Result<(), Failure> {
     match command {
         Command::Get(args) => get::get(args),

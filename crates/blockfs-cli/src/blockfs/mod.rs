@@ -104,6 +104,14 @@ pub fn main() -> ExitCode {
     if let Command::Probe(args) = &cli.command {
         return crate::blockfs::inspect::probe::probe(args);
     }
+    if let Command::Files(command) = &cli.command {
+        if command.creates_files() {
+            if let Err(error) = crate::interrupt::watch() {
+                eprintln!("blockfs: cannot watch for signals: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let stdout = io::stdout().lock();
     let mut out = BufWriter::new(stdout);
     let result = run(&cli.command, &mut out).and_then(|()| out.flush().map_err(Failure::from));
@@ -113,7 +121,10 @@ pub fn main() -> ExitCode {
         Err(Failure::Output(error)) if error.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("blockfs: {failure}");
-            ExitCode::from(failure.exit_code())
+            match crate::interrupt::received() {
+                Some(signal) => ExitCode::from(signal.exit_code()),
+                None => ExitCode::from(failure.exit_code()),
+            }
         }
     }
 }

@@ -36,6 +36,7 @@ use crate::host::attrs::{self, AttrsError, AttrsFile};
 use crate::host::output::{self, TargetError, TempImage};
 use crate::host::populate::{populate, PopulateError};
 use crate::host::tree::{self as hosttree, HostTree, Needs, ScanError, ScanOptions};
+use crate::interrupt;
 use crate::progress::Progress;
 use crate::tar::archive::{self, ArchiveError};
 use crate::uuid;
@@ -298,10 +299,22 @@ impl fmt::Display for Report {
 
 pub fn main() -> ExitCode {
     let args = Args::parse();
+    if let Err(error) = interrupt::watch() {
+        eprintln!("mkfs-blockfs: cannot watch for signals: {error}");
+        return ExitCode::FAILURE;
+    }
     match run(&args) {
         Ok(report) => {
             print!("{report}");
             ExitCode::SUCCESS
+        }
+        Err(_) if interrupt::received().is_some() => {
+            let signal = interrupt::received().expect("checked");
+            eprintln!(
+                "mkfs-blockfs: interrupted by {signal}; the partial image was removed and {} left as it was",
+                args.output.display()
+            );
+            ExitCode::from(signal.exit_code())
         }
         Err(error) => {
             eprintln!("mkfs-blockfs: {error}");

@@ -18,6 +18,7 @@ use crate::blockfs::copy::walk::{link_target, Node, Walk};
 use crate::host::output::TempImage;
 use crate::image::lock::Access;
 use crate::image::{Failure, Image};
+use crate::interrupt;
 use crate::tar::{Kind, Member, TarWriter};
 
 /// Output buffer: big writes to the archive file or pipe.
@@ -69,6 +70,7 @@ fn write_archive<W: Write>(image: &Image, mut walk: Walk, out: W) -> Result<W, F
         buffer: vec![0; 256 * BLOCK_SIZE],
     };
     while let Some(node) = walk.next() {
+        interrupt::check()?;
         if node.attr.kind == FileType::Directory {
             walk.enter(&node);
         }
@@ -142,6 +144,7 @@ impl<W: Write> Exporter<'_, W> {
                 Ok(read) => {
                     self.tar.content(&self.buffer[..read])?;
                     offset += read as u64;
+                    interrupt::check()?;
                 }
                 Err(error) => {
                     problem = Some(error.to_string());

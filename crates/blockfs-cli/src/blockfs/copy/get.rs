@@ -15,9 +15,9 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, DirBuilder, File, FileTimes, OpenOptions, Permissions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -27,8 +27,10 @@ use clap::Args;
 
 use crate::blockfs::copy::walk::{link_target, Node, Walk};
 use crate::host::output::parent_dir;
+use crate::host::sparse;
 use crate::image::lock::Access;
 use crate::image::{Failure, Image};
+use crate::interrupt;
 use crate::paths::{image_path, last_component, unsafe_name, ImagePath};
 use crate::sys;
 
@@ -168,6 +170,7 @@ impl<'a> Extractor<'a> {
                 true => self.staging.path.clone(),
                 false => self.staging.path.join(OsStr::from_bytes(&node.relative)),
             };
+            interrupt::check().map_err(|error| self.host_failure(&host, error))?;
             match node.attr.kind {
                 FileType::Directory => {
                     let made = DirBuilder::new().mode(0o700).create(&host);
@@ -237,7 +240,7 @@ impl<'a> Extractor<'a> {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
             .open(host);
-        let Some(mut file) = self.created(node, host, opened)? else {
+        let Some(file) = self.created(node, host, opened)? else {
             return Ok(false);
         };
         let mut offset = 0u64;
@@ -252,9 +255,15 @@ impl<'a> Extractor<'a> {
                     return Ok(false);
                 }
             };
-            file.write_all(&self.buffer[..read]).map_err(|error| self.host_failure(host, error))?;
+            // Zero blocks (holes in the image, or written zeros) stay holes.
+            for (from, to) in sparse::nonzero_runs(&self.buffer[..read], offset) {
+                file.write_all_at(&self.buffer[from..to], offset + from as u64)
+                    .map_err(|error| self.host_failure(host, error))?;
+            }
             offset += read as u64;
+            interrupt::check().map_err(|error| self.host_failure(host, error))?;
         }
+        file.set_len(offset).map_err(|error| self.host_failure(host, error))?;
         self.set_metadata(&file, &node.attr).map_err(|error| self.host_failure(host, error))?;
         Ok(true)
     }
