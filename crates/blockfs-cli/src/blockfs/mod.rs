@@ -444,6 +444,10 @@ fn write_text(fields: &[Field], out: &mut impl Write) -> Result<(), Failure> {
             Value::Number(number) => number.to_string(),
             Value::Text(text) => text.clone(),
             Value::Time(0) => "never".into(),
+            // Past what a 32-bit time can say (2106): not Unix seconds.
+            Value::Time(raw) if *raw > u32::MAX as u64 => {
+                format!("{raw} (raw value, not a Unix time; VeridianOS's driver writes CPU ticks here)")
+            }
             Value::Time(seconds) => format!("{} UTC", DateTime::from_epoch(*seconds).to_seconds()),
             Value::Absent => continue,
         };

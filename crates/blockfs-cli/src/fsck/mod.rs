@@ -115,13 +115,9 @@ fn print_report(args: &Args, report: &Report) {
         if problem.severity == blockfs::check::Severity::Note && !args.verbose {
             continue;
         }
-        let fate = if problem.repaired {
-            " (fixed)"
-        } else if args.repair_mode() == RepairMode::None {
-            ""
-        } else {
-            " (not fixed)"
-        };
+        // A repaired problem says so itself ("[fixed]").
+        let fate =
+            if problem.repaired || args.repair_mode() == RepairMode::None { "" } else { " (not fixed)" };
         let _ = writeln!(out, "{image}: {}: {problem}{fate}", severity_word(problem.severity));
     }
     if report.omitted > 0 {

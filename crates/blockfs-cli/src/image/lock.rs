@@ -7,9 +7,12 @@
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use blockfs::format::superblock::{Superblock, SUPERBLOCK_SIZE};
+use blockfs::format::BLOCK_SIZE;
 use blockfs::FileDevice;
 
 use crate::sys;
@@ -45,6 +48,7 @@ impl std::error::Error for OpenError {}
 pub fn open_image(path: &Path, access: Access) -> Result<FileDevice, OpenError> {
     let writable = access == Access::Write;
     let file = OpenOptions::new().read(true).write(writable).open(path).map_err(OpenError::Io)?;
+    check_whole(&file).map_err(OpenError::Io)?;
     lock(&file, access)?;
     FileDevice::from_file(file, writable).map_err(OpenError::Io)
 }
@@ -53,7 +57,37 @@ pub fn open_image(path: &Path, access: Access) -> Result<FileDevice, OpenError> 
 /// in use: it sees what is on disk, the last committed state.
 pub fn open_unlocked(path: &Path) -> Result<FileDevice, OpenError> {
     let file = File::open(path).map_err(OpenError::Io)?;
+    check_whole(&file).map_err(OpenError::Io)?;
     FileDevice::from_file(file, false).map_err(OpenError::Io)
+}
+
+/// Refuses what cannot be a whole image, in words: a directory, or a
+/// BlockFS image shorter than its superblock says (cut short by a copy
+/// or a full disk), which would otherwise fail later with a puzzling
+/// complaint about some block.
+fn check_whole(mut file: &File) -> io::Result<()> {
+    if file.metadata()?.is_dir() {
+        return Err(io::Error::other("is a directory, not an image"));
+    }
+    let mut head = [0u8; SUPERBLOCK_SIZE];
+    match file.read_exact_at(&mut head, 0) {
+        Ok(()) => {}
+        // Too short for a superblock: the library says what that is.
+        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+        Err(error) => return Err(error),
+    }
+    let Ok(superblock) = Superblock::decode(&head) else {
+        return Ok(());
+    };
+    let claimed = superblock.block_count as u64 * BLOCK_SIZE as u64;
+    let length = file.seek(SeekFrom::End(0))?;
+    if length < claimed {
+        return Err(io::Error::other(format!(
+            "image is truncated: it is {length} bytes, but its superblock describes {} blocks ({claimed} bytes)",
+            superblock.block_count
+        )));
+    }
+    Ok(())
 }
 
 /// Locks an open `file` for `access` without waiting.

@@ -22,7 +22,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use blockfs::format::extension::LABEL_SIZE;
+use blockfs::format::extension::{Extension, LABEL_SIZE};
 use blockfs::format::geometry::{Geometry, GeometryError};
 use blockfs::format::BLOCK_SIZE;
 use blockfs::fs::{format, FormatOptions, MountOptions, StatFs};
@@ -34,7 +34,7 @@ use clap::Parser;
 use crate::clock::{self, BadEpoch};
 use crate::host::attrs::{self, AttrsError, AttrsFile};
 use crate::host::output::{self, TargetError, TempImage};
-use crate::host::populate::{populate, PopulateError};
+use crate::host::populate::{populate, CopyFailure, PopulateError};
 use crate::host::tree::{self as hosttree, HostTree, Needs, ScanError, ScanOptions};
 use crate::interrupt;
 use crate::progress::Progress;
@@ -86,8 +86,9 @@ pub struct Args {
     #[arg(long)]
     pub squash_ids: bool,
 
-    /// Make a plain version 1 image without a journal (no crash safety;
-    /// for drivers that must see exactly the old layout)
+    /// Make an image without a journal (no crash safety). It still has
+    /// the extension record (UUID, label); `blockfs tune --journal` adds
+    /// a journal later
     #[arg(long)]
     pub no_journal: bool,
 }
@@ -271,7 +272,18 @@ pub struct Report {
     pub output: PathBuf,
     pub size_mb: u32,
     pub geometry: Geometry,
+    pub journal: Journal,
     pub populated: Option<Populated>,
+}
+
+/// The journal the image got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Journal {
+    Blocks(u32),
+    /// Asked for, but the image cannot spare one.
+    TooSmall,
+    /// `--no-journal`.
+    NotAsked,
 }
 
 impl fmt::Display for Report {
@@ -285,6 +297,14 @@ impl fmt::Display for Report {
         writeln!(f, "  Inode table: {} blocks", geometry.inode_table_blocks)?;
         writeln!(f, "  First data block: {}", geometry.first_data_block())?;
         writeln!(f, "  Data blocks: {}", geometry.data_blocks())?;
+        match self.journal {
+            Journal::Blocks(blocks) => writeln!(f, "  Journal: {blocks} blocks")?,
+            Journal::TooSmall => writeln!(
+                f,
+                "  Journal: none: the image is too small to spare one (a journal needs an image of at least 2 MB); no crash safety"
+            )?,
+            Journal::NotAsked => writeln!(f, "  Journal: none (--no-journal); no crash safety")?,
+        }
         if let Some(populated) = &self.populated {
             writeln!(f, "  Populating from: {}", populated.dir.display())?;
             if let Some((rules, file)) = &populated.attrs {
@@ -346,8 +366,8 @@ pub fn run(args: &Args) -> Result<Report, MkfsError> {
         Contents::Archive(_) => None,
     });
     let options = format_options(args, &geometry, tree, epoch);
-    let populated = build_image(&args.output, &options, source.as_ref())?;
-    Ok(Report { output: args.output.clone(), size_mb: args.size, geometry, populated })
+    let (journal, populated) = build_image(&args.output, &options, source.as_ref())?;
+    Ok(Report { output: args.output.clone(), size_mb: args.size, geometry, journal, populated })
 }
 
 /// Reads the attrs file (cheap, so first), then scans the tree and
@@ -465,13 +485,22 @@ fn build_image(
     output: &Path,
     options: &FormatOptions,
     source: Option<&Source>,
-) -> Result<Option<Populated>, MkfsError> {
+) -> Result<(Journal, Option<Populated>), MkfsError> {
     let io_error = |error| MkfsError::Io { path: output.to_owned(), error };
     let image_error = |error| MkfsError::Image { path: output.to_owned(), error };
     let length = options.block_count as u64 * BLOCK_SIZE as u64;
     let (temp, file) = TempImage::create(output, length).map_err(io_error)?;
     let device = FileDevice::from_file(file, true).map_err(io_error)?;
     let device = format(device, options).map_err(image_error)?;
+    // format() decides whether the image can spare a journal; ask it.
+    let fs = FileSystem::mount(device, MountOptions { read_only: true, ..MountOptions::default() })
+        .map_err(image_error)?;
+    let journal = match fs.info().extension.filter(Extension::has_journal) {
+        Some(extension) => Journal::Blocks(extension.journal_blocks),
+        None if options.journal => Journal::TooSmall,
+        None => Journal::NotAsked,
+    };
+    let device = fs.unmount().map_err(image_error)?;
     let (device, populated) = match source {
         Some(source) => {
             let (device, populated) = fill(output, device, source)?;
@@ -481,7 +510,7 @@ fn build_image(
     };
     device.into_file().sync_all().map_err(io_error)?;
     temp.commit().map_err(io_error)?;
-    Ok(populated)
+    Ok((journal, populated))
 }
 
 /// Mounts the fresh image, checks the contents fit, copies them in and
@@ -502,7 +531,12 @@ fn fill(output: &Path, device: FileDevice, source: &Source) -> Result<(FileDevic
     let needs = &source.needs;
     let mut progress = Progress::for_stderr(needs.entries, needs.file_bytes);
     let copied = match &source.contents {
-        Contents::Tree(tree) => populate(&fs, tree, &mut progress).map_err(MkfsError::from),
+        Contents::Tree(tree) => populate(&fs, tree, &mut progress).map_err(|error| match error.failure {
+            // The image file could not be written (the host is full, say):
+            // that is about the image, not the source file being copied.
+            CopyFailure::Image(error @ blockfs::Error::Io(_)) => image_error(error),
+            _ => MkfsError::Populate(error),
+        }),
         Contents::Archive(options) => extract(&fs, source, *options, &mut progress),
     };
     progress.finish();

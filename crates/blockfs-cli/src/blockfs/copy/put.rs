@@ -30,6 +30,9 @@ pub struct PutArgs {
     /// or (with one source) the name for the copy
     #[arg(value_parser = image_path())]
     pub path: ImagePath,
+    /// Store uids and gids above 65535 as 0 instead of failing
+    #[arg(long)]
+    pub squash_ids: bool,
 }
 
 pub fn put(args: &PutArgs) -> Result<(), Failure> {
@@ -46,7 +49,8 @@ pub fn put(args: &PutArgs) -> Result<(), Failure> {
         let (parent, parent_path) = place(image, path, &mut named)?;
         // The scan reads no content, so it is cheap to do before the copy
         // and catches what BlockFS cannot store before anything changes.
-        let sources = hosttree::scan_sources(&named, ScanOptions::default())
+        let options = ScanOptions { squash_ids: args.squash_ids, ..ScanOptions::default() };
+        let sources = hosttree::scan_sources(&named, options)
             .map_err(|error| Failure::at(image.path.display(), error))?;
         let free = image.fs.statfs();
         let needs = &sources.needs;

@@ -1,5 +1,5 @@
-//! `blockfs tune --journal IMAGE`: gives an existing image a journal (a
-//! plain version 1 image made with `--no-journal` or by the older tools),
+//! `blockfs tune --journal IMAGE`: gives an existing image a journal (one
+//! made with `--no-journal`, or a plain version 1 image of the older tools),
 //! or re-attaches the journal of an image whose extension record an older
 //! kernel driver wiped.
 
