@@ -104,6 +104,22 @@ impl<'a, D: BlockDevice> Extractor<'a, D> {
         core::mem::take(&mut self.members.skipped)
     }
 
+    /// Stops before the archive's end (its reader was interrupted, say):
+    /// removes the file whose data was still arriving, so no member is
+    /// left half written. Directory times are left as they are.
+    pub fn abandon(mut self) -> Result<(), LoadError> {
+        let Pending::File(file) = core::mem::replace(&mut self.members.pending, Pending::Nothing) else {
+            return Ok(());
+        };
+        let normal = normalize(&file.path)?;
+        let (parent, name) = split_last(&normal);
+        let found = self.members.find(self.fs, parent).map_err(at(&file.path))?;
+        match found {
+            Some(dir) => self.fs.unlink(dir.ino, name).map_err(at(&file.path)),
+            None => Ok(()),
+        }
+    }
+
     /// Checks the last file got all its data and sets the directories'
     /// times. Returns the members skipped since the last
     /// [`take_skipped`](Extractor::take_skipped).

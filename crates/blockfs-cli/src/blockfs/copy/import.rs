@@ -68,11 +68,16 @@ pub fn import(args: &ImportArgs) -> Result<(), Failure> {
         };
         let reporter = Reporter { image, root: root.ino, root_path: path.to_vec() };
         let mut extractor = Extractor::new(&image.fs, root.ino, options);
-        archive::for_each_event(archive, archive_name, |event| {
+        let read = archive::for_each_event(archive, archive_name, |event| {
             let applied = extractor.apply(event);
             extractor.take_skipped().into_iter().for_each(|skipped| reporter.warn(skipped));
             applied.map_err(|error| reporter.fail(error))
-        })?;
+        });
+        if let Err(failure) = read {
+            // Best effort: the failure to report is the reading's.
+            let _ = extractor.abandon();
+            return Err(failure);
+        }
         let skipped = extractor.finish().map_err(|error| reporter.fail(error))?;
         skipped.into_iter().for_each(|skipped| reporter.warn(skipped));
         Ok(())
