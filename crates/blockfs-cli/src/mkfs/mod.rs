@@ -568,6 +568,7 @@ fn extract(
         match &event {
             Event::Entry(_) => progress.entry_done(),
             Event::Data(bytes) => progress.add_bytes(bytes.len() as u64),
+            Event::Hole(length) => progress.add_bytes(*length),
             Event::Skipped { .. } | Event::End => {}
         }
         extractor.apply(event).map_err(member_error)?;

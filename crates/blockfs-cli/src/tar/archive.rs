@@ -205,6 +205,7 @@ impl Context {
                 self.data_left = 0;
             }
             Event::Data(bytes) => self.data_left = self.data_left.saturating_sub(bytes.len() as u64),
+            Event::Hole(length) => self.data_left = self.data_left.saturating_sub(*length),
             Event::End => {}
         }
     }
