@@ -1064,6 +1064,10 @@ fn members(bytes: &[u8], chunk_records: &[usize]) -> Vec<(String, Vec<u8>)> {
         match step.event {
             Some(Event::Entry(entry)) => members.push((format!("{entry:?}"), Vec::new())),
             Some(Event::Data(data)) => members.last_mut().unwrap().1.extend_from_slice(data),
+            Some(Event::Hole(length)) => {
+                let data = &mut members.last_mut().unwrap().1;
+                data.resize(data.len() + length as usize, 0);
+            }
             Some(Event::End) => break,
             Some(Event::Skipped { .. }) | None => {}
         }
