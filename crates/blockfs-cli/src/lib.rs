@@ -10,6 +10,7 @@
 
 pub mod blockfs;
 pub mod clock;
+pub mod docs;
 pub mod fsck;
 pub mod host;
 pub mod image;

@@ -8,6 +8,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use blockfs::format::superblock::MAGIC;
+use blockfs::format::BLOCK_SIZE;
 
 use crate::image::lock::{self, Access, OpenError};
 
@@ -49,7 +50,8 @@ impl fmt::Display for TargetError {
 impl std::error::Error for TargetError {}
 
 /// Checks that `output` may be replaced: it is absent, or a regular file
-/// that already holds a BlockFS image (or anything, with `force`) and is
+/// that already holds a BlockFS image or nothing (or anything, with
+/// `force`) and is
 /// not in use. An existing file comes back locked exclusively: holding it
 /// until the new image is in place keeps a mount from starting on the
 /// file about to be replaced.
@@ -64,7 +66,7 @@ pub fn check_target(output: &Path, force: bool) -> Result<Option<File>, TargetEr
         return Err(TargetError::NotARegularFile(output.to_owned()));
     }
     let mut file = File::open(output).map_err(io_error)?;
-    if !force && !starts_with_magic(&mut file).map_err(io_error)? {
+    if !force && !image_or_blank(&mut file).map_err(io_error)? {
         return Err(TargetError::NotAnImage(output.to_owned()));
     }
     match lock::lock(&file, Access::Write) {
@@ -74,13 +76,14 @@ pub fn check_target(output: &Path, force: bool) -> Result<Option<File>, TargetEr
     }
 }
 
-fn starts_with_magic(file: &mut File) -> io::Result<bool> {
-    let mut head = [0u8; 4];
-    match file.read_exact(&mut head) {
-        Ok(()) => Ok(u32::from_le_bytes(head) == MAGIC),
-        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
-        Err(error) => Err(error),
-    }
+/// Whether the file holds a BlockFS image or nothing yet: empty, or a
+/// first block of zeros (a fresh `truncate`d or `fallocate`d file, as
+/// `mkfs -t blockfs` is often given).
+fn image_or_blank(file: &mut File) -> io::Result<bool> {
+    let mut head = Vec::with_capacity(BLOCK_SIZE);
+    file.take(BLOCK_SIZE as u64).read_to_end(&mut head)?;
+    let magic = head.first_chunk::<4>().is_some_and(|magic| u32::from_le_bytes(*magic) == MAGIC);
+    Ok(magic || head.iter().all(|&byte| byte == 0))
 }
 
 /// A temporary image file, removed when dropped unless [`commit`]ted.

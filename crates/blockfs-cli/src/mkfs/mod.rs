@@ -53,13 +53,23 @@ const POPULATE_CACHE_BLOCKS: usize = 8192;
 #[command(name = "mkfs-blockfs", version)]
 pub struct Args {
     /// Image file to create (replaced atomically when done)
-    #[arg(short, long, value_name = "PATH")]
-    pub output: PathBuf,
+    #[arg(short, long, value_name = "PATH", required_unless_present = "device", conflicts_with = "device")]
+    pub output: Option<PathBuf>,
 
     /// Image size in megabytes (256 blocks of 4 KiB each)
     #[arg(short, long, value_name = "MB", default_value_t = 256,
           value_parser = clap::value_parser!(u32).range(1..=MAX_SIZE_MB as i64))]
     pub size: u32,
+
+    /// The image to create, as mkfs(8) passes it (`mkfs -t blockfs IMAGE
+    /// [SIZE]`, also `mkfs.blockfs IMAGE [SIZE]`); same as -o
+    #[arg(value_name = "DEVICE")]
+    pub device: Option<PathBuf>,
+
+    /// With DEVICE: the size, in megabytes, or with a suffix K, M or G
+    /// (a whole number of megabytes); same as -s
+    #[arg(value_name = "SIZE", requires = "device", conflicts_with = "size", value_parser = parse_size)]
+    pub device_size: Option<u32>,
 
     /// Copy this directory's contents, or this tar archive's members
     /// (plain, gzip or zstd), into the image
@@ -91,6 +101,37 @@ pub struct Args {
     /// a journal later
     #[arg(long)]
     pub no_journal: bool,
+}
+
+/// mkfs(8)'s SIZE: megabytes, or bytes with a K, M or G suffix.
+fn parse_size(text: &str) -> Result<u32, String> {
+    let (digits, unit) = match text.char_indices().last() {
+        Some((at, suffix)) if suffix.is_ascii_alphabetic() => (&text[..at], suffix.to_ascii_uppercase()),
+        _ => (text, 'M'),
+    };
+    let number: u64 = digits.parse().map_err(|_| format!("{text:?} is not a size (like 64, 64M or 1G)"))?;
+    let kib = match unit {
+        'K' => Some(number),
+        'M' => number.checked_mul(1 << 10),
+        'G' => number.checked_mul(1 << 20),
+        _ => return Err(format!("{text:?}: the suffix must be K, M or G")),
+    };
+    let mb = kib.filter(|kib| kib % 1024 == 0).map(|kib| kib / 1024);
+    match mb {
+        Some(mb) if (1..=MAX_SIZE_MB as u64).contains(&mb) => Ok(mb as u32),
+        _ => Err(format!("{text:?}: a whole number of megabytes from 1 to {MAX_SIZE_MB} is needed")),
+    }
+}
+
+impl Args {
+    /// The image to create, however it was named.
+    pub fn output(&self) -> &Path {
+        self.output.as_deref().or(self.device.as_deref()).expect("clap requires -o or DEVICE")
+    }
+
+    pub fn size_mb(&self) -> u32 {
+        self.device_size.unwrap_or(self.size)
+    }
 }
 
 fn parse_label(text: &str) -> Result<String, String> {
@@ -332,7 +373,7 @@ pub fn main() -> ExitCode {
             let signal = interrupt::received().expect("checked");
             eprintln!(
                 "mkfs-blockfs: interrupted by {signal}; the partial image was removed and {} left as it was",
-                args.output.display()
+                args.output().display()
             );
             ExitCode::from(signal.exit_code())
         }
@@ -349,14 +390,14 @@ pub fn run(args: &Args) -> Result<Report, MkfsError> {
     let epoch = clock::parse_source_date_epoch(epoch_text.as_deref())?;
     clock::set(epoch.unwrap_or_else(clock::system_seconds));
     // Held until the new image has replaced the old one.
-    let _old_image = output::check_target(&args.output, args.force)?;
+    let _old_image = output::check_target(args.output(), args.force)?;
     let source = args.populate.as_deref().map(|dir| load_source(dir, args, epoch)).transpose()?;
 
-    let block_count = args.size * BLOCKS_PER_MB;
+    let block_count = args.size_mb() * BLOCKS_PER_MB;
     let entries = source.as_ref().map_or(0, |source| source.needs.entries);
     let inode_count = args.inodes.unwrap_or_else(|| Geometry::default_inode_count(block_count, entries));
     let geometry = Geometry::new(block_count, inode_count).map_err(|error| MkfsError::Layout {
-        size_mb: args.size,
+        size_mb: args.size_mb(),
         inodes: inode_count,
         error,
     })?;
@@ -366,8 +407,8 @@ pub fn run(args: &Args) -> Result<Report, MkfsError> {
         Contents::Archive(_) => None,
     });
     let options = format_options(args, &geometry, tree, epoch);
-    let (journal, populated) = build_image(&args.output, &options, source.as_ref())?;
-    Ok(Report { output: args.output.clone(), size_mb: args.size, geometry, journal, populated })
+    let (journal, populated) = build_image(args.output(), &options, source.as_ref())?;
+    Ok(Report { output: args.output().to_owned(), size_mb: args.size_mb(), geometry, journal, populated })
 }
 
 /// Reads the attrs file (cheap, so first), then scans the tree and
