@@ -1,5 +1,5 @@
 //! The few system calls std does not wrap: advisory locks, finding a
-//! file's data and holes, device and FIFO nodes, a symlink's own times,
+//! file's data and holes, writing to an inherited descriptor, device and FIFO nodes, a symlink's own times,
 //! and the effective user. Every unsafe block in the crate is here, each
 //! passing only pointers that safe code has just made valid.
 
@@ -48,6 +48,24 @@ pub fn seek(file: &File, from: u64, data: bool) -> io::Result<Option<u64>> {
         },
         at => Ok(Some(at as u64)),
     }
+}
+
+/// Writes all of `bytes` to descriptor `fd`, one the caller was handed
+/// (fsck(8)'s progress pipe) and does not own.
+pub fn write_fd(fd: i32, bytes: &[u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < bytes.len() {
+        let rest = &bytes[done..];
+        // SAFETY: the pointer and length describe `rest`, alive here.
+        match unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) } {
+            -1 => match io::Error::last_os_error() {
+                error if error.kind() == io::ErrorKind::Interrupted => {}
+                error => return Err(error),
+            },
+            written => done += written as usize,
+        }
+    }
+    Ok(())
 }
 
 /// Creates a FIFO, socket or device node with permissions 0600 (the
