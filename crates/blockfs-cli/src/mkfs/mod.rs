@@ -101,6 +101,10 @@ pub struct Args {
     /// a journal later
     #[arg(long)]
     pub no_journal: bool,
+
+    /// No progress line (it is shown only on a terminal anyway)
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 /// mkfs(8)'s SIZE: megabytes, or bytes with a K, M or G suffix.
@@ -407,7 +411,7 @@ pub fn run(args: &Args) -> Result<Report, MkfsError> {
         Contents::Archive(_) => None,
     });
     let options = format_options(args, &geometry, tree, epoch);
-    let (journal, populated) = build_image(args.output(), &options, source.as_ref())?;
+    let (journal, populated) = build_image(args.output(), &options, source.as_ref(), args.quiet)?;
     Ok(Report { output: args.output().to_owned(), size_mb: args.size_mb(), geometry, journal, populated })
 }
 
@@ -526,6 +530,7 @@ fn build_image(
     output: &Path,
     options: &FormatOptions,
     source: Option<&Source>,
+    quiet: bool,
 ) -> Result<(Journal, Option<Populated>), MkfsError> {
     let io_error = |error| MkfsError::Io { path: output.to_owned(), error };
     let image_error = |error| MkfsError::Image { path: output.to_owned(), error };
@@ -544,7 +549,7 @@ fn build_image(
     let device = fs.unmount().map_err(image_error)?;
     let (device, populated) = match source {
         Some(source) => {
-            let (device, populated) = fill(output, device, source)?;
+            let (device, populated) = fill(output, device, source, quiet)?;
             (device, Some(populated))
         }
         None => (device, None),
@@ -556,7 +561,12 @@ fn build_image(
 
 /// Mounts the fresh image, checks the contents fit, copies them in and
 /// unmounts.
-fn fill(output: &Path, device: FileDevice, source: &Source) -> Result<(FileDevice, Populated), MkfsError> {
+fn fill(
+    output: &Path,
+    device: FileDevice,
+    source: &Source,
+    quiet: bool,
+) -> Result<(FileDevice, Populated), MkfsError> {
     let image_error = |error| MkfsError::Image { path: output.to_owned(), error };
     let options = MountOptions {
         cache_blocks: POPULATE_CACHE_BLOCKS,
@@ -570,7 +580,7 @@ fn fill(output: &Path, device: FileDevice, source: &Source) -> Result<(FileDevic
     let fs = FileSystem::mount(device, options).map_err(image_error)?;
     check_fits(source, &fs.statfs())?;
     let needs = &source.needs;
-    let mut progress = Progress::for_stderr(needs.entries, needs.file_bytes);
+    let mut progress = Progress::for_stderr("mkfs-blockfs", Some((needs.entries, needs.file_bytes)), quiet);
     let copied = match &source.contents {
         Contents::Tree(tree) => populate(&fs, tree, &mut progress).map_err(|error| match error.failure {
             // The image file could not be written (the host is full, say):
@@ -606,12 +616,7 @@ fn extract(
     let (_, reader) = archive::open(path).map_err(|error| MkfsError::Io { path: path.clone(), error })?;
     let mut extractor = Extractor::new(fs, ROOT_INO, options);
     archive::for_each_event(reader, path, |event| {
-        match &event {
-            Event::Entry(_) => progress.entry_done(),
-            Event::Data(bytes) => progress.add_bytes(bytes.len() as u64),
-            Event::Hole(length) => progress.add_bytes(*length),
-            Event::Skipped { .. } | Event::End => {}
-        }
+        progress.archive_event(&event);
         extractor.apply(event).map_err(member_error)?;
         // Under Abort, only members of types not created are skipped.
         refuse_unsupported(path, extractor.take_skipped().into_iter().map(|skipped| skipped.error))

@@ -21,6 +21,7 @@ use crate::host::sparse;
 use crate::image::lock::Access;
 use crate::image::{Failure, Image};
 use crate::interrupt;
+use crate::progress::Progress;
 use crate::tar::{Kind, Member, TarWriter};
 
 /// Output buffer: big writes to the archive file or pipe.
@@ -33,6 +34,9 @@ pub struct ExportArgs {
     /// The archive to write, replaced only once complete; `-` writes to
     /// standard output
     pub output: PathBuf,
+    /// No progress line (it is shown only on a terminal anyway)
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 pub fn export(args: &ExportArgs) -> Result<(), Failure> {
@@ -41,7 +45,7 @@ pub fn export(args: &ExportArgs) -> Result<(), Failure> {
         let walk = Walk::new(image, b"/", root);
         if args.output == Path::new("-") {
             let out = BufWriter::with_capacity(OUTPUT_BUFFER, io::stdout().lock());
-            let out = write_archive(image, walk, out)?;
+            let out = write_archive(image, walk, out, args.quiet)?;
             return out.into_inner().map_err(|error| Failure::Output(error.into_error())).map(drop);
         }
         image.refuse_to_overwrite(&args.output)?;
@@ -49,12 +53,10 @@ pub fn export(args: &ExportArgs) -> Result<(), Failure> {
         // Written beside the output and renamed over it when complete, so
         // a failure never leaves a truncated archive under that name.
         let (temp, file) = TempImage::create(&args.output, 0).map_err(output_failure)?;
-        let out =
-            write_archive(image, walk, BufWriter::with_capacity(OUTPUT_BUFFER, file)).map_err(|failure| {
-                match failure {
-                    Failure::Output(error) => output_failure(error),
-                    other => other,
-                }
+        let out = write_archive(image, walk, BufWriter::with_capacity(OUTPUT_BUFFER, file), args.quiet)
+            .map_err(|failure| match failure {
+                Failure::Output(error) => output_failure(error),
+                other => other,
             })?;
         let file = out.into_inner().map_err(|error| output_failure(error.into_error()))?;
         file.sync_all().map_err(output_failure)?;
@@ -64,12 +66,13 @@ pub fn export(args: &ExportArgs) -> Result<(), Failure> {
 
 /// Archives the walk to `out`; write errors come back as
 /// [`Failure::Output`], image problems as warnings about their entries.
-fn write_archive<W: Write>(image: &Image, mut walk: Walk, out: W) -> Result<W, Failure> {
+fn write_archive<W: Write>(image: &Image, mut walk: Walk, out: W, quiet: bool) -> Result<W, Failure> {
     let mut exporter = Exporter {
         image,
         tar: TarWriter::new(out),
         first_names: HashMap::new(),
         buffer: vec![0; 256 * BLOCK_SIZE],
+        progress: Progress::for_stderr("blockfs export", None, quiet),
     };
     while let Some(node) = walk.next() {
         interrupt::check()?;
@@ -77,7 +80,9 @@ fn write_archive<W: Write>(image: &Image, mut walk: Walk, out: W) -> Result<W, F
             walk.enter(&node);
         }
         exporter.add(&node)?;
+        exporter.progress.entry_done();
     }
+    exporter.progress.finish();
     Ok(exporter.tar.finish()?)
 }
 
@@ -87,6 +92,7 @@ struct Exporter<'a, W> {
     /// The member name of the first name of each hard-linked inode.
     first_names: HashMap<u32, Vec<u8>>,
     buffer: Vec<u8>,
+    progress: Progress,
 }
 
 impl<W: Write> Exporter<'_, W> {
@@ -187,6 +193,7 @@ impl<W: Write> Exporter<'_, W> {
                     Ok(read) => {
                         self.tar.content(&self.buffer[..read])?;
                         offset += read as u64;
+                        self.progress.add_bytes(read as u64);
                         interrupt::check()?;
                     }
                     Err(error) => {

@@ -32,6 +32,7 @@ use crate::image::lock::Access;
 use crate::image::{Failure, Image};
 use crate::interrupt;
 use crate::paths::{image_path, last_component, unsafe_name, ImagePath};
+use crate::progress::Progress;
 use crate::sys;
 
 #[derive(Args, Debug)]
@@ -46,6 +47,9 @@ pub struct GetArgs {
     pub path: ImagePath,
     /// A new host name for the copy, or an existing directory to copy into
     pub dest: PathBuf,
+    /// No progress line (it is shown only on a terminal anyway)
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 pub fn get(args: &GetArgs) -> Result<(), Failure> {
@@ -59,7 +63,9 @@ pub fn get(args: &GetArgs) -> Result<(), Failure> {
         let target = host_target(path, &args.dest, is_dir)?;
         image.refuse_to_overwrite(&target)?;
         let staging = Staging::beside(&target);
-        Extractor::new(image, &staging).copy(Walk::new(image, path, attr))?;
+        // Only a tree is worth a progress line.
+        let progress = Progress::for_stderr("blockfs get", None, args.quiet || !is_dir);
+        Extractor::new(image, &staging, progress).copy(Walk::new(image, path, attr))?;
         staging.commit()
     })
 }
@@ -149,10 +155,11 @@ struct Extractor<'a> {
     /// read-only mode would stop the children being made.
     directories: Vec<(Attr, PathBuf)>,
     buffer: Vec<u8>,
+    progress: Progress,
 }
 
 impl<'a> Extractor<'a> {
-    fn new(image: &'a Image, staging: &'a Staging) -> Self {
+    fn new(image: &'a Image, staging: &'a Staging, progress: Progress) -> Self {
         Extractor {
             image,
             staging,
@@ -161,6 +168,7 @@ impl<'a> Extractor<'a> {
             symlinks: Vec::new(),
             directories: Vec::new(),
             buffer: vec![0; 256 * BLOCK_SIZE],
+            progress,
         }
     }
 
@@ -171,6 +179,7 @@ impl<'a> Extractor<'a> {
                 false => self.staging.path.join(OsStr::from_bytes(&node.relative)),
             };
             interrupt::check().map_err(|error| self.host_failure(&host, error))?;
+            self.progress.entry_done();
             match node.attr.kind {
                 FileType::Directory => {
                     let made = DirBuilder::new().mode(0o700).create(&host);
@@ -186,6 +195,7 @@ impl<'a> Extractor<'a> {
         for (node, host) in std::mem::take(&mut self.symlinks) {
             self.place(&node, &host)?;
         }
+        self.progress.finish();
         for (attr, host) in self.directories.iter().rev() {
             let dir =
                 OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW).open(host);
@@ -261,6 +271,7 @@ impl<'a> Extractor<'a> {
                     .map_err(|error| self.host_failure(host, error))?;
             }
             offset += read as u64;
+            self.progress.add_bytes(read as u64);
             interrupt::check().map_err(|error| self.host_failure(host, error))?;
         }
         file.set_len(offset).map_err(|error| self.host_failure(host, error))?;

@@ -26,6 +26,7 @@ use clap::Args;
 use crate::image::lock::Access;
 use crate::image::{Failure, Image};
 use crate::paths::{image_path, join, shown, ImagePath};
+use crate::progress::Progress;
 use crate::tar::archive::{self, ArchiveError};
 
 #[derive(Args, Debug)]
@@ -33,6 +34,9 @@ pub struct ImportArgs {
     /// Store uids and gids above 65535 as 0 instead of skipping the member
     #[arg(long)]
     pub squash_ids: bool,
+    /// No progress line (it is shown only on a terminal anyway)
+    #[arg(short, long)]
+    pub quiet: bool,
     /// The BlockFS image file
     pub image: PathBuf,
     /// The tar archive (ustar, GNU or pax); `-` reads standard input
@@ -68,11 +72,14 @@ pub fn import(args: &ImportArgs) -> Result<(), Failure> {
         };
         let reporter = Reporter { image, root: root.ino, root_path: path.to_vec() };
         let mut extractor = Extractor::new(&image.fs, root.ino, options);
+        let mut progress = Progress::for_stderr("blockfs import", None, args.quiet);
         let read = archive::for_each_event(archive, archive_name, |event| {
+            progress.archive_event(&event);
             let applied = extractor.apply(event);
             extractor.take_skipped().into_iter().for_each(|skipped| reporter.warn(skipped));
             applied.map_err(|error| reporter.fail(error))
         });
+        progress.finish();
         if let Err(failure) = read {
             // Best effort: the failure to report is the reading's.
             let _ = extractor.abandon();

@@ -33,6 +33,9 @@ pub struct PutArgs {
     /// Store uids and gids above 65535 as 0 instead of failing
     #[arg(long)]
     pub squash_ids: bool,
+    /// No progress line (it is shown only on a terminal anyway)
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 pub fn put(args: &PutArgs) -> Result<(), Failure> {
@@ -61,7 +64,8 @@ pub fn put(args: &PutArgs) -> Result<(), Failure> {
             );
             return Err(image.fail(path, message));
         }
-        let mut progress = Progress::for_stderr(needs.entries, needs.file_bytes);
+        let mut progress =
+            Progress::for_stderr("blockfs put", Some((needs.entries, needs.file_bytes)), args.quiet);
         let copied = copy_into(&image.fs, &sources, parent, &parent_path, &mut progress);
         progress.finish();
         copied.map_err(|error| failure(image, error))
