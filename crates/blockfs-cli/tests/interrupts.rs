@@ -153,3 +153,25 @@ fn get_put_export_and_import_clean_up_when_interrupted() {
         assert!(!listing.contains(".blockfs-put-"), "{listing}");
     }
 }
+
+#[test]
+fn a_file_size_limit_stops_mkfs_cleanly() {
+    let scratch = Scratch::new("interrupt-xfsz");
+    big_tree(&scratch.path("src"));
+    let image = scratch.path("image");
+    // ulimit -f counts 1024-byte blocks: writing past 8 MiB raises SIGXFSZ.
+    let script = format!(
+        "ulimit -f 8192; exec '{}' -o '{}' -s 96 -p '{}'",
+        env!("CARGO_BIN_EXE_mkfs-blockfs"),
+        text(&image),
+        text(&scratch.path("src"))
+    );
+    let output = Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert_eq!(output.status.code(), Some(128 + 25), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("interrupted by SIGXFSZ (file size limit exceeded)"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(scratch.names(), ["src"]);
+}

@@ -1,5 +1,5 @@
 //! The `blockfs` subcommands that copy files in and out of an image or
-//! change it (the read-only inspection commands are in the parent module).
+//! change it (the read-only inspection commands are in `inspect`).
 
 use std::path::Path;
 
