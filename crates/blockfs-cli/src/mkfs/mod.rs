@@ -373,18 +373,19 @@ pub fn main() -> ExitCode {
             print!("{report}");
             ExitCode::SUCCESS
         }
-        Err(_) if interrupt::received().is_some() => {
-            let signal = interrupt::received().expect("checked");
-            eprintln!(
-                "mkfs-blockfs: interrupted by {signal}; the partial image was removed and {} left as it was",
-                args.output().display()
-            );
-            ExitCode::from(signal.exit_code())
-        }
-        Err(error) => {
-            eprintln!("mkfs-blockfs: {error}");
-            ExitCode::from(error.exit_code())
-        }
+        Err(error) => match interrupt::received() {
+            Some(signal) => {
+                eprintln!(
+                    "mkfs-blockfs: interrupted by {signal}; the partial image was removed and {} left as it was",
+                    args.output().display()
+                );
+                ExitCode::from(signal.exit_code())
+            }
+            None => {
+                eprintln!("mkfs-blockfs: {error}");
+                ExitCode::from(error.exit_code())
+            }
+        },
     }
 }
 
