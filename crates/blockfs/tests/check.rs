@@ -1403,3 +1403,23 @@ fn crash_states_check_clean_and_repair_to_mountable() {
         }
     }
 }
+
+#[test]
+fn journal_inode_without_the_system_flag_is_reported_and_restored() {
+    // Mount refuses a journal whose inode lacks the flag: the checker must
+    // not call such an image clean, and repairing must make it mount.
+    let mut img = good().bytes.clone();
+    let journal = extension(&img).journal_inode;
+    edit_inode(&mut img, journal, |i| i.flags &= !blockfs::format::inode::SYSTEM_INODE_FLAG);
+    let refused = FileSystem::mount(MemDevice::from_bytes(img.clone()), MountOptions::default());
+    assert!(refused.is_err(), "mount takes an unflagged journal");
+    let report = run(&mut img, RepairMode::None);
+    assert!(has(&report, |k| *k == ProblemKind::JournalInodeUnflagged), "{}", describe(&report));
+    assert!(!report.is_clean());
+    let report = run(&mut img, RepairMode::Safe);
+    assert_eq!(report.status(), 1, "{}", describe(&report));
+    assert!(run(&mut img, RepairMode::None).is_clean());
+    let fs =
+        FileSystem::mount(MemDevice::from_bytes(img), MountOptions::default()).expect("mounts after repair");
+    fs.unmount().unwrap();
+}
