@@ -1,6 +1,7 @@
 //! SIGINT and SIGTERM in the middle of the commands that create things:
 //! each stops, removes what it made (temporary image, partial copy or
-//! archive, the file being copied in) and exits 128 + the signal.
+//! archive, what put created, the member import was writing) and exits
+//! 128 + the signal.
 
 mod common;
 
@@ -139,7 +140,12 @@ fn get_put_export_and_import_clean_up_when_interrupted() {
         let child = start(blockfs(&["put", "-r", image, text(&scratch.path("src")), "/put"]));
         thread::sleep(delay);
         signal(&child, "INT");
-        finished(child, "INT", 130);
+        if finished(child, "INT", 130) {
+            assert_success(&blockfs(&["rm", "-r", image, "/put"]).output().unwrap());
+        } else {
+            // What the interrupted put created is gone again.
+            assert!(!run_ok(&["ls", image, "/"]).lines().any(|name| name == "put"), "put after {delay:?}");
+        }
         let child = start(blockfs(&["import", image, text(&archive), "/d0"]));
         thread::sleep(delay);
         signal(&child, "INT");
