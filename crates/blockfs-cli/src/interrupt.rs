@@ -4,8 +4,9 @@
 //! asks [`check`] between steps (each entry, each chunk of data), so it
 //! unwinds through its ordinary failure path, which removes what the run
 //! made: mkfs's and export's temporary file `.NAME.tmp-PID` beside the
-//! output, get's copy `.blockfs-get-PID` beside the destination, a
-//! file put was copying (with put's staging name `.blockfs-put-PID`).
+//! output, get's copy `.blockfs-get-PID` beside the destination, the
+//! names put created (and its staging name `.blockfs-put-PID`), the
+//! member import was writing.
 //! The binary then exits 128 + the signal's number (130 for SIGINT, 143
 //! for SIGTERM). A second SIGINT or SIGTERM ends the process at once.
 //!
