@@ -391,3 +391,79 @@ fn a_file_that_is_neither_image_nor_archive_is_refused() {
     assert_failure(&output, &["junk", "neither a BlockFS image", "nor a TAR archive"]);
     assert!(!is_mounted(&mnt).unwrap());
 }
+
+// ---- inode lifetimes: the kernel keeps inodes past their last close ----
+
+fn mounted_image(scratch: &Scratch) -> (std::path::PathBuf, Mounted) {
+    let image = scratch.path("image");
+    assert_success(&mkfs(&["-o", text(&image), "-s", "16"]));
+    let mnt = scratch.path("mnt");
+    let mounted = Mounted::new(&image, &mnt, &[]);
+    (image, mounted)
+}
+
+fn check_clean(image: &Path) {
+    let output = Command::new(env!("CARGO_BIN_EXE_fsck-blockfs")).args(["-n", text(image)]).output().unwrap();
+    assert_success(&output);
+}
+
+#[test]
+fn a_removed_working_directory_lists_as_empty() {
+    require_fuse();
+    let scratch = Scratch::new("fuse-removed-cwd");
+    let (image, mounted) = mounted_image(&scratch);
+    // The shell's working directory holds the directory's inode after
+    // rmdir; a new file must not take its number, and listing it must
+    // show an empty directory (as ext4 does), not an error.
+    let output = sh(
+        &mounted.dir,
+        r#"cd "$MNT" && mkdir d && cd d && rmdir "$MNT/d" && touch "$MNT/new" && ls -la . && echo listed"#,
+    );
+    let listing = stdout(&output);
+    assert!(listing.ends_with("listed\n"), "{listing}");
+    assert!(!listing.contains("new"), "the removed directory shows the new file: {listing}");
+    // Creating inside the removed directory fails as on a local filesystem.
+    let create = Command::new("sh")
+        .args(["-c", r#"cd "$MNT" && mkdir e && cd e && rmdir "$MNT/e" && touch inside"#])
+        .env("MNT", &mounted.dir)
+        .output()
+        .unwrap();
+    assert!(!create.status.success(), "created a file in a removed directory");
+    mounted.unmount();
+    check_clean(&image);
+}
+
+#[test]
+fn a_stale_o_path_descriptor_never_reaches_a_new_file() {
+    require_fuse();
+    let scratch = Scratch::new("fuse-stale-o-path");
+    let (image, mounted) = mounted_image(&scratch);
+    // Reopening an O_PATH descriptor of an unlinked file through
+    // /proc/self/fd must give the unlinked file's bytes, and writing
+    // through it must not touch the file created after the unlink.
+    let script = r#"
+import os, sys
+os.chdir(sys.argv[1])
+with open("f", "w") as f:
+    f.write("ORIGINAL\n")
+fd = os.open("f", os.O_PATH)
+os.unlink("f")
+with open("secret", "w") as f:
+    f.write("SECRET\n")
+print(open("/proc/self/fd/%d" % fd).read(), end="")
+with open("/proc/self/fd/%d" % fd, "w") as f:
+    f.write("OVERWRITTEN\n")
+print(open("secret").read(), end="")
+os.close(fd)
+"#;
+    let output = Command::new("python3").args(["-c", script, text(&mounted.dir)]).output().unwrap();
+    assert_success(&output);
+    assert_eq!(stdout(&output), "ORIGINAL\nSECRET\n");
+    mounted.unmount();
+    check_clean(&image);
+    // The unlinked file is gone for good: only `secret` is left.
+    let listing =
+        Command::new(env!("CARGO_BIN_EXE_blockfs")).args(["ls", text(&image), "/"]).output().unwrap();
+    assert_success(&listing);
+    assert_eq!(stdout(&listing).split_whitespace().collect::<Vec<_>>(), ["secret"]);
+}

@@ -1,10 +1,11 @@
 //! The FUSE request handlers: each one translates its arguments, calls one
 //! `FileSystem` operation and translates the answer (see `convert`).
 //!
-//! The adapter keeps no per-inode or per-handle state: the library already
-//! counts open handles (so an unlinked file keeps its data until the last
-//! close) and hands out stable readdir cookies, and the kernel enforces
-//! permissions (`default_permissions`).
+//! The adapter keeps no per-inode or per-handle state: the library counts
+//! open handles and the kernel's lookup references (returned by `FORGET`),
+//! so an unlinked inode lives until the kernel lets go of it; it hands out
+//! generations for reused inode numbers and stable readdir cookies; and
+//! the kernel enforces permissions (`default_permissions`).
 
 use std::ffi::OsStr;
 use std::io;
@@ -38,10 +39,6 @@ const READDIR_BYTES: usize = 4096;
 fn reply_size(name_len: usize) -> usize {
     (24 + name_len + 7) & !7
 }
-/// An inode number is reused only after the kernel has dropped the old
-/// inode (its last unlink or close came through this mount), and nothing
-/// is exported over NFS, so a constant generation serves.
-const GENERATION: Generation = Generation(0);
 /// Set-group-ID bit: a directory carrying it passes on its group.
 const S_ISGID: u16 = 0o2000;
 /// No per-open state: every handle is the same.
@@ -60,6 +57,8 @@ pub struct Adapter<D> {
 
 impl<D: BlockDevice> Adapter<D> {
     pub fn new(fs: Arc<FileSystem<D>>, ttl: Duration, image: &Path) -> Self {
+        // Every entry reply hands the kernel a reference it later forgets.
+        fs.track_lookups();
         Adapter { fs, ttl, image: image.to_owned() }
     }
 
@@ -86,7 +85,7 @@ impl<D: BlockDevice> Adapter<D> {
 
     fn entry_reply(&self, reply: ReplyEntry, result: Result<Attr, Errno>) {
         match result {
-            Ok(attr) => reply.entry(&self.ttl, &convert::file_attr(&attr), GENERATION),
+            Ok(attr) => reply.entry(&self.ttl, &convert::file_attr(&attr), Generation(attr.generation)),
             Err(errno) => reply.error(errno),
         }
     }
@@ -264,6 +263,14 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
         let result =
             blockfs_ino(parent).and_then(|parent| self.check(self.fs.lookup(parent, name.as_bytes())));
         self.entry_reply(reply, result);
+    }
+
+    /// The kernel drops `nlookup` references it got from entry replies; an
+    /// unlinked inode nothing else holds is then freed.
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        if let Ok(ino) = blockfs_ino(ino) {
+            self.fs.forget(ino, nlookup);
+        }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -517,7 +524,10 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
         reply: ReplyCreate,
     ) {
         match self.create_inner(req, parent, name, mode) {
-            Ok(attr) => reply.created(&self.ttl, &convert::file_attr(&attr), GENERATION, HANDLE, OPEN_FLAGS),
+            Ok(attr) => {
+                let generation = Generation(attr.generation);
+                reply.created(&self.ttl, &convert::file_attr(&attr), generation, HANDLE, OPEN_FLAGS)
+            }
             Err(errno) => reply.error(errno),
         }
     }

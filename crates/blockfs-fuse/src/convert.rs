@@ -86,7 +86,7 @@ pub fn file_attr(attr: &Attr) -> FileAttr {
         atime: system_time(attr.atime),
         mtime: system_time(attr.mtime),
         ctime: system_time(attr.ctime),
-        // No creation time is stored; ctime is the closest (DESIGN.md §1).
+        // No creation time is stored; ctime is the closest (docs/FORMAT.md §5, times).
         crtime: system_time(attr.ctime),
         kind: kind(attr.kind),
         perm: attr.perm,
@@ -152,6 +152,7 @@ mod tests {
     fn attributes_convert_with_units() {
         let attr = Attr {
             ino: 5,
+            generation: 0,
             kind: FileType::CharDevice,
             perm: 0o620,
             nlink: 2,

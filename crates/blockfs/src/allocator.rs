@@ -19,7 +19,7 @@ impl<D: BlockDevice> Volume<D> {
         Ok(bytes[(bit / 8) as usize] & (1 << (bit % 8)) != 0)
     }
 
-    fn set_block_bit(&mut self, block: u32, used: bool) -> Result<()> {
+    pub(crate) fn set_block_bit(&mut self, block: u32, used: bool) -> Result<()> {
         let (bitmap_block, bit) = self.geometry.bitmap_location(block);
         let bytes = self.block_mut(bitmap_block)?;
         let mask = 1u8 << (bit % 8);
@@ -59,9 +59,7 @@ impl<D: BlockDevice> Volume<D> {
     /// Allocates one data block, preferring `goal` and what follows it.
     /// The block is marked used; its contents are the caller's business.
     pub fn allocate_block(&mut self, goal: Option<u32>) -> Result<u32> {
-        if self.read_only {
-            return Err(Error::ReadOnly);
-        }
+        self.check_writable()?;
         if self.superblock.free_blocks == 0 {
             return Err(Error::NoSpace);
         }
@@ -85,9 +83,7 @@ impl<D: BlockDevice> Volume<D> {
 
     /// Allocates `count` consecutive blocks (a journal's run), first fit.
     pub fn allocate_run(&mut self, count: u32) -> Result<u32> {
-        if self.read_only {
-            return Err(Error::ReadOnly);
-        }
+        self.check_writable()?;
         if self.superblock.free_blocks < count {
             return Err(Error::NoSpace);
         }
@@ -101,7 +97,7 @@ impl<D: BlockDevice> Volume<D> {
             if length == count {
                 for block in start..start + count {
                     self.set_block_bit(block, true)?;
-                    self.cache.forget(block);
+                    self.store_mut().discard(block);
                 }
                 self.superblock.free_blocks -= count;
                 self.superblock_dirty = true;
@@ -114,19 +110,19 @@ impl<D: BlockDevice> Volume<D> {
 
     /// Returns a data block to the free pool and drops it from the cache.
     /// With a journal the bitmap bit clears only at commit (see
-    /// `pending_frees`).
+    /// `PendingFrees`).
     pub fn free_block(&mut self, block: u32) -> Result<()> {
         if !self.geometry.is_data_block(block) {
             return Err(Error::corrupt(Corruption::BlockOutOfRange(block), None, Some(block)));
         }
-        if !self.block_in_use(block)? || self.pending_frees.contains(&block) {
+        if !self.block_in_use(block)? || self.pending_frees().contains(block) {
             // Freeing a free block means two owners or a stale pointer;
             // counting it again would inflate free_blocks.
             return Err(Error::corrupt(Corruption::DoubleFree(block), None, Some(block)));
         }
-        self.cache.forget(block);
+        self.store_mut().discard(block);
         if self.journal.is_some() {
-            self.pending_frees.insert(block);
+            self.defer_free(block);
             return Ok(());
         }
         self.set_block_bit(block, false)?;
@@ -135,23 +131,10 @@ impl<D: BlockDevice> Volume<D> {
         Ok(())
     }
 
-    /// Clears the bitmap bits of blocks the running transaction freed; they
-    /// become reusable once this transaction commits.
-    pub fn release_pending_frees(&mut self) -> Result<()> {
-        while let Some(block) = self.pending_frees.pop_first() {
-            self.set_block_bit(block, false)?;
-            self.superblock.free_blocks += 1;
-            self.superblock_dirty = true;
-        }
-        Ok(())
-    }
-
     /// Finds a free inode number (never 0, the root). The caller must
     /// write the new inode with `links_count >= 1`.
     pub fn allocate_inode(&mut self) -> Result<u32> {
-        if self.read_only {
-            return Err(Error::ReadOnly);
-        }
+        self.check_writable()?;
         if self.superblock.free_inodes == 0 {
             return Err(Error::NoSpace);
         }
@@ -159,7 +142,7 @@ impl<D: BlockDevice> Volume<D> {
         let start = self.inode_hint.clamp(1, usable.max(2) - 1);
         let candidates = (start..usable).chain(1..start);
         for ino in candidates {
-            if self.orphans.contains(&ino) || self.journal_inode == Some(ino) {
+            if self.is_orphan(ino) || self.journal_inode == Some(ino) {
                 continue;
             }
             if self.read_inode(ino)?.is_free() {

@@ -146,6 +146,42 @@ impl<D: BlockDevice> Volume<D> {
         Ok((block, true))
     }
 
+    /// The highest logical block whose path holds any allocated block (a
+    /// data block, or an indirect block left empty), or `None` when the
+    /// inode maps nothing. Freeing from there down lets a huge truncation
+    /// proceed in steps that each fit one transaction.
+    pub fn last_mapped(&mut self, ino: u32, inode: &DiskInode) -> Result<Option<u64>> {
+        let double = self.checked_pointer(inode.double_indirect, ino)?;
+        if double != 0 {
+            for outer in (0..POINTERS_PER_BLOCK).rev() {
+                let middle = self.pointer_in(double, outer, ino)?;
+                if middle == 0 {
+                    continue;
+                }
+                let base = DOUBLE_START + outer as u64 * PER_BLOCK;
+                let inner = self.last_pointer(middle, ino)?;
+                return Ok(Some(base + inner.unwrap_or(0) as u64));
+            }
+            return Ok(Some(DOUBLE_START));
+        }
+        let single = self.checked_pointer(inode.indirect, ino)?;
+        if single != 0 {
+            let index = self.last_pointer(single, ino)?;
+            return Ok(Some(SINGLE_START + index.unwrap_or(0) as u64));
+        }
+        Ok(inode.direct.iter().rposition(|&pointer| pointer != 0).map(|index| index as u64))
+    }
+
+    /// Index of the last non-zero pointer in an indirect block.
+    fn last_pointer(&mut self, block: u32, ino: u32) -> Result<Option<usize>> {
+        for index in (0..POINTERS_PER_BLOCK).rev() {
+            if self.pointer_in(block, index, ino)? != 0 {
+                return Ok(Some(index));
+            }
+        }
+        Ok(None)
+    }
+
     /// Frees every data and indirect block mapping logical blocks at or
     /// past `keep`, and indirect blocks left with no pointers.
     pub fn truncate_blocks(&mut self, ino: u32, inode: &mut DiskInode, keep: u64) -> Result<()> {

@@ -11,6 +11,14 @@
 //! transaction holding it has committed, so eviction passes over it, and
 //! the cache may briefly hold more than its budget until the next commit
 //! (the filesystem commits at the next operation boundary when it does).
+//!
+//! Undo: while an operation runs (between [`BlockCache::begin`] and
+//! [`BlockCache::keep`] or [`BlockCache::rollback`]), the first change to
+//! each block records what the cache held before — the old bytes and dirty
+//! state, or "nothing: the device has it" — and the block is pinned, so it
+//! can neither be evicted nor written home mid-operation. Rolling back
+//! restores every recorded block, in reverse order, so a failed operation
+//! leaves the cache exactly as it found it (docs/DESIGN.md, "Transactions").
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -44,6 +52,18 @@ struct Slot {
     /// `Some` when the block differs from the device.
     dirty: Option<BlockKind>,
     referenced: bool,
+    /// Changed by the operation in progress: pinned until it ends.
+    in_operation: bool,
+}
+
+/// What the cache held for a block before the operation first changed it.
+enum Prior {
+    /// Not cached: the device holds the block's current contents.
+    Absent,
+    Cached {
+        data: Box<Block>,
+        dirty: Option<BlockKind>,
+    },
 }
 
 impl Slot {
@@ -70,6 +90,9 @@ pub struct BlockCache {
     dirty_metadata: usize,
     /// Keep dirty metadata until the journal commits it.
     pin_metadata: bool,
+    /// Prior states recorded by the operation in progress, oldest first;
+    /// `None` outside an operation.
+    undo: Option<Vec<(u32, Prior)>>,
     stats: CacheStats,
 }
 
@@ -89,8 +112,80 @@ impl BlockCache {
             dirty: 0,
             dirty_metadata: 0,
             pin_metadata: false,
+            undo: None,
             stats: CacheStats::default(),
         }
+    }
+
+    /// Starts recording prior states for an operation.
+    pub fn begin(&mut self) {
+        debug_assert!(self.undo.is_none(), "operations do not nest");
+        self.undo = Some(Vec::new());
+    }
+
+    /// Ends the operation keeping its changes (they join the running
+    /// transaction); its blocks become ordinary dirty blocks.
+    pub fn keep(&mut self) {
+        for (block, _) in self.undo.take().unwrap_or_default() {
+            if let Some(&slot) = self.index.get(&block) {
+                self.slots[slot].in_operation = false;
+            }
+        }
+    }
+
+    /// Ends the operation undoing every change it made to the cache.
+    pub fn rollback(&mut self) {
+        let log = self.undo.take().unwrap_or_default();
+        for (block, prior) in log.into_iter().rev() {
+            match prior {
+                Prior::Absent => self.forget(block),
+                Prior::Cached { data, dirty } => {
+                    let slot = match self.index.get(&block) {
+                        Some(&slot) => slot,
+                        None => {
+                            self.slots.push(Slot {
+                                block,
+                                data: zeroed_block(),
+                                dirty: None,
+                                referenced: true,
+                                in_operation: false,
+                            });
+                            self.index.insert(block, self.slots.len() - 1);
+                            self.slots.len() - 1
+                        }
+                    };
+                    self.clear_dirty(slot);
+                    self.slots[slot].data = data;
+                    if let Some(kind) = dirty {
+                        self.mark_dirty(slot, kind);
+                    }
+                    self.slots[slot].in_operation = false;
+                }
+            }
+        }
+    }
+
+    /// Records a cached slot's state before its first change in the
+    /// operation in progress.
+    fn note_change(&mut self, slot: usize) {
+        let Some(undo) = self.undo.as_mut() else { return };
+        let entry = &mut self.slots[slot];
+        if !entry.in_operation {
+            entry.in_operation = true;
+            undo.push((entry.block, Prior::Cached { data: entry.data.clone(), dirty: entry.dirty }));
+        }
+    }
+
+    /// Records that `block` was not cached before the operation changed it.
+    fn note_new(&mut self, slot: usize) {
+        let Some(undo) = self.undo.as_mut() else { return };
+        self.slots[slot].in_operation = true;
+        undo.push((self.slots[slot].block, Prior::Absent));
+    }
+
+    /// Blocks the operation in progress has changed.
+    pub fn operation_blocks(&self) -> usize {
+        self.undo.as_ref().map_or(0, Vec::len)
     }
 
     /// With a journal, dirty metadata stays in memory until committed.
@@ -157,7 +252,7 @@ impl BlockCache {
         block: u32,
         kind: BlockKind,
     ) -> Result<&mut Block, DeviceError> {
-        let slot = self.slot_for(device, block, true)?;
+        let slot = self.slot_for_change(device, block, true)?;
         self.mark_dirty(slot, kind);
         Ok(&mut self.slots[slot].data)
     }
@@ -170,15 +265,42 @@ impl BlockCache {
         block: u32,
         kind: BlockKind,
     ) -> Result<&mut Block, DeviceError> {
-        let slot = self.slot_for(device, block, false)?;
+        let slot = self.slot_for_change(device, block, false)?;
         self.mark_dirty(slot, kind);
         let data = &mut self.slots[slot].data;
         data.fill(0);
         Ok(data)
     }
 
-    /// Drops a freed block without writing it back.
-    pub fn forget(&mut self, block: u32) {
+    /// A slot about to change, its prior state recorded for undo.
+    fn slot_for_change<D: BlockDevice + ?Sized>(
+        &mut self,
+        device: &mut D,
+        block: u32,
+        load: bool,
+    ) -> Result<usize, DeviceError> {
+        if let Some(&slot) = self.index.get(&block) {
+            self.note_change(slot);
+        }
+        let was_cached = self.index.contains_key(&block);
+        let slot = self.slot_for(device, block, load)?;
+        if !was_cached {
+            self.note_new(slot);
+        }
+        Ok(slot)
+    }
+
+    /// Drops a freed block without writing it back (undoably, inside an
+    /// operation).
+    pub fn discard(&mut self, block: u32) {
+        if let Some(&slot) = self.index.get(&block) {
+            self.note_change(slot);
+            self.forget(block);
+        }
+    }
+
+    /// Drops a block from the cache without recording it.
+    fn forget(&mut self, block: u32) {
         if let Some(slot) = self.index.remove(&block) {
             self.clear_dirty(slot);
             self.remove_slot(slot);
@@ -222,7 +344,7 @@ impl BlockCache {
             .slots
             .iter()
             .enumerate()
-            .filter(|(_, slot)| slot.dirty.is_some_and(&wanted))
+            .filter(|(_, slot)| !slot.in_operation && slot.dirty.is_some_and(&wanted))
             .map(|(index, slot)| (slot.block, index))
             .collect();
         dirty.sort_unstable();
@@ -283,7 +405,8 @@ impl BlockCache {
     }
 
     fn is_pinned(&self, slot: usize) -> bool {
-        self.pin_metadata && self.slots[slot].dirty == Some(BlockKind::Metadata)
+        let slot = &self.slots[slot];
+        slot.in_operation || (self.pin_metadata && slot.dirty == Some(BlockKind::Metadata))
     }
 
     fn slot_for<D: BlockDevice + ?Sized>(
@@ -301,7 +424,8 @@ impl BlockCache {
         let victim = if self.slots.len() < self.capacity { None } else { self.choose_victim() };
         let slot = match victim {
             None => {
-                let slot = Slot { block, data: zeroed_block(), dirty: None, referenced: true };
+                let slot =
+                    Slot { block, data: zeroed_block(), dirty: None, referenced: true, in_operation: false };
                 self.slots.push(slot);
                 self.slots.len() - 1
             }
@@ -317,6 +441,7 @@ impl BlockCache {
                 let slot = &mut self.slots[victim];
                 slot.block = block;
                 slot.referenced = true;
+                slot.in_operation = false;
                 victim
             }
         };
@@ -352,7 +477,8 @@ impl BlockCache {
     /// Drops clean slots beyond the budget (after a commit unpinned them).
     pub fn shrink_to_budget(&mut self) {
         while self.slots.len() > self.capacity {
-            let Some(clean) = self.slots.iter().rposition(|slot| !slot.is_dirty()) else {
+            let Some(clean) = self.slots.iter().rposition(|slot| !slot.is_dirty() && !slot.in_operation)
+            else {
                 break;
             };
             let block = self.slots[clean].block;
@@ -403,7 +529,7 @@ mod tests {
         let mut cache = BlockCache::new(16);
         cache.overwrite(&mut device, 5, BlockKind::Data).unwrap()[0] = 1;
         cache.overwrite(&mut device, 6, BlockKind::Data).unwrap()[0] = 2;
-        cache.forget(5);
+        cache.discard(5);
         cache.write_back(&mut device).unwrap();
         assert_eq!(device.as_bytes()[5 * BLOCK_SIZE], 0);
         assert_eq!(device.as_bytes()[6 * BLOCK_SIZE], 2);
@@ -444,5 +570,30 @@ mod tests {
         assert!(!cache.is_cached(99));
         assert!(cache.is_cached(1));
         assert_eq!(cache.read(&mut device, 1).unwrap()[0], 0);
+    }
+}
+
+#[cfg(test)]
+mod undo_tests {
+    use super::*;
+    use crate::device::MemDevice;
+
+    #[test]
+    fn rollback_after_a_failed_read_forgets_every_change() {
+        let mut device = MemDevice::new(64);
+        let mut cache = BlockCache::new(MIN_CACHE_BLOCKS);
+        cache.set_pin_metadata(true);
+        for block in 40..48 {
+            cache.read(&mut device, block).unwrap();
+        }
+        cache.begin();
+        cache.modify(&mut device, 1, BlockKind::Data).unwrap()[0] = 1;
+        for block in 2..20 {
+            cache.overwrite(&mut device, block, BlockKind::Data).unwrap()[0] = 2;
+        }
+        assert!(cache.read(&mut device, 99).is_err());
+        cache.rollback();
+        assert_eq!(cache.write_back(&mut device).unwrap(), 0);
+        assert!(device.as_bytes().iter().all(|&b| b == 0));
     }
 }

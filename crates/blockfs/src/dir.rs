@@ -1,6 +1,6 @@
 //! Directories: finding, adding, removing and listing entries.
 //!
-//! Layout (DESIGN.md §1): records never cross a 4 KiB block; a new record
+//! Layout (docs/FORMAT.md §6): records never cross a 4 KiB block; a new record
 //! goes into a freed record, the slack of a live one, or the zero tail of a
 //! block, and only then into a new block; removing a record merges it into
 //! the previous record of its block (or, first in a block, zeroes its inode
@@ -92,11 +92,36 @@ pub(crate) struct DirIndexes {
     budget: usize,
     used: usize,
     clock: u64,
+    /// Directories whose index the operation in progress used or changed;
+    /// a rollback drops them (they are rebuilt from the blocks).
+    touched: Option<Vec<u32>>,
 }
 
 impl DirIndexes {
     pub fn new(budget_bytes: usize) -> Self {
-        DirIndexes { by_dir: HashMap::new(), budget: budget_bytes, used: 0, clock: 0 }
+        DirIndexes { by_dir: HashMap::new(), budget: budget_bytes, used: 0, clock: 0, touched: None }
+    }
+
+    pub fn begin(&mut self) {
+        self.touched = Some(Vec::new());
+    }
+
+    pub fn keep(&mut self) {
+        self.touched = None;
+    }
+
+    pub fn rollback(&mut self) {
+        for dir in self.touched.take().unwrap_or_default() {
+            self.forget(dir);
+        }
+    }
+
+    fn touch(&mut self, dir: u32) {
+        if let Some(touched) = self.touched.as_mut() {
+            if touched.last() != Some(&dir) {
+                touched.push(dir);
+            }
+        }
     }
 
     /// Drops a directory's index (the directory was freed or rewritten).
@@ -107,6 +132,7 @@ impl DirIndexes {
     }
 
     fn get(&mut self, dir: u32) -> Option<&mut DirIndex> {
+        self.touch(dir);
         self.clock += 1;
         let clock = self.clock;
         let index = self.by_dir.get_mut(&dir)?;
@@ -115,6 +141,7 @@ impl DirIndexes {
     }
 
     fn insert(&mut self, dir: u32, mut index: DirIndex) {
+        self.touch(dir);
         self.forget(dir);
         while self.used + index.cost > self.budget && !self.by_dir.is_empty() {
             let oldest = self.by_dir.iter().min_by_key(|(_, idx)| idx.last_used).map(|(&d, _)| d);
@@ -129,6 +156,7 @@ impl DirIndexes {
     }
 
     fn add_name(&mut self, dir: u32, name: &[u8], slot: Slot) {
+        self.touch(dir);
         if let Some(index) = self.by_dir.get_mut(&dir) {
             let cost = name.len() + INDEX_ENTRY_OVERHEAD;
             index.names.insert(name.into(), slot);
@@ -138,6 +166,7 @@ impl DirIndexes {
     }
 
     fn remove_name(&mut self, dir: u32, name: &[u8]) {
+        self.touch(dir);
         if let Some(index) = self.by_dir.get_mut(&dir) {
             if index.names.remove(name).is_some() {
                 let cost = name.len() + INDEX_ENTRY_OVERHEAD;

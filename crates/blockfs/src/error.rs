@@ -82,6 +82,11 @@ pub enum Error {
     BadGeometry(GeometryError),
     /// The image uses features this implementation cannot write safely.
     Unsupported,
+    /// A commit failed on the device: the filesystem turned read-only and
+    /// the image holds its last committed state.
+    Aborted,
+    /// One operation would change more metadata than the journal holds.
+    TooLargeForJournal,
     Corrupt {
         what: Corruption,
         inode: Option<u32>,
@@ -125,7 +130,8 @@ impl Error {
             Error::TooManyLinks => EMLINK,
             Error::Loop => ELOOP,
             Error::NotPermitted => EPERM,
-            Error::ReadOnly => EROFS,
+            Error::ReadOnly | Error::Aborted => EROFS,
+            Error::TooLargeForJournal => ENOSPC,
             Error::NotBlockFs(_) | Error::BadGeometry(_) | Error::Unsupported => EINVAL,
             Error::Corrupt { .. } => EUCLEAN,
         }
@@ -218,6 +224,12 @@ impl fmt::Display for Error {
                 write!(f, "superblock says first data block {recorded}, the layout gives {computed}")
             }
             Error::Unsupported => write!(f, "image uses features this version cannot handle"),
+            Error::Aborted => write!(
+                f,
+                "filesystem turned read-only after a device error (the image keeps its last commit; \
+                 unmount and run fsck-blockfs)"
+            ),
+            Error::TooLargeForJournal => write!(f, "operation changes more metadata than the journal holds"),
             Error::Corrupt { what, inode, block } => {
                 write!(f, "corrupt filesystem: {what}")?;
                 if let Some(ino) = inode {

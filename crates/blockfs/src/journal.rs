@@ -6,7 +6,7 @@
 //!
 //! 1. write dirty file data home, flush;
 //! 2. write descriptors + copies of every dirty metadata block + a commit
-//!    record whose CRC-32C covers them all, flush — now durable;
+//!    record whose CRC-32 covers them all, flush — now durable;
 //! 3. write the metadata home, flush;
 //! 4. advance the journal superblock's sequence (made durable by the next
 //!    commit's first flush, which precedes any reuse of the journal).
@@ -20,10 +20,13 @@ use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
-use crate::crc32c::crc32c_append;
+use crate::crc::{crc32_append, crc32c_append};
 use crate::device::BlockDevice;
 use crate::error::{Corruption, Error, Result};
-use crate::format::journal::{Commit, Descriptor, JournalSuperblock, TARGETS_PER_DESCRIPTOR};
+use crate::format::journal::{
+    Commit, Descriptor, JournalSuperblock, JOURNAL_VERSION, JOURNAL_VERSION_CRC32C_BODY,
+    TARGETS_PER_DESCRIPTOR,
+};
 use crate::format::{Block, BLOCK_SIZE};
 
 /// Smallest and largest journals `journal_size_for` picks.
@@ -56,13 +59,15 @@ pub(crate) struct Journal {
     pub block_count: u32,
     /// Sequence of the next transaction to commit.
     pub sequence: u64,
+    /// The on-disk version, which says how a transaction's body is summed.
+    version: u32,
 }
 
 impl Journal {
     /// Writes an empty journal (superblock, and a zeroed block 1 so a
     /// stale transaction from an earlier use of the disk is never replayed).
     pub fn create<D: BlockDevice>(device: &mut D, first_block: u32, block_count: u32) -> Result<Journal> {
-        let journal = Journal { first_block, block_count, sequence: 1 };
+        let journal = Journal { first_block, block_count, sequence: 1, version: JOURNAL_VERSION };
         device.write_block(first_block + 1, &[0u8; BLOCK_SIZE])?;
         journal.write_superblock(device)?;
         Ok(journal)
@@ -81,13 +86,36 @@ impl Journal {
         if superblock.block_count != block_count {
             return Err(corrupt());
         }
-        Ok(Journal { first_block, block_count, sequence: superblock.sequence })
+        Ok(Journal { first_block, block_count, sequence: superblock.sequence, version: superblock.version })
     }
 
     fn write_superblock<D: BlockDevice>(&self, device: &mut D) -> Result<()> {
-        let superblock = JournalSuperblock { block_count: self.block_count, sequence: self.sequence };
+        let superblock = JournalSuperblock {
+            version: self.version,
+            block_count: self.block_count,
+            sequence: self.sequence,
+        };
         device.write_block(self.first_block, &superblock.encode())?;
         Ok(())
+    }
+
+    /// Brings an older journal to the current version before anything is
+    /// logged in it (nothing may be pending: replay first). Not flushed.
+    pub fn upgrade<D: BlockDevice>(&mut self, device: &mut D) -> Result<()> {
+        if self.version != JOURNAL_VERSION {
+            self.version = JOURNAL_VERSION;
+            self.write_superblock(device)?;
+        }
+        Ok(())
+    }
+
+    /// Continues the checksum of a transaction's body (see `crc`).
+    fn sum(&self, crc: u32, block: &[u8]) -> u32 {
+        if self.version == JOURNAL_VERSION_CRC32C_BODY {
+            crc32c_append(crc, block)
+        } else {
+            crc32_append(crc, block)
+        }
     }
 
     /// Whether `block` lies inside the journal's run.
@@ -117,13 +145,14 @@ impl Journal {
         contents: impl Fn(u32) -> Option<Block>,
     ) -> Result<()> {
         debug_assert!(targets.len() <= self.capacity());
+        debug_assert_eq!(self.version, JOURNAL_VERSION, "upgrade before logging");
         let total = targets.len() as u32;
         let mut crc = 0;
         let mut position = 1;
         for chunk in targets.chunks(TARGETS_PER_DESCRIPTOR) {
             let descriptor = Descriptor { sequence: self.sequence, total, targets: chunk.to_vec() };
             let block = descriptor.encode();
-            crc = crc32c_append(crc, &block);
+            crc = self.sum(crc, &block);
             device.write_block(self.first_block + position, &block)?;
             position += 1;
         }
@@ -133,7 +162,7 @@ impl Journal {
             for &target in chunk {
                 let block =
                     contents(target).ok_or(Error::Io(crate::error::DeviceError::eio(Some(target))))?;
-                crc = crc32c_append(crc, &block);
+                crc = self.sum(crc, &block);
                 run.extend_from_slice(&block);
             }
             device.write_blocks(self.first_block + position, &run)?;
@@ -163,7 +192,7 @@ impl Journal {
             return Ok(None);
         }
         let descriptor_count = descriptors_for(total);
-        let mut crc = crc32c_append(0, &block);
+        let mut crc = self.sum(0, &block);
         let mut targets = first.targets;
         for index in 1..descriptor_count {
             self.read(device, 1 + index as u32, &mut block)?;
@@ -173,7 +202,7 @@ impl Journal {
             if next.sequence != self.sequence || next.total as usize != total {
                 return Ok(None);
             }
-            crc = crc32c_append(crc, &block);
+            crc = self.sum(crc, &block);
             targets.extend_from_slice(&next.targets);
         }
         if targets.len() != total {
@@ -182,7 +211,7 @@ impl Journal {
         let first_copy = 1 + descriptor_count as u32;
         for index in 0..total as u32 {
             self.read(device, first_copy + index, &mut block)?;
-            crc = crc32c_append(crc, &block);
+            crc = self.sum(crc, &block);
         }
         self.read(device, first_copy + total as u32, &mut block)?;
         let Ok(commit) = Commit::decode(&block) else {
@@ -293,7 +322,8 @@ mod tests {
     #[test]
     fn capacity_fits_the_journal() {
         for blocks in [3u32, 64, 1019, 1020, 1021, 2040, 8192] {
-            let journal = Journal { first_block: 0, block_count: blocks, sequence: 1 };
+            let journal =
+                Journal { first_block: 0, block_count: blocks, sequence: 1, version: JOURNAL_VERSION };
             let logged = journal.capacity();
             assert!(2 + descriptors_for(logged) + logged <= blocks as usize, "{blocks}");
             assert!(2 + descriptors_for(logged + 1) + logged + 1 > blocks as usize, "{blocks}");

@@ -18,7 +18,7 @@ mod allocator;
 mod bmap;
 pub mod cache;
 pub mod check;
-pub mod crc32c;
+pub mod crc;
 pub mod device;
 mod dir;
 pub mod error;
@@ -27,6 +27,7 @@ pub mod fs;
 mod journal;
 mod orphan;
 pub mod rootfs;
+mod store;
 mod sync;
 mod volume;
 

@@ -1,5 +1,5 @@
 //! Golden-image tests: images assembled byte by byte from the on-disk
-//! specification (seed "On-Disk Layout" + DESIGN.md §1), read through the
+//! specification (seed "On-Disk Layout" + docs/FORMAT.md), read through the
 //! library; and images written by the library, decoded here by hand.
 //!
 //! Nothing in this file uses the library's encoders (superblock, inode,
@@ -304,7 +304,7 @@ struct Rec {
     name: Vec<u8>,
 }
 
-/// Decodes a directory following the DESIGN.md §1 rule, block by block:
+/// Decodes a directory following the docs/FORMAT.md §6.2 rule, block by block:
 /// records chain by `rec_len` inside each block; a chain stops at the end
 /// of the block, at the directory's size, or at a `rec_len` < 8 / not a
 /// multiple of 4, which must be zero padding. A record crossing its block
@@ -1438,8 +1438,8 @@ fn usable_inode_limit() {
 /// `mkfs-blockfs --size 64` (VeridianOS host tool): 16384 blocks, default
 /// inode count 16384 / 4 = 4096, so I = 96 and only 42 * 96 = 4032 inodes
 /// have a slot. That tool writes `free_inodes = inode_count -
-/// next_free_inode`, counting the 64 slot-less inode numbers as free. DESIGN.md
-/// §1 requires such images to mount in this implementation.
+/// next_free_inode`, counting the 64 slot-less inode numbers as free. Such
+/// images must mount here (docs/FORMAT.md §4).
 #[test]
 fn image_from_veridian_mkfs_defaults_mounts() {
     const BLOCKS: u32 = 16384;

@@ -9,7 +9,7 @@
 //! directory sizes.
 
 use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -138,6 +138,9 @@ pub(super) struct Checker<'a, D> {
     /// The journal inode the record names, once it proved to own the
     /// journal's run.
     pub journal: Option<u32>,
+    /// Linked inodes on the orphan chain: a truncation whose blocks past
+    /// `size` are still to be freed.
+    pub truncating: BTreeSet<u32>,
     /// Metadata blocks of a committed journal transaction not replayed
     /// (a check without repairs reads the image as replay would leave it).
     overlay: BTreeMap<u32, Box<Block>>,
@@ -178,6 +181,7 @@ impl<'a, D: BlockDevice> Checker<'a, D> {
             report: Report::default(),
             extension: volume.extension.ok(),
             journal: None,
+            truncating: BTreeSet::new(),
             overlay: core::mem::take(&mut volume.overlay),
             claimed,
             duplicates: Bitset::new(geometry.block_count),

@@ -124,7 +124,7 @@ fn release_or_claim<D: BlockDevice>(ck: &mut Checker<'_, D>, ino: u32, inode: &m
         *inode = DiskInode { mode: inode.mode, dtime: ck.now, ..DiskInode::default() };
         ck.set_state(ino, InodeState::FREE);
     } else if inode.file_type().is_none_or(FileType::has_data_blocks) {
-        claim_map(ck, ino, inode, SIZE_LIMIT_BLOCKS)?;
+        claim_map(ck, ino, inode, SIZE_LIMIT_BLOCKS, false)?;
     }
     Ok(())
 }
@@ -292,14 +292,22 @@ fn check_data<D: BlockDevice>(
     // A symlink target lives in block 0 alone; the journal maps exactly its
     // run, so blocks past it are cleared rather than the size grown (which
     // would make the run no longer the journal's).
+    let truncating = ck.truncating.contains(&ino);
+    let trim = truncating && ck.may_fix(&ProblemKind::PendingOrphans { count: 1 });
     let limit = if kind == Kind::Known(FileType::Symlink) {
         1
-    } else if ck.journal == Some(ino) {
+    } else if ck.journal == Some(ino) || trim {
         blocks_for(inode.size)
     } else {
         SIZE_LIMIT_BLOCKS
     };
-    let summary = claim_map(ck, ino, inode, limit)?;
+    let summary = claim_map(ck, ino, inode, limit, trim)?;
+    if truncating {
+        // Blocks past its size are the pending truncation (reported with
+        // the chain, and trimmed when repairing), not damage.
+        check_block_count(ck, ino, inode, summary.held);
+        return Ok(());
+    }
     if inode.triple_indirect != 0 {
         let kind = ProblemKind::TripleIndirectSet { pointer: inode.triple_indirect };
         let fix = ck.may_fix(&kind);
@@ -326,16 +334,19 @@ fn check_data<D: BlockDevice>(
 }
 
 /// Walks the map: checks each pointer's range, claims its block, and
-/// notes blocks claimed before (pass 1b settles those).
+/// notes blocks claimed before (pass 1b settles those). Data blocks at or
+/// past `limit` are dropped when `trim` (a pending truncation) or the
+/// repair mode allows.
 fn claim_map<D: BlockDevice>(
     ck: &mut Checker<'_, D>,
     ino: u32,
     inode: &mut DiskInode,
     limit: u64,
+    trim: bool,
 ) -> Result<MapSummary> {
     let mut summary = MapSummary { held: 0, end: 0, past_limit: false };
     let clear_past_limit =
-        ck.may_fix(&ProblemKind::BlocksPastEnd { size: inode.size, mapped_blocks: limit + 1 });
+        trim || ck.may_fix(&ProblemKind::BlocksPastEnd { size: inode.size, mapped_blocks: limit + 1 });
     walk_map(ck, inode, &mut |ck, pointer: Pointer| {
         if let Some(kind) = range_problem(ck, pointer.block) {
             let fix = ck.may_fix(&kind);

@@ -1,7 +1,9 @@
-//! The orphan chain: inodes unlinked while open, still holding their
-//! blocks, chained from the extension record's `orphan_head` through
-//! `dtime`. A read-write mount frees them; so do repairs. A check without
-//! repairs counts their blocks as owned, so a crashed image is not
+//! The orphan chain (see the library's `orphan` module): inodes still
+//! holding blocks they are to give up, chained from the extension record's
+//! `orphan_head` through `dtime`. A member without links is freed whole; a
+//! member with links is mid-truncation and gives up its blocks past
+//! `size`. A read-write mount finishes both; so do repairs. A check
+//! without repairs counts their blocks as owned, so a crashed image is not
 //! reported as leaking.
 
 use super::context::{Checker, Kind};
@@ -20,17 +22,28 @@ pub(super) fn check<D: BlockDevice>(ck: &mut Checker<'_, D>) -> Result<()> {
     let mut broken = None;
     // Each step marks a new member, so the walk ends within the table.
     while next != 0 {
-        let fits = next < ck.geometry.usable_inodes() && ck.state(next).kind != Kind::Orphan;
-        let member = if fits { Some(ck.read_inode(next)?) } else { None };
-        let Some(inode) = member.filter(|inode| inode.is_free()) else {
+        let fits = next < ck.geometry.usable_inodes()
+            && ck.state(next).kind != Kind::Orphan
+            && !ck.truncating.contains(&next);
+        let Some(mut inode) = (if fits { Some(ck.read_inode(next)?) } else { None }) else {
             broken = Some(next);
             break;
         };
-        let mut state = ck.state(next);
-        state.kind = Kind::Orphan;
-        ck.set_state(next, state);
+        if inode.is_free() {
+            let mut state = ck.state(next);
+            state.kind = Kind::Orphan;
+            ck.set_state(next, state);
+        } else {
+            ck.truncating.insert(next);
+        }
         count += 1;
+        let member = next;
         next = inode.dtime;
+        if !inode.is_free() && ck.may_fix(&ProblemKind::PendingOrphans { count }) {
+            // Off the chain (which is emptied below); pass 1 trims it.
+            inode.dtime = 0;
+            ck.write_inode(member, &inode)?;
+        }
     }
     let release = ck.may_fix(&ProblemKind::PendingOrphans { count });
     if count > 0 {

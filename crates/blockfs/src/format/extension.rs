@@ -4,7 +4,7 @@
 //! a missing or damaged record simply means "plain version 1 image".
 
 use super::{le_u32, le_u64, put_u16, put_u32, put_u64, BLOCK_SIZE};
-use crate::crc32c::crc32c;
+use crate::crc::crc32c;
 
 /// Byte offset of the record in block 0 (62 rounded up to 8).
 pub const EXTENSION_OFFSET: usize = 64;

@@ -8,7 +8,7 @@ use super::{BLOCK_SIZE, POINTERS_PER_BLOCK};
 pub const BITS_PER_BITMAP_BLOCK: u32 = (BLOCK_SIZE * 8) as u32;
 /// The root directory's inode number.
 pub const ROOT_INODE: u32 = 0;
-/// The most inodes the format allows (DESIGN.md §1 default clamp).
+/// The most inodes the format allows (docs/FORMAT.md §1, default inode count).
 pub const MAX_DEFAULT_INODES: u32 = 65536;
 pub const MIN_DEFAULT_INODES: u32 = 672;
 
@@ -134,7 +134,7 @@ impl Geometry {
         block >= self.first_data_block() && block < self.block_count
     }
 
-    /// DESIGN.md §1: `block_count / 4` clamped to [672, 65536], and when
+    /// docs/FORMAT.md §1: `block_count / 4` clamped to [672, 65536], and when
     /// populating at least `entries × 1.25 + 64`.
     pub fn default_inode_count(block_count: u32, entries: u64) -> u32 {
         let by_size = (block_count / 4).clamp(MIN_DEFAULT_INODES, MAX_DEFAULT_INODES) as u64;

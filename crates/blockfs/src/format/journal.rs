@@ -6,12 +6,17 @@
 //! time: each is checkpointed (written home) right after it commits.
 
 use super::{le_u32, le_u64, put_u32, put_u64, Block, BLOCK_SIZE};
-use crate::crc32c::crc32c;
+use crate::crc::crc32c;
 
 pub const JOURNAL_MAGIC: u32 = 0x4A53_4642; // "BFSJ"
 pub const DESCRIPTOR_MAGIC: u32 = 0x4453_4642; // "BFSD"
 pub const COMMIT_MAGIC: u32 = 0x4353_4642; // "BFSC"
-pub const JOURNAL_VERSION: u32 = 1;
+/// Version 2 sums a transaction's body with CRC-32 (IEEE); version 1 (the
+/// first journals) summed it with CRC-32C, which cannot tell two versions
+/// of block 0 apart (see `crc`). Version 1 journals are still replayed,
+/// and upgraded before anything is written to them.
+pub const JOURNAL_VERSION: u32 = 2;
+pub const JOURNAL_VERSION_CRC32C_BODY: u32 = 1;
 
 const HEADER_SIZE: usize = 24;
 /// Home block numbers one descriptor block holds.
@@ -20,6 +25,7 @@ pub const TARGETS_PER_DESCRIPTOR: usize = (BLOCK_SIZE - HEADER_SIZE) / 4;
 /// Journal superblock: which transaction replay expects next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct JournalSuperblock {
+    pub version: u32,
     /// Blocks in the journal, this one included.
     pub block_count: u32,
     /// Sequence number of the next transaction; anything older in the
@@ -54,7 +60,7 @@ impl JournalSuperblock {
     pub fn encode(&self) -> Block {
         let mut block = [0u8; BLOCK_SIZE];
         put_u32(&mut block, 0, JOURNAL_MAGIC);
-        put_u32(&mut block, 4, JOURNAL_VERSION);
+        put_u32(&mut block, 4, self.version);
         put_u32(&mut block, 8, self.block_count);
         put_u64(&mut block, 16, self.sequence);
         seal(&mut block, HEADER_SIZE);
@@ -64,10 +70,10 @@ impl JournalSuperblock {
     pub fn decode(block: &Block) -> Result<Self, JournalRecordError> {
         sealed(block, JOURNAL_MAGIC, HEADER_SIZE)?;
         let version = le_u32(block, 4);
-        if version != JOURNAL_VERSION {
+        if version != JOURNAL_VERSION && version != JOURNAL_VERSION_CRC32C_BODY {
             return Err(JournalRecordError::UnsupportedVersion(version));
         }
-        Ok(JournalSuperblock { block_count: le_u32(block, 8), sequence: le_u64(block, 16) })
+        Ok(JournalSuperblock { version, block_count: le_u32(block, 8), sequence: le_u64(block, 16) })
     }
 }
 
@@ -149,7 +155,7 @@ mod tests {
 
     #[test]
     fn records_round_trip() {
-        let sb = JournalSuperblock { block_count: 1024, sequence: 77 };
+        let sb = JournalSuperblock { version: JOURNAL_VERSION, block_count: 1024, sequence: 77 };
         assert_eq!(JournalSuperblock::decode(&sb.encode()), Ok(sb));
         let descriptor = Descriptor { sequence: 9, total: 3, targets: vec![0, 5, 900] };
         assert_eq!(Descriptor::decode(&descriptor.encode()), Ok(descriptor));

@@ -98,17 +98,19 @@ pub(super) fn write_data<D: BlockDevice>(
     Ok(done)
 }
 
-/// Sets the size, freeing blocks past it and zeroing the tail of the last
-/// kept block, so a later extension reads zeros.
+/// Sets the size, zeroing the tail of the last kept block so a later
+/// extension reads zeros. Returns whether blocks past the new size remain
+/// to be freed (by reclamation, after the operation: see `lifetime`).
 pub(super) fn truncate<D: BlockDevice>(
     volume: &mut Volume<D>,
     ino: u32,
     inode: &mut DiskInode,
     size: u64,
-) -> Result<()> {
+) -> Result<bool> {
+    let mut blocks_past = false;
     if size < inode.size as u64 {
         let keep = size.div_ceil(BLOCK_SIZE as u64);
-        volume.truncate_blocks(ino, inode, keep)?;
+        blocks_past = volume.last_mapped(ino, inode)?.is_some_and(|last| last >= keep);
         let within = (size % BLOCK_SIZE as u64) as usize;
         if within != 0 {
             if let Some(physical) = volume.map_block(ino, inode, size / BLOCK_SIZE as u64)? {
@@ -117,5 +119,5 @@ pub(super) fn truncate<D: BlockDevice>(
         }
     }
     inode.size = size as u32;
-    Ok(())
+    Ok(blocks_past)
 }

@@ -4,7 +4,6 @@
 //! under one lock (a kernel or a multi-threaded FUSE server may call from
 //! several threads). Inode numbers are the on-disk ones; the root is 0.
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use crate::cache::CacheStats;
@@ -22,9 +21,12 @@ use crate::volume::Volume;
 
 mod data;
 mod format;
+mod lifetime;
 mod mount;
 mod ops;
 mod tune;
+
+use lifetime::Lifetimes;
 
 pub use format::format;
 pub use tune::JournalAdded;
@@ -43,6 +45,12 @@ const MAX_SYMLINK_FOLLOWS: usize = 40;
 pub const DEFAULT_CACHE_BLOCKS: usize = 4096;
 /// Seconds after which relatime refreshes atime regardless.
 const RELATIME_WINDOW: u32 = 24 * 60 * 60;
+/// Journal blocks an operation is sure to find free when it starts: more
+/// than any single namespace operation changes. An operation that needs
+/// more is rolled back and retried in an empty transaction.
+const OPERATION_CREDITS: usize = 24;
+/// Largest piece of a write done as one transaction (1 MiB).
+const WRITE_PIECE: usize = 256 * BLOCK_SIZE;
 
 /// Seconds since the epoch, as the inode stores them.
 pub type Clock = fn() -> u32;
@@ -64,7 +72,7 @@ fn system_clock() -> u32 {
 #[derive(Clone, Debug)]
 pub struct FormatOptions {
     pub block_count: u32,
-    /// `None` picks the default rule (DESIGN.md §1).
+    /// `None` picks the default rule (docs/FORMAT.md §1).
     pub inode_count: Option<u32>,
     /// Timestamp for the root directory and the extension record.
     pub time: u32,
@@ -133,6 +141,9 @@ impl Default for MountOptions {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Attr {
     pub ino: u32,
+    /// Distinguishes the uses of one inode number within a mount: a
+    /// number freed and allocated again gets a new generation.
+    pub generation: u64,
     pub kind: FileType,
     /// The 12 permission bits.
     pub perm: u16,
@@ -159,6 +170,7 @@ impl Attr {
         };
         Ok(Attr {
             ino,
+            generation: 0,
             kind,
             perm: inode.permissions(),
             nlink: inode.links_count,
@@ -230,8 +242,58 @@ pub struct RenameFlags {
 
 pub(crate) struct State<D> {
     pub volume: Volume<D>,
-    /// Open handles per inode; unlinked inodes stay allocated while open.
-    pub open: BTreeMap<u32, u32>,
+    lifetimes: Lifetimes,
+    /// See [`FileSystem::track_lookups`].
+    track_lookups: bool,
+}
+
+impl<D: BlockDevice> State<D> {
+    /// Runs `operation` as one transaction (docs/DESIGN.md,
+    /// "Transactions"): it starts with at least `OPERATION_CREDITS` free
+    /// journal blocks, and either joins the running transaction whole or,
+    /// on any error, is rolled back whole. Two failures get one retry
+    /// after a commit: running out of space while blocks freed by the
+    /// running transaction wait for it, and outgrowing the journal.
+    fn transaction<T>(
+        &mut self,
+        now: u32,
+        operation: &mut dyn FnMut(&mut Self, u32) -> Result<T>,
+    ) -> Result<T> {
+        if !self.volume.has_room_for(OPERATION_CREDITS) {
+            self.volume.commit(now)?;
+        }
+        let mut retried = false;
+        loop {
+            self.volume.begin_operation();
+            let error = match operation(self, now) {
+                Ok(value) if self.volume.fits_journal() => {
+                    self.volume.end_operation();
+                    return Ok(value);
+                }
+                Ok(_) => Error::TooLargeForJournal,
+                Err(error) => error,
+            };
+            self.volume.rollback_operation();
+            let retry = !retried
+                && match error {
+                    Error::TooLargeForJournal => self.volume.has_changes(),
+                    Error::NoSpace => !self.volume.pending_frees().is_empty(),
+                    _ => false,
+                };
+            if !retry {
+                return Err(error);
+            }
+            retried = true;
+            self.volume.commit(now)?;
+        }
+    }
+
+    /// What `stat` reports, with the inode's generation.
+    fn attr(&self, ino: u32, inode: &DiskInode) -> Result<Attr> {
+        let mut attr = Attr::from_inode(ino, inode)?;
+        attr.generation = self.lifetimes.generation(ino);
+        Ok(attr)
+    }
 }
 
 pub struct FileSystem<D> {
@@ -251,34 +313,37 @@ impl<D> core::fmt::Debug for FileSystem<D> {
 
 impl<D: BlockDevice> FileSystem<D> {
     /// Mounts: reads block 0 and the journal superblock, replays a
-    /// committed transaction if a crash left one, and reads nothing else.
+    /// committed transaction if a crash left one, and reads nothing else
+    /// but the orphan chain, whose work it finishes (read-write only).
     /// A read-write mount marks the image dirty (state 0) and bumps the
     /// mount count at once, so an unclean shutdown is recognisable.
     pub fn mount(device: D, options: MountOptions) -> Result<Self> {
         let (volume, info) = mount::open_volume(device, &options)?;
-        let mut state = State { volume, open: BTreeMap::new() };
-        if !options.read_only && state.recover_orphans((options.clock)())? > 0 {
-            state.volume.commit((options.clock)())?;
+        let mut state = State { volume, lifetimes: Lifetimes::default(), track_lookups: false };
+        if !options.read_only {
+            let now = (options.clock)();
+            state.load_orphans()?;
+            if state.reclaim_all(now)? > 0 {
+                state.volume.commit(now)?;
+            }
         }
         Ok(FileSystem { state: Mutex::new(state), info, options })
     }
 
-    /// Commits everything, marks the image clean and returns the device.
+    /// Finishes all pending work, commits everything, marks the image
+    /// clean and returns the device. After a device error aborted the
+    /// mount, returns [`Error::Aborted`] and writes nothing.
     pub fn unmount(self) -> Result<D> {
         let now = (self.options.clock)();
         let mut state = self.state.into_inner();
-        let open: Vec<u32> = state.open.keys().copied().collect();
-        for ino in open {
-            if state.volume.orphans.contains(&ino) {
-                state.free_inode(ino, now)?;
-            }
-        }
-        if !state.volume.read_only {
+        if !state.volume.is_read_only() {
+            state.volume.check_writable()?;
+            state.reclaim_all(now)?;
             state.volume.superblock.state = STATE_CLEAN;
             state.volume.superblock_dirty = true;
             state.volume.commit(now)?;
         }
-        Ok(state.volume.device)
+        Ok(state.volume.into_device())
     }
 
     /// Facts read at mount time (superblock as found, extension record).
@@ -292,35 +357,69 @@ impl<D: BlockDevice> FileSystem<D> {
     }
 
     pub fn cache_stats(&self) -> CacheStats {
-        self.state.lock().volume.cache.stats()
+        self.state.lock().volume.store().stats()
     }
 
     pub fn is_read_only(&self) -> bool {
         self.options.read_only
     }
 
+    /// From now on, count the references each lookup, create, mkdir,
+    /// mknod, symlink and link hands out; the caller returns them with
+    /// [`FileSystem::forget`]. An unlinked inode is then freed only when
+    /// these and its open handles are gone. A FUSE server turns this on
+    /// (the kernel holds inodes past their last close); a caller that
+    /// never forgets must not.
+    pub fn track_lookups(&self) {
+        self.state.lock().track_lookups = true;
+    }
+
+    /// Whether a device error during a commit turned the mount read-only.
+    pub fn is_aborted(&self) -> bool {
+        self.state.lock().volume.store().is_aborted()
+    }
+
     pub fn has_journal(&self) -> bool {
         self.state.lock().volume.journal.is_some()
     }
 
-    /// Runs one operation under the lock. Each operation is one atomic
-    /// unit: the running transaction commits only between operations, when
-    /// it has grown large (see `Volume::commit_due`). An operation that ran
-    /// out of space while blocks freed by the running transaction wait for
-    /// its commit is retried once after committing (a failed operation
-    /// leaves no change behind, so the retry starts clean).
-    fn run<T>(&self, mut operation: impl FnMut(&mut State<D>, u32) -> Result<T>) -> Result<T> {
+    /// Runs one operation under the lock, as a transaction, then the
+    /// reclamation it queued (each step a transaction of its own), then a
+    /// commit when the running transaction has grown large (see
+    /// `Volume::commit_due`).
+    fn run<T>(&self, operation: impl FnMut(&mut State<D>, u32) -> Result<T>) -> Result<T> {
+        self.run_then(operation, |_, _| {})
+    }
+
+    /// `run`, with `then` applied under the same lock once the operation
+    /// has succeeded.
+    fn run_then<T>(
+        &self,
+        mut operation: impl FnMut(&mut State<D>, u32) -> Result<T>,
+        then: impl FnOnce(&mut State<D>, &T),
+    ) -> Result<T> {
         let now = (self.options.clock)();
         let mut state = self.state.lock();
-        let mut result = operation(&mut state, now);
-        if matches!(result, Err(Error::NoSpace)) && !state.volume.pending_frees.is_empty() {
-            state.volume.commit(now)?;
-            result = operation(&mut state, now);
-        }
+        let value = state.transaction(now, &mut operation)?;
+        then(&mut state, &value);
+        // The operation itself is done: a failed reclamation stays queued
+        // (and on the orphan chain) and is retried later.
+        let _ = state.reclaim_queued(now);
         if state.volume.commit_due() {
             state.volume.commit(now)?;
         }
-        result
+        Ok(value)
+    }
+
+    /// Runs an operation that hands out a reference to the inode whose
+    /// attributes it returns, and counts the reference when lookups are
+    /// tracked.
+    fn run_referencing(&self, operation: impl FnMut(&mut State<D>, u32) -> Result<Attr>) -> Result<Attr> {
+        self.run_then(operation, |state, attr| {
+            if state.track_lookups {
+                state.lifetimes.hold_lookup(attr.ino);
+            }
+        })
     }
 
     pub fn statfs(&self) -> StatFs {
@@ -330,7 +429,7 @@ impl<D: BlockDevice> FileSystem<D> {
             block_size: BLOCK_SIZE as u32,
             blocks: volume.geometry.block_count,
             // Blocks freed by the running transaction count as free.
-            free_blocks: volume.superblock.free_blocks + volume.pending_frees.len() as u32,
+            free_blocks: volume.superblock.free_blocks + volume.pending_frees().len() as u32,
             inodes: volume.geometry.usable_inodes(),
             free_inodes: volume.superblock.free_inodes,
             name_max: MAX_NAME_LEN as u32,
@@ -340,16 +439,26 @@ impl<D: BlockDevice> FileSystem<D> {
     pub fn getattr(&self, ino: u32) -> Result<Attr> {
         self.run(|state, _| {
             let inode = state.live_inode(ino)?;
-            Attr::from_inode(ino, &inode)
+            state.attr(ino, &inode)
         })
     }
 
+    /// Looks `name` up in `parent` (a reference, when lookups are tracked).
     pub fn lookup(&self, parent: u32, name: &[u8]) -> Result<Attr> {
-        self.run(|state, _| {
+        self.run_referencing(|state, _| {
             let ino = state.lookup(parent, name)?;
             let inode = state.linked_inode(ino)?;
-            Attr::from_inode(ino, &inode)
+            state.attr(ino, &inode)
         })
+    }
+
+    /// Returns `count` references that lookups handed out for `ino` (FUSE
+    /// `FORGET`). An unlinked inode nothing else holds is then freed.
+    pub fn forget(&self, ino: u32, count: u64) {
+        let now = (self.options.clock)();
+        let mut state = self.state.lock();
+        // A failure leaves the orphan queued: unmount frees it.
+        let _ = state.release_holds(ino, 0, count, now);
     }
 
     /// Resolves an absolute path, following symlinks in every component
@@ -359,7 +468,17 @@ impl<D: BlockDevice> FileSystem<D> {
     }
 
     pub fn setattr(&self, ino: u32, changes: &SetAttr) -> Result<Attr> {
+        if changes.size.is_some() {
+            self.settle(ino)?;
+        }
         self.run(|state, now| state.setattr(ino, changes, now))
+    }
+
+    /// Finishes an earlier truncation of `ino` that could not complete,
+    /// before its blocks past `size` could be mapped again.
+    fn settle(&self, ino: u32) -> Result<()> {
+        let now = (self.options.clock)();
+        self.state.lock().settle(ino, now)
     }
 
     pub fn read(&self, ino: u32, offset: u64, buf: &mut [u8]) -> Result<usize> {
@@ -367,21 +486,27 @@ impl<D: BlockDevice> FileSystem<D> {
         self.run(|state, now| state.read(ino, offset, buf, relatime.then_some(now)))
     }
 
-    /// Writes `data` at `offset`. A short count means the disk filled up
-    /// part-way (or the 4 GiB − 1 limit was reached).
+    /// Writes `data` at `offset`, a transaction per `WRITE_PIECE`. A
+    /// short count means a piece failed after earlier ones were written
+    /// (the disk filled up, the 4 GiB − 1 limit, a device error); a failed
+    /// piece leaves nothing behind.
     pub fn write(&self, ino: u32, offset: u64, data: &[u8]) -> Result<usize> {
-        let written = self.run(|state, now| state.write(ino, offset, data, now))?;
-        if written == data.len() || written == 0 {
-            return Ok(written);
+        self.settle(ino)?;
+        let mut written = 0;
+        for piece in data.chunks(WRITE_PIECE) {
+            let at = offset + written as u64;
+            match self.run(|state, now| state.write(ino, at, piece, now)) {
+                Ok(count) => {
+                    written += count;
+                    if count < piece.len() {
+                        break;
+                    }
+                }
+                Err(_) if written > 0 => break,
+                Err(error) => return Err(error),
+            }
         }
-        // Out of space part-way: the rest gets one more try, which `run`
-        // retries after a commit if the running transaction freed blocks.
-        let rest = &data[written..];
-        match self.run(|state, now| state.write(ino, offset + written as u64, rest, now)) {
-            Ok(more) => Ok(written + more),
-            Err(Error::NoSpace | Error::FileTooBig) => Ok(written),
-            Err(error) => Err(error),
-        }
+        Ok(written)
     }
 
     pub fn create(&self, parent: u32, name: &[u8], new: NewInode) -> Result<Attr> {
@@ -400,7 +525,7 @@ impl<D: BlockDevice> FileSystem<D> {
         if matches!(kind, FileType::Directory | FileType::Symlink) || !DiskInode::rdev_fits(rdev.0, rdev.1) {
             return Err(Error::InvalidArgument);
         }
-        self.run(|state, now| {
+        self.run_referencing(|state, now| {
             state.make_node(parent, name, kind, new, now, |_, _, inode| {
                 if matches!(kind, FileType::CharDevice | FileType::BlockDevice) {
                     inode.set_rdev(rdev.0, rdev.1);
@@ -411,7 +536,7 @@ impl<D: BlockDevice> FileSystem<D> {
     }
 
     pub fn mkdir(&self, parent: u32, name: &[u8], new: NewInode) -> Result<Attr> {
-        self.run(|state, now| state.mkdir(parent, name, new, now))
+        self.run_referencing(|state, now| state.mkdir(parent, name, new, now))
     }
 
     pub fn symlink(&self, parent: u32, name: &[u8], target: &[u8], uid: u16, gid: u16) -> Result<Attr> {
@@ -422,7 +547,7 @@ impl<D: BlockDevice> FileSystem<D> {
             return Err(Error::NameTooLong);
         }
         let new = NewInode { perm: 0o777, uid, gid };
-        self.run(|state, now| {
+        self.run_referencing(|state, now| {
             state.make_node(parent, name, FileType::Symlink, new, now, |volume, ino, inode| {
                 data::write_data(volume, ino, inode, 0, target).map(|_| ())
             })
@@ -442,7 +567,7 @@ impl<D: BlockDevice> FileSystem<D> {
     }
 
     pub fn link(&self, ino: u32, new_parent: u32, new_name: &[u8]) -> Result<Attr> {
-        self.run(|state, now| state.link(ino, new_parent, new_name, now))
+        self.run_referencing(|state, now| state.link(ino, new_parent, new_name, now))
     }
 
     pub fn rename(
@@ -466,7 +591,15 @@ impl<D: BlockDevice> FileSystem<D> {
         visit: &mut dyn FnMut(&DirEntry, u64) -> bool,
     ) -> Result<()> {
         self.run(|state, _| {
-            let inode = state.directory(ino)?;
+            let inode = state.live_inode(ino)?;
+            if inode.file_type() != Some(FileType::Directory) {
+                return Err(Error::NotDir);
+            }
+            if inode.links_count == 0 {
+                // Removed while something still holds it: empty, as
+                // POSIX has it (not even `.` and `..`).
+                return Ok(());
+            }
             let from = offset.min(u32::MAX as u64) as u32;
             state.volume.list_entries(ino, &inode, from, &mut |entry| {
                 let next = entry.position as u64 + 1;
@@ -478,15 +611,19 @@ impl<D: BlockDevice> FileSystem<D> {
     /// Notes an open handle: an unlinked inode keeps its data until the
     /// last handle is released.
     pub fn open(&self, ino: u32) -> Result<Attr> {
-        self.run(|state, _| {
-            let inode = state.live_inode(ino)?;
-            *state.open.entry(ino).or_insert(0) += 1;
-            Attr::from_inode(ino, &inode)
-        })
+        self.run_then(
+            |state, _| {
+                let inode = state.live_inode(ino)?;
+                state.attr(ino, &inode)
+            },
+            |state, _| state.lifetimes.hold_open(ino),
+        )
     }
 
+    /// Closes one handle; an unlinked inode nothing else holds is freed.
     pub fn release(&self, ino: u32) -> Result<()> {
-        self.run(|state, now| state.release(ino, now))
+        let now = (self.options.clock)();
+        self.state.lock().release_holds(ino, 1, 0, now)
     }
 
     /// Makes every change durable (one journal transaction, or a full
@@ -494,7 +631,9 @@ impl<D: BlockDevice> FileSystem<D> {
     /// number of home blocks written.
     pub fn sync(&self) -> Result<usize> {
         let now = (self.options.clock)();
-        self.state.lock().volume.commit(now)
+        let mut state = self.state.lock();
+        let _ = state.reclaim_queued(now);
+        state.volume.commit(now)
     }
 
     /// Makes inode `ino`'s data and metadata durable. Metadata is only

@@ -140,21 +140,24 @@ pub(super) fn open_volume<D: BlockDevice>(
         options.read_only,
         DirIndexes::new(index_budget),
     );
-    volume.overlay = overlay;
+    volume.store_mut().set_overlay(overlay);
     volume.journal_inode = extension.filter(Extension::has_journal).map(|e| e.journal_inode);
     let root = volume.read_inode(ROOT_INODE)?;
     if root.file_type() != Some(FileType::Directory) || root.is_free() {
         return Err(Error::corrupt(Corruption::BadFileType(root.mode), Some(ROOT_INODE), None));
     }
     if !options.read_only {
+        if let Some(journal) = journal.as_mut() {
+            // Flushed with block 0, before any transaction is logged.
+            journal.upgrade(volume.store_mut().device_mut())?;
+        }
         volume.superblock.state = STATE_DIRTY;
         if options.record_mount {
             volume.superblock.mount_count = volume.superblock.mount_count.wrapping_add(1);
             volume.superblock.mount_time = (options.clock)() as u64;
         }
         volume.store_superblock()?;
-        volume.cache.write_back(&mut volume.device)?;
-        volume.device.flush()?;
+        volume.store_mut().write_back_all()?;
         if let Some(journal) = journal.filter(|_| options.journal) {
             volume.attach_journal(journal);
         }

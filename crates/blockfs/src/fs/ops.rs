@@ -1,6 +1,6 @@
-//! The operations themselves, on the locked state: each checks its
-//! arguments first, then changes blocks, undoing allocations on failure so
-//! an operation either happens whole or not at all.
+//! The operations themselves, on the locked state. Each runs inside a
+//! transaction (`State::transaction`): it checks its arguments, then
+//! changes blocks, and any error rolls the whole operation back.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -27,7 +27,7 @@ impl<D: BlockDevice> State<D> {
             return Err(Error::NotFound);
         }
         let inode = self.volume.read_inode(ino)?;
-        if inode.is_free() && !self.volume.orphans.contains(&ino) {
+        if inode.is_free() && !self.volume.is_orphan(ino) {
             return Err(Error::NotFound);
         }
         Ok(inode)
@@ -43,10 +43,15 @@ impl<D: BlockDevice> State<D> {
         Ok(inode)
     }
 
+    /// A directory that is linked in the tree: one removed while still
+    /// held is empty, so nothing can be looked up or created in it.
     pub(super) fn directory(&mut self, ino: u32) -> Result<DiskInode> {
         let inode = self.live_inode(ino)?;
         if inode.file_type() != Some(FileType::Directory) {
             return Err(Error::NotDir);
+        }
+        if inode.links_count == 0 {
+            return Err(Error::NotFound);
         }
         Ok(inode)
     }
@@ -104,9 +109,7 @@ impl<D: BlockDevice> State<D> {
     }
 
     pub(super) fn setattr(&mut self, ino: u32, changes: &SetAttr, now: u32) -> Result<Attr> {
-        if self.volume.read_only {
-            return Err(Error::ReadOnly);
-        }
+        self.volume.check_writable()?;
         let mut inode = self.live_inode(ino)?;
         let kind =
             inode.file_type().ok_or(Error::corrupt(Corruption::BadFileType(inode.mode), Some(ino), None))?;
@@ -122,7 +125,11 @@ impl<D: BlockDevice> State<D> {
             if size > MAX_FILE_SIZE {
                 return Err(Error::FileTooBig);
             }
-            truncate(&mut self.volume, ino, &mut inode, size)?;
+            if truncate(&mut self.volume, ino, &mut inode, size)? {
+                // Blocks past the new size are freed after the operation,
+                // in steps; the orphan chain covers a crash meanwhile.
+                self.orphan(ino, &mut inode);
+            }
             inode.mtime = now;
         }
         if let Some(perm) = changes.perm {
@@ -142,7 +149,7 @@ impl<D: BlockDevice> State<D> {
         }
         inode.ctime = now;
         self.volume.write_inode(ino, &inode)?;
-        Attr::from_inode(ino, &inode)
+        self.attr(ino, &inode)
     }
 
     pub(super) fn read(
@@ -172,9 +179,7 @@ impl<D: BlockDevice> State<D> {
     }
 
     pub(super) fn write(&mut self, ino: u32, offset: u64, data: &[u8], now: u32) -> Result<usize> {
-        if self.volume.read_only {
-            return Err(Error::ReadOnly);
-        }
+        self.volume.check_writable()?;
         let mut inode = self.live_inode(ino)?;
         match inode.file_type() {
             Some(FileType::Directory) => return Err(Error::IsDir),
@@ -188,20 +193,20 @@ impl<D: BlockDevice> State<D> {
             return Err(Error::FileTooBig);
         }
         let length = (data.len() as u64).min(MAX_FILE_SIZE - offset) as usize;
-        let result = write_data(&mut self.volume, ino, &mut inode, offset, &data[..length]);
+        let written = write_data(&mut self.volume, ino, &mut inode, offset, &data[..length])?;
+        if written < length && !self.volume.pending_frees().is_empty() {
+            // Out of space while blocks freed by the running transaction
+            // wait for its commit: the transaction retries after one.
+            return Err(Error::NoSpace);
+        }
         inode.mtime = now;
         inode.ctime = now;
-        // The inode is written even after a failure: blocks it gained stay
-        // accounted for.
         self.volume.write_inode(ino, &inode)?;
-        match result {
-            Ok(written) => Ok(written),
-            Err(error) => Err(error),
-        }
+        Ok(written)
     }
 
     /// Allocates an inode, lets `fill` give it content, and links it into
-    /// `parent` under `name`; undoes the allocation if any step fails.
+    /// `parent` under `name`.
     pub(super) fn make_node(
         &mut self,
         parent: u32,
@@ -211,9 +216,7 @@ impl<D: BlockDevice> State<D> {
         now: u32,
         fill: impl FnOnce(&mut Volume<D>, u32, &mut DiskInode) -> Result<()>,
     ) -> Result<Attr> {
-        if self.volume.read_only {
-            return Err(Error::ReadOnly);
-        }
+        self.volume.check_writable()?;
         check_name(name)?;
         let mut dir = self.directory(parent)?;
         if self.volume.find_entry(parent, &dir, name)?.is_some() {
@@ -233,20 +236,17 @@ impl<D: BlockDevice> State<D> {
             links_count: if kind == FileType::Directory { 2 } else { 1 },
             ..DiskInode::default()
         };
-        let built = fill(&mut self.volume, ino, &mut inode)
-            .and_then(|()| self.volume.write_inode(ino, &inode))
-            .and_then(|()| self.volume.add_entry(parent, &mut dir, name, ino, kind));
-        if let Err(error) = built {
-            self.discard_inode(ino, &mut inode, now)?;
-            return Err(error);
-        }
+        self.lifetimes.new_generation(ino);
+        fill(&mut self.volume, ino, &mut inode)?;
+        self.volume.write_inode(ino, &inode)?;
+        self.volume.add_entry(parent, &mut dir, name, ino, kind)?;
         if kind == FileType::Directory {
             dir.links_count += 1;
         }
         dir.mtime = now;
         dir.ctime = now;
         self.volume.write_inode(parent, &dir)?;
-        Attr::from_inode(ino, &inode)
+        self.attr(ino, &inode)
     }
 
     pub(super) fn mkdir(&mut self, parent: u32, name: &[u8], new: NewInode, now: u32) -> Result<Attr> {
@@ -255,77 +255,20 @@ impl<D: BlockDevice> State<D> {
         })
     }
 
-    /// Frees the blocks of a half-made inode and returns it to the pool.
-    pub(super) fn discard_inode(&mut self, ino: u32, inode: &mut DiskInode, now: u32) -> Result<()> {
-        self.volume.truncate_blocks(ino, inode, 0)?;
-        *inode = DiskInode { dtime: now, ..DiskInode::default() };
-        self.volume.write_inode(ino, inode)?;
-        self.volume.release_inode(ino);
-        Ok(())
-    }
-
-    /// Frees an inode whose last link is gone (and which nobody has open).
-    pub(super) fn free_inode(&mut self, ino: u32, now: u32) -> Result<()> {
-        let mut inode = self.volume.read_inode(ino)?;
-        if self.volume.orphans.contains(&ino) {
-            self.volume.remove_orphan(ino, &inode)?;
-        }
-        if inode.file_type().is_some_and(FileType::has_data_blocks) {
-            self.volume.truncate_blocks(ino, &mut inode, 0)?;
-        }
-        let mode = inode.mode;
-        inode = DiskInode { mode, dtime: now, ..DiskInode::default() };
-        self.volume.write_inode(ino, &inode)?;
-        self.volume.dir_indexes.forget(ino);
-        self.volume.release_inode(ino);
-        Ok(())
-    }
-
-    /// Frees the orphans a crash left behind (read-write mount only).
-    pub(super) fn recover_orphans(&mut self, now: u32) -> Result<usize> {
-        let chain = self.volume.orphan_chain()?;
-        for &ino in &chain {
-            self.volume.orphans.insert(ino);
-            self.free_inode(ino, now)?;
-        }
-        Ok(chain.len())
-    }
-
-    /// Closes one handle; the last close of an unlinked inode frees it.
-    pub(super) fn release(&mut self, ino: u32, now: u32) -> Result<()> {
-        let Some(count) = self.open.get_mut(&ino) else {
-            return Ok(());
-        };
-        *count -= 1;
-        if *count == 0 {
-            self.open.remove(&ino);
-            if self.volume.orphans.contains(&ino) {
-                self.free_inode(ino, now)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Drops one link of `ino`; frees it (or defers to the last close).
+    /// Drops one link of `ino`. The last one puts it on the orphan chain:
+    /// it is freed after the operation, or once nothing holds it.
     pub(super) fn drop_link(&mut self, ino: u32, inode: &mut DiskInode, now: u32) -> Result<()> {
         let is_dir = inode.file_type() == Some(FileType::Directory);
         inode.links_count = if is_dir { 0 } else { inode.links_count.saturating_sub(1) };
         inode.ctime = now;
-        let keep_open = inode.links_count == 0 && self.open.contains_key(&ino);
-        if keep_open {
-            self.volume.add_orphan(ino, inode);
+        if inode.links_count == 0 {
+            self.orphan(ino, inode);
         }
-        self.volume.write_inode(ino, inode)?;
-        if inode.links_count == 0 && !keep_open {
-            self.free_inode(ino, now)?;
-        }
-        Ok(())
+        self.volume.write_inode(ino, inode)
     }
 
     pub(super) fn unlink(&mut self, parent: u32, name: &[u8], now: u32) -> Result<()> {
-        if self.volume.read_only {
-            return Err(Error::ReadOnly);
-        }
+        self.volume.check_writable()?;
         if is_dot_or_dotdot(name) {
             return Err(Error::IsDir);
         }
@@ -343,9 +286,7 @@ impl<D: BlockDevice> State<D> {
     }
 
     pub(super) fn rmdir(&mut self, parent: u32, name: &[u8], now: u32) -> Result<()> {
-        if self.volume.read_only {
-            return Err(Error::ReadOnly);
-        }
+        self.volume.check_writable()?;
         if name == b"." {
             return Err(Error::InvalidArgument);
         }
@@ -370,9 +311,7 @@ impl<D: BlockDevice> State<D> {
     }
 
     pub(super) fn link(&mut self, ino: u32, new_parent: u32, new_name: &[u8], now: u32) -> Result<Attr> {
-        if self.volume.read_only {
-            return Err(Error::ReadOnly);
-        }
+        self.volume.check_writable()?;
         check_name(new_name)?;
         let mut inode = self.live_inode(ino)?;
         if inode.file_type() == Some(FileType::Directory) {
@@ -398,7 +337,7 @@ impl<D: BlockDevice> State<D> {
         inode.links_count += 1;
         inode.ctime = now;
         self.volume.write_inode(ino, &inode)?;
-        Attr::from_inode(ino, &inode)
+        self.attr(ino, &inode)
     }
 
     /// Whether directory `ancestor` is `ino` or one of its ancestors.
@@ -424,9 +363,7 @@ impl<D: BlockDevice> State<D> {
         flags: RenameFlags,
         now: u32,
     ) -> Result<()> {
-        if self.volume.read_only {
-            return Err(Error::ReadOnly);
-        }
+        self.volume.check_writable()?;
         if is_dot_or_dotdot(name) || is_dot_or_dotdot(new_name) {
             return Err(Error::InvalidArgument);
         }

@@ -30,9 +30,7 @@ impl<D: BlockDevice> FileSystem<D> {
         let now = (self.options.clock)();
         let mut state = self.state.lock();
         let volume = &mut state.volume;
-        if volume.read_only {
-            return Err(Error::ReadOnly);
-        }
+        volume.check_writable()?;
         if volume.journal.is_some() || volume.extension.is_some_and(|e| e.has_journal()) {
             return Err(Error::Exists);
         }
@@ -42,7 +40,7 @@ impl<D: BlockDevice> FileSystem<D> {
         };
         let (JournalAdded::Created { inode, first_block, blocks }
         | JournalAdded::Reattached { inode, first_block, blocks }) = added;
-        let journal = Journal::create(&mut volume.device, first_block, blocks)?;
+        let journal = Journal::create(volume.store_mut().device_mut(), first_block, blocks)?;
         let extension = volume.extension.get_or_insert_with(|| Extension::new(uuid, b"", now as u64));
         extension.compat_features |= FEATURE_JOURNAL;
         extension.journal_inode = inode;

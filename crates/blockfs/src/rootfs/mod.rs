@@ -1,7 +1,7 @@
 //! The root filesystem at boot: probe block 0 of the boot disk for the
 //! BlockFS magic and mount it as a persistent root, or else read the disk
 //! as a TAR archive and build a volatile root in RAM from it
-//! (seed: "Auto-Detection Mechanism"; DESIGN.md §3 (j)).
+//! (docs/DESIGN.md §7).
 //!
 //! The member-creation engine ([`Extractor`]) works on any mounted
 //! filesystem, so host tools extract archives into images with the same

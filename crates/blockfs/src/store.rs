@@ -1,0 +1,188 @@
+//! The block store: the device, the block cache and the read-only replay
+//! overlay behind one door. Every block the filesystem reads or changes
+//! passes through here, so bounds checks, the read-only rule and the
+//! "aborted after a device error" rule live in one place.
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use crate::cache::{BlockCache, BlockKind, CacheStats};
+use crate::device::BlockDevice;
+use crate::error::{Corruption, Error, Result};
+use crate::format::{Block, BLOCK_SIZE};
+use crate::journal::Journal;
+
+pub(crate) struct BlockStore<D> {
+    device: D,
+    cache: BlockCache,
+    /// Blocks of the image (the device may be longer).
+    block_count: u32,
+    /// Read-only mount of an image with a committed but unreplayed
+    /// transaction: its blocks, consulted before the device.
+    overlay: BTreeMap<u32, Box<Block>>,
+    read_only: bool,
+    /// A commit failed part-way: nothing more may be written (the image
+    /// on the device is the last committed state, or will be once the
+    /// journal is replayed).
+    aborted: bool,
+}
+
+impl<D: BlockDevice> BlockStore<D> {
+    pub fn new(device: D, cache: BlockCache, block_count: u32, read_only: bool) -> Self {
+        BlockStore { device, cache, block_count, overlay: BTreeMap::new(), read_only, aborted: false }
+    }
+
+    pub fn set_overlay(&mut self, overlay: BTreeMap<u32, Box<Block>>) {
+        self.overlay = overlay;
+    }
+
+    pub fn into_device(self) -> D {
+        self.device
+    }
+
+    /// The device, for writes that bypass the cache (a new journal's
+    /// blocks, which no cached block shadows).
+    pub fn device_mut(&mut self) -> &mut D {
+        &mut self.device
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    pub fn is_aborted(&self) -> bool {
+        self.aborted
+    }
+
+    /// After a failed commit: refuse every later write.
+    pub fn abort(&mut self) {
+        self.aborted = true;
+    }
+
+    pub fn cache(&self) -> &BlockCache {
+        &self.cache
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    fn check_block(&self, block: u32) -> Result<()> {
+        if block < self.block_count {
+            Ok(())
+        } else {
+            Err(Error::corrupt(Corruption::BlockOutOfRange(block), None, Some(block)))
+        }
+    }
+
+    /// Whether writes are allowed at all.
+    pub fn check_writable(&self) -> Result<()> {
+        if self.aborted {
+            Err(Error::Aborted)
+        } else if self.read_only {
+            Err(Error::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn block(&mut self, block: u32) -> Result<&Block> {
+        self.check_block(block)?;
+        if let Some(replayed) = self.overlay.get(&block) {
+            return Ok(replayed);
+        }
+        Ok(self.cache.read(&mut self.device, block)?)
+    }
+
+    /// Whether a block's current contents are in memory (and so must be
+    /// read from there, not from the device).
+    pub fn is_cached(&self, block: u32) -> bool {
+        self.cache.is_cached(block) || self.overlay.contains_key(&block)
+    }
+
+    /// Reads consecutive blocks straight from the device, bypassing the
+    /// cache; the caller has checked none of them is cached.
+    pub fn read_uncached(&mut self, first: u32, buf: &mut [u8]) -> Result<()> {
+        let count = (buf.len() / BLOCK_SIZE) as u32;
+        self.check_block(first.saturating_add(count.saturating_sub(1)))?;
+        Ok(self.device.read_blocks(first, buf)?)
+    }
+
+    fn writable(&self, block: u32) -> Result<()> {
+        self.check_block(block)?;
+        self.check_writable()
+    }
+
+    /// A block to change; `kind` says whether the journal logs it.
+    pub fn modify(&mut self, block: u32, kind: BlockKind) -> Result<&mut Block> {
+        self.writable(block)?;
+        Ok(self.cache.modify(&mut self.device, block, kind)?)
+    }
+
+    /// A block the caller fills whole: zeroed, not read first.
+    pub fn overwrite(&mut self, block: u32, kind: BlockKind) -> Result<&mut Block> {
+        self.writable(block)?;
+        Ok(self.cache.overwrite(&mut self.device, block, kind)?)
+    }
+
+    /// Drops a freed block's cached contents (undoably).
+    pub fn discard(&mut self, block: u32) {
+        self.cache.discard(block);
+    }
+
+    /// Starts an operation: the first change to each block records its
+    /// prior state (see `cache`).
+    pub fn begin(&mut self) {
+        self.cache.begin();
+    }
+
+    pub fn keep(&mut self) {
+        self.cache.keep();
+    }
+
+    pub fn rollback(&mut self) {
+        self.cache.rollback();
+    }
+
+    /// Writes every dirty block home and flushes (a plain image's commit).
+    pub fn write_back_all(&mut self) -> Result<usize> {
+        let written = self.cache.write_back(&mut self.device)?;
+        self.device.flush()?;
+        Ok(written)
+    }
+
+    /// Writes dirty file data home (ordered mode: before the commit that
+    /// makes it reachable). Does not flush.
+    pub fn write_back_data(&mut self) -> Result<usize> {
+        Ok(self.cache.write_back_data(&mut self.device)?)
+    }
+
+    /// Writes every dirty block home without flushing.
+    pub fn write_back(&mut self) -> Result<usize> {
+        Ok(self.cache.write_back(&mut self.device)?)
+    }
+
+    pub fn flush(&mut self) -> Result<()> {
+        Ok(self.device.flush()?)
+    }
+
+    /// Logs the dirty metadata blocks in `journal` as one transaction
+    /// (not flushed).
+    pub fn log_metadata(&mut self, journal: &mut Journal, metadata: &[u32]) -> Result<()> {
+        let cache = &self.cache;
+        journal.write_transaction(&mut self.device, metadata, |block| cache.peek(block).copied())
+    }
+
+    pub fn dirty_metadata(&self) -> Vec<u32> {
+        self.cache.dirty_metadata()
+    }
+
+    pub fn shrink_to_budget(&mut self) {
+        self.cache.shrink_to_budget();
+    }
+
+    pub fn set_pin_metadata(&mut self, pin: bool) {
+        self.cache.set_pin_metadata(pin);
+    }
+}
