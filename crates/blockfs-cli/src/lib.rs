@@ -1,37 +1,23 @@
 //! The host tools' logic, kept out of the binaries so it can be tested:
-//! `mkfs-blockfs` ([`mkfs`]) and `blockfs` ([`inspect`] for looking,
-//! [`commands`] for copying in and out and changing, [`mount`]).
+//! one module folder per binary ([`mkfs`], [`fsck`], [`blockfs`], the
+//! last with one folder per command group), and the pieces they share:
+//! opening and locking images ([`image`]), the host side of a copy
+//! ([`host`]: scanning trees, writing output files), tar archives
+//! ([`tar`]).
 //! Everything that touches the filesystem format goes through the
 //! `blockfs` library; this crate only walks host directories, parses
 //! command lines and prints.
 
-pub mod archive;
-pub mod attrs;
-pub mod blockdev;
+pub mod blockfs;
 pub mod clock;
-pub mod commands;
-pub mod edit;
-pub mod export;
-pub mod extract;
+pub mod docs;
 pub mod fsck;
-pub mod hosttree;
+pub mod host;
 pub mod image;
-pub mod import;
-pub mod insert;
-pub mod inspect;
-pub mod lock;
+pub mod interrupt;
 pub mod mkfs;
-pub mod mount;
-pub mod output;
 pub mod paths;
-pub mod populate;
-pub mod probe;
 pub mod progress;
-pub mod resize;
-pub mod space;
 mod sys;
 pub mod tar;
-pub mod text;
-pub mod tune;
 pub mod uuid;
-pub mod walk;

@@ -1,7 +1,7 @@
-//! The few system calls std does not wrap: advisory locks, device and
-//! FIFO nodes, a symlink's own times, and the effective user. Every
-//! unsafe block in the crate is here, each passing only pointers that
-//! safe code has just made valid.
+//! The few system calls std does not wrap: advisory locks, finding a
+//! file's data and holes, writing to an inherited descriptor, device and FIFO nodes, a symlink's own times,
+//! and the effective user. Every unsafe block in the crate is here, each
+//! passing only pointers that safe code has just made valid.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -32,6 +32,40 @@ pub fn try_flock(file: &File, exclusive: bool) -> io::Result<()> {
     let operation = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH } | libc::LOCK_NB;
     // SAFETY: flock only takes a descriptor, which `file` keeps open.
     check(unsafe { libc::flock(file.as_raw_fd(), operation) })
+}
+
+/// `lseek(fd, from, SEEK_DATA or SEEK_HOLE)`: where the next data (or
+/// hole) starts at or after `from`; `None` when there is no data past
+/// `from` (ENXIO). The end of a file counts as a hole.
+pub fn seek(file: &File, from: u64, data: bool) -> io::Result<Option<u64>> {
+    let whence = if data { libc::SEEK_DATA } else { libc::SEEK_HOLE };
+    let from = libc::off_t::try_from(from).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: lseek only takes a descriptor, which `file` keeps open.
+    match unsafe { libc::lseek(file.as_raw_fd(), from, whence) } {
+        -1 => match io::Error::last_os_error() {
+            error if error.raw_os_error() == Some(libc::ENXIO) => Ok(None),
+            error => Err(error),
+        },
+        at => Ok(Some(at as u64)),
+    }
+}
+
+/// Writes all of `bytes` to descriptor `fd`, one the caller was handed
+/// (fsck(8)'s progress pipe) and does not own.
+pub fn write_fd(fd: i32, bytes: &[u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < bytes.len() {
+        let rest = &bytes[done..];
+        // SAFETY: the pointer and length describe `rest`, alive here.
+        match unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) } {
+            -1 => match io::Error::last_os_error() {
+                error if error.kind() == io::ErrorKind::Interrupted => {}
+                error => return Err(error),
+            },
+            written => done += written as usize,
+        }
+    }
+    Ok(())
 }
 
 /// Creates a FIFO, socket or device node with permissions 0600 (the

@@ -164,16 +164,24 @@ fn an_import_waiting_on_a_pipe_holds_the_image() {
     // the import then locks the image and waits for the first record.
     let mut writer = fs::OpenOptions::new().write(true).open(&fifo).unwrap();
     let started = std::time::Instant::now();
-    let in_use = loop {
+    // A reader sees the image as last committed, and is told so.
+    let listing = loop {
         let output = blockfs(&["ls", &image]);
-        if output.status.code() == Some(3) || started.elapsed().as_secs() > 20 {
+        if !stderr(&output).is_empty() || started.elapsed().as_secs() > 20 {
             break output;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
-    assert_eq!(stderr(&in_use), format!("blockfs: {image}: image is in use\n"));
+    assert_success(&listing);
+    assert_eq!(
+        stderr(&listing),
+        format!(
+            "blockfs: {image}: image is in use (mounted read-write or being changed); showing its last committed state\n"
+        )
+    );
     let output = blockfs(&["mkdir", &image, "/x"]);
     assert_eq!(output.status.code(), Some(3));
+    assert_eq!(stderr(&output), format!("blockfs: {image}: image is in use\n"));
 
     let mut tar = TarWriter::new(Vec::new());
     member(&mut tar, b"arrived", Kind::Regular { size: 3 }, b"hi\n");

@@ -1,6 +1,7 @@
 //! Two programs never use one image unsafely: writers take an exclusive
-//! lock and readers a shared one, without waiting, and whoever finds the
-//! image taken fails with "image is in use" (exit status 3).
+//! lock and readers a shared one, without waiting. A writer that finds the
+//! image taken fails with "image is in use" (exit status 3); a reader that
+//! finds a writer there reads the last committed state and says so.
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 
-use blockfs_cli::lock::{open_image, Access, OpenError};
+use blockfs_cli::image::lock::{open_image, Access, OpenError};
 use common::*;
 
 /// The tests hold locks in this process while other tests spawn children:
@@ -33,14 +34,17 @@ fn assert_in_use(args: &[&str], image: &str) {
 }
 
 #[test]
-fn a_held_write_lock_turns_away_readers_and_writers() {
+fn a_held_write_lock_turns_away_writers_and_readers_see_the_committed_state() {
     let _turn = one_at_a_time();
     let scratch = Scratch::new("lock-write");
     let image = small_image(&scratch);
     let held = open_image(scratch.path("locked.img").as_path(), Access::Write).unwrap();
     assert_in_use(&["mkdir", &image, "/x"], &image);
-    assert_in_use(&["ls", &image], &image);
-    assert_in_use(&["get", "-r", &image, "/", text(&scratch.path("out"))], &image);
+    let listing = blockfs(&["ls", "-a", &image]);
+    assert_success(&listing);
+    assert_eq!(stdout(&listing), ".\n..\n");
+    assert!(stderr(&listing).contains("showing its last committed state"), "{}", stderr(&listing));
+    assert_success(&blockfs(&["get", "-r", &image, "/", text(&scratch.path("out"))]));
     drop(held);
     assert_success(&blockfs(&["mkdir", &image, "/x"]));
     assert_eq!(stdout(&blockfs(&["ls", &image])), "x\n");

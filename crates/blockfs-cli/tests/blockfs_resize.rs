@@ -8,7 +8,7 @@ mod common;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 
-use blockfs_cli::lock::{open_image, Access};
+use blockfs_cli::image::lock::{open_image, Access};
 use common::*;
 
 fn image_with_files(scratch: &Scratch, size_mb: &str) -> String {

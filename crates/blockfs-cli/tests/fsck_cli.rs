@@ -6,7 +6,7 @@ mod common;
 use std::fs;
 use std::process::Command;
 
-use common::{assert_success, mkfs, Scratch};
+use common::{assert_success, mkfs, text, Scratch};
 
 fn fsck(args: &[&str]) -> (i32, String) {
     let output =
@@ -82,4 +82,32 @@ fn operational_and_usage_errors() {
     assert_eq!(code, 16, "{text}");
     let (code, _) = fsck(&["--help"]);
     assert_eq!(code, 0);
+}
+
+#[test]
+fn progress_goes_to_the_descriptor_fsck_passes_per_pass() {
+    let scratch = Scratch::new("fsck-progress");
+    let image = scratch.path("image");
+    assert_success(&mkfs(&["-o", text(&image), "-s", "8"]));
+    let log = scratch.path("progress");
+    let script = format!(
+        "exec 3>'{}'; exec '{}' -n -C 3 '{}'",
+        text(&log),
+        env!("CARGO_BIN_EXE_fsck-blockfs"),
+        text(&image)
+    );
+    assert_success(&Command::new("sh").args(["-c", &script]).output().unwrap());
+    let lines = fs::read_to_string(&log).unwrap();
+    let mut passes_done = Vec::new();
+    for line in lines.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        assert_eq!(fields.len(), 4, "{line}");
+        assert_eq!(fields[3], text(&image));
+        let (done, total): (u64, u64) = (fields[1].parse().unwrap(), fields[2].parse().unwrap());
+        assert!(done <= total, "{line}");
+        if done == total {
+            passes_done.push(fields[0].parse::<u8>().unwrap());
+        }
+    }
+    assert_eq!(passes_done, [1, 2, 3, 4, 5], "each pass reaches 100% once, in order:\n{lines}");
 }

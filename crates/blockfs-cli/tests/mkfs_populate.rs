@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 
 use blockfs::{FileDevice, FileSystem, FileType, ROOT_INO};
-use blockfs_cli::hosttree::{self, ScanOptions};
+use blockfs_cli::host::tree::{self as hosttree, ScanOptions};
 use common::*;
 
 /// Bytes reachable without the double-indirect block: (12 + 1024) * 4096.

@@ -40,7 +40,7 @@ impl Source {
 
     /// The boot log's line for this source, naming the file where the
     /// kernel names its disk.
-    pub fn message(&self) -> String {
+    fn message(&self) -> String {
         match self.kind {
             Detected::Tar => format!("[ROOTFS] Loading TAR rootfs from {}...", self.path.display()),
             _ => rootfs::BLOCKFS_MESSAGE.to_owned(),
@@ -48,10 +48,20 @@ impl Source {
     }
 
     /// Mounts the filesystem at `mountpoint` and serves it until unmounted.
-    pub fn serve(self, mountpoint: &Path, config: &MountConfig) -> Result<(), Error> {
+    /// `announce` gets the boot log's line for this source once the
+    /// archive has loaded or the image has mounted, before serving.
+    pub fn serve(
+        self,
+        mountpoint: &Path,
+        config: &MountConfig,
+        announce: impl FnOnce(&str) -> io::Result<()>,
+    ) -> Result<(), Error> {
+        let message = self.message();
+        let announced = |path: &Path| announce(&message).map_err(|error| Error::new(path, Reason::Io(error)));
         if self.kind == Detected::Tar {
             let path = self.path.clone();
             let fs = self.load_tar()?;
+            announced(&path)?;
             // Syncing RAM to RAM would make nothing durable.
             let config = MountConfig { writeback: None, ..config.clone() };
             return serve(fs, &path, mountpoint, &config);
@@ -67,6 +77,7 @@ impl Source {
             ..MountOptions::default()
         };
         let fs = FileSystem::mount(device, options).map_err(|error| fail(Reason::Filesystem(error)))?;
+        announced(&self.path)?;
         // The lock lives until the image is unmounted and closed.
         let served = serve(fs, &self.path, mountpoint, config);
         drop(lock);

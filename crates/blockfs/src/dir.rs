@@ -18,19 +18,29 @@ use alloc::vec::Vec;
 
 use hashbrown::HashMap;
 
+use crate::bmap::MAX_LOGICAL_BLOCKS;
 use crate::device::BlockDevice;
 use crate::error::{Corruption, Error, Result};
 use crate::format::dirent::{
     entry_size, is_dot_or_dotdot, write_entry, BlockEnd, BlockWalk, DirentHeader, DIRENT_HEADER_SIZE,
+    MAX_NAME_LEN,
 };
-use crate::format::inode::{DiskInode, FileType};
-use crate::format::{Block, BLOCK_SIZE};
+use crate::format::inode::{DiskInode, FileType, DIRECT_BLOCKS};
+use crate::format::{le_u32, Block, BLOCK_SIZE, POINTERS_PER_BLOCK};
 use crate::volume::Volume;
 
 /// Largest directory the legacy-stream reader will rewrite in memory.
 const MAX_LEGACY_DIR_SIZE: u32 = 64 << 20;
 /// Estimated bytes an index entry costs beyond its name.
 const INDEX_ENTRY_OVERHEAD: usize = 48;
+
+/// The one directory block the stream reader holds: its logical index
+/// and contents (`None` for a hole).
+#[derive(Default)]
+struct StreamWindow {
+    index: Option<u64>,
+    block: Option<Box<Block>>,
+}
 
 /// A live entry as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -289,52 +299,41 @@ impl<D: BlockDevice> Volume<D> {
     /// Reads a directory as the older tool wrote it: one stream of records
     /// up to `size`, crossing blocks freely, with zero gaps to a block
     /// boundary where a later driver started a fresh block. Returns whether
-    /// the stream parsed exactly up to `size`.
+    /// the stream parsed exactly up to `size`. One block is held at a
+    /// time and a run of holes is stepped over at once, so memory and
+    /// time follow what the directory holds, not the size it claims.
     fn walk_stream(
         &mut self,
         ino: u32,
         inode: &DiskInode,
         visit: &mut dyn FnMut(DirEntry) -> bool,
     ) -> Result<bool> {
-        let size = inode.size as usize;
-        let mut buffer: Vec<u8> = Vec::with_capacity(2 * BLOCK_SIZE);
-        let mut buffer_start = 0usize; // directory position of buffer[0]
-        let mut next_block = 0u64;
-        let mut position = 0usize;
+        let size = inode.size as u64;
+        let mut window = StreamWindow::default();
+        let mut head = [0u8; DIRENT_HEADER_SIZE];
+        let mut name = [0u8; MAX_NAME_LEN];
+        let mut position = 0u64;
         while position < size {
-            // Keep at least one header (and then the whole record) buffered.
-            let want = |buffer_start: usize, buffer: &Vec<u8>, bytes: usize| {
-                position + bytes > buffer_start + buffer.len()
-            };
-            while want(buffer_start, &buffer, DIRENT_HEADER_SIZE) && (next_block as usize) * BLOCK_SIZE < size
-            {
-                self.append_dir_block(ino, inode, next_block, &mut buffer)?;
-                next_block += 1;
-            }
-            let at = position - buffer_start;
-            if buffer.len() < at + DIRENT_HEADER_SIZE || size - position < DIRENT_HEADER_SIZE {
+            if size - position < DIRENT_HEADER_SIZE as u64 {
                 return Ok(false);
             }
-            let header = DirentHeader::decode(&buffer[at..]);
+            self.stream_copy(ino, inode, &mut window, position, &mut head)?;
+            let header = DirentHeader::decode(&head);
             if !header.rec_len_plausible() {
-                // A zero gap up to the next block boundary is allowed.
-                let boundary = (position / BLOCK_SIZE + 1) * BLOCK_SIZE;
-                let gap_end = boundary.min(size) - buffer_start;
-                if buffer.len() >= gap_end && buffer[at..gap_end].iter().all(|&b| b == 0) {
-                    position = boundary;
-                    continue;
+                match self.skip_padding(ino, inode, &mut window, position)? {
+                    Some(next) => {
+                        position = next;
+                        continue;
+                    }
+                    None => return Ok(false),
                 }
+            }
+            let (rec_len, name_len) = (header.rec_len as u64, header.name_len as usize);
+            if position + rec_len > size || (DIRENT_HEADER_SIZE + name_len) as u64 > rec_len {
                 return Ok(false);
             }
-            let rec_len = header.rec_len as usize;
-            if position + rec_len > size || DIRENT_HEADER_SIZE + header.name_len as usize > rec_len {
-                return Ok(false);
-            }
-            while want(buffer_start, &buffer, rec_len) {
-                self.append_dir_block(ino, inode, next_block, &mut buffer)?;
-                next_block += 1;
-            }
-            let name = &buffer[at + DIRENT_HEADER_SIZE..at + DIRENT_HEADER_SIZE + header.name_len as usize];
+            let name = &mut name[..name_len];
+            self.stream_copy(ino, inode, &mut window, position + DIRENT_HEADER_SIZE as u64, name)?;
             if header.inode != 0 || is_dot_or_dotdot(name) {
                 let entry = DirEntry {
                     position: position as u32,
@@ -347,28 +346,101 @@ impl<D: BlockDevice> Volume<D> {
                 }
             }
             position += rec_len;
-            // Drop whole blocks already consumed.
-            let consumed = (position - buffer_start) / BLOCK_SIZE * BLOCK_SIZE;
-            if consumed > 0 {
-                buffer.drain(..consumed.min(buffer.len()));
-                buffer_start += consumed;
-            }
         }
         Ok(true)
     }
 
-    fn append_dir_block(
+    /// Copies the stream's bytes at `position` into `out`, through the
+    /// window's one block (a hole reads as zeros).
+    fn stream_copy(
         &mut self,
         ino: u32,
         inode: &DiskInode,
-        index: u64,
-        buffer: &mut Vec<u8>,
+        window: &mut StreamWindow,
+        position: u64,
+        out: &mut [u8],
     ) -> Result<()> {
-        match self.dir_block(ino, inode, index)? {
-            Some(block) => buffer.extend_from_slice(&block[..]),
-            None => buffer.resize(buffer.len() + BLOCK_SIZE, 0),
+        let mut done = 0;
+        while done < out.len() {
+            let at = position + done as u64;
+            let (index, within) = (at / BLOCK_SIZE as u64, (at % BLOCK_SIZE as u64) as usize);
+            let chunk = (BLOCK_SIZE - within).min(out.len() - done);
+            if window.index != Some(index) {
+                window.block = self.dir_block(ino, inode, index)?;
+                window.index = Some(index);
+            }
+            match &window.block {
+                Some(block) => out[done..done + chunk].copy_from_slice(&block[within..within + chunk]),
+                None => out[done..done + chunk].fill(0),
+            }
+            done += chunk;
         }
         Ok(())
+    }
+
+    /// Where the stream resumes after the padding at `position`, if the
+    /// bytes from there to the next block boundary (or the end) are zero.
+    /// A hole at a boundary is zero to its end, and so is every hole after
+    /// it: the stream resumes at the next mapped block, or, with none
+    /// left, on the last boundary before the end, which the loop then
+    /// judges as the older reader did.
+    fn skip_padding(
+        &mut self,
+        ino: u32,
+        inode: &DiskInode,
+        window: &mut StreamWindow,
+        position: u64,
+    ) -> Result<Option<u64>> {
+        let block_size = BLOCK_SIZE as u64;
+        let size = inode.size as u64;
+        let (index, boundary) = (position / block_size, (position / block_size + 1) * block_size);
+        let count = Self::dir_block_count(inode);
+        if position % block_size == 0 && self.map_block(ino, inode, index)?.is_none() {
+            return Ok(Some(match self.next_mapped_block(ino, inode, index + 1, count)? {
+                Some(next) => next * block_size,
+                None => boundary.max((count - 1) * block_size),
+            }));
+        }
+        let mut gap = [0u8; BLOCK_SIZE];
+        let gap = &mut gap[..(boundary.min(size) - position) as usize];
+        self.stream_copy(ino, inode, window, position, gap)?;
+        Ok(gap.iter().all(|&b| b == 0).then_some(boundary))
+    }
+
+    /// The first mapped logical block of `inode` in `from..end`. A missing
+    /// single- or double-indirect block, or a missing middle block of the
+    /// double-indirect tree, is a run of holes passed in one step.
+    fn next_mapped_block(&mut self, ino: u32, inode: &DiskInode, from: u64, end: u64) -> Result<Option<u64>> {
+        let per_block = POINTERS_PER_BLOCK as u64;
+        let single_start = DIRECT_BLOCKS as u64;
+        let double_start = single_start + per_block;
+        let mut logical = from;
+        while logical < end.min(MAX_LOGICAL_BLOCKS) {
+            if (single_start..double_start).contains(&logical) && inode.indirect == 0 {
+                logical = double_start;
+                continue;
+            }
+            if logical >= double_start {
+                if inode.double_indirect == 0 {
+                    return Ok(None);
+                }
+                let outer = (logical - double_start) / per_block;
+                // A pointer out of range is left to map_block to report.
+                let middle = match self.geometry.is_data_block(inode.double_indirect) {
+                    true => le_u32(self.block(inode.double_indirect)?, outer as usize * 4),
+                    false => inode.double_indirect,
+                };
+                if middle == 0 {
+                    logical = double_start + (outer + 1) * per_block;
+                    continue;
+                }
+            }
+            if self.map_block(ino, inode, logical)?.is_some() {
+                return Ok(Some(logical));
+            }
+            logical += 1;
+        }
+        Ok(None)
     }
 
     /// Whether a directory needs the stream reader, and its index when it

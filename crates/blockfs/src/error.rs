@@ -182,13 +182,29 @@ impl fmt::Display for Corruption {
     }
 }
 
+/// The device failures a user meets, in the words of the C library
+/// (this crate has no `strerror`).
+fn device_errno_text(errno: i32) -> &'static str {
+    match errno {
+        errno::ENOSPC => "No space left on device",
+        errno::EFBIG => "File too large",
+        errno::EISDIR => "Is a directory",
+        errno::EROFS => "Read-only file system",
+        errno::EPERM => "Operation not permitted",
+        _ => "I/O error",
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Io(DeviceError { errno, block: Some(block) }) => {
-                write!(f, "I/O error (errno {errno}) at block {block}")
+            Error::Io(DeviceError { errno, block }) => {
+                write!(f, "{} (errno {errno})", device_errno_text(*errno))?;
+                match block {
+                    Some(block) => write!(f, " at block {block}"),
+                    None => Ok(()),
+                }
             }
-            Error::Io(DeviceError { errno, block: None }) => write!(f, "I/O error (errno {errno})"),
             Error::NotFound => write!(f, "no such file or directory"),
             Error::Exists => write!(f, "file exists"),
             Error::NotDir => write!(f, "not a directory"),

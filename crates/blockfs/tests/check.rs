@@ -1011,8 +1011,9 @@ fn committed_journal_transaction_is_read_through_then_replayed() {
     assert!(has(&report, |k| *k == ProblemKind::JournalPending), "{}", describe(&report));
     assert_eq!(report.status(), 0, "{}", describe(&report));
     assert!(img == before);
+    // Replaying changes the image: 1, as e2fsck after a journal replay.
     let report = run(&mut img, RepairMode::Safe);
-    assert_eq!(report.status(), 0, "{}", describe(&report));
+    assert_eq!(report.status(), 1, "{}", describe(&report));
     assert_eq!(inode(&img, small).links_count, 2);
     assert_eq!(
         run(&mut img, RepairMode::None)
@@ -1041,9 +1042,10 @@ fn orphan_chain_left_by_a_crash() {
     assert!(has(&report, |k| matches!(k, ProblemKind::PendingOrphans { count: 1 })), "{}", describe(&report));
     assert_eq!(report.status(), 0, "{}", describe(&report));
     assert!(img == before);
-    // Releasing them is what a mount does: nothing was wrong.
+    // Releasing them is what a mount does: nothing was wrong, but the
+    // image changed, which the status tells (as e2fsck's does).
     let report = run(&mut img, RepairMode::Safe);
-    assert_eq!(report.status(), 0, "{}", describe(&report));
+    assert_eq!(report.status(), 1, "{}", describe(&report));
     assert!(report.problems.iter().any(|p| p.kind == ProblemKind::PendingOrphans { count: 1 } && p.repaired));
     assert_eq!(extension(&img).orphan_head, 0);
     assert!(!bitmap_bit(&img, held));
@@ -1102,7 +1104,7 @@ fn older_tools_free_inode_count_is_a_warning() {
         describe(&report)
     );
     assert_eq!(report.status(), 0);
-    assert_eq!(run(&mut img, RepairMode::Safe).status(), 0);
+    assert_eq!(run(&mut img, RepairMode::Safe).status(), 1, "the count was rewritten");
     assert_eq!(superblock(&img).free_inodes, superblock(&good().bytes).free_inodes);
 }
 
@@ -1425,4 +1427,24 @@ fn crash_states_check_clean_and_repair_to_mountable() {
             fs.unmount().unwrap();
         }
     }
+}
+
+#[test]
+fn journal_inode_without_the_system_flag_is_reported_and_restored() {
+    // Mount refuses a journal whose inode lacks the flag: the checker must
+    // not call such an image clean, and repairing must make it mount.
+    let mut img = good().bytes.clone();
+    let journal = extension(&img).journal_inode;
+    edit_inode(&mut img, journal, |i| i.flags &= !blockfs::format::inode::SYSTEM_INODE_FLAG);
+    let refused = FileSystem::mount(MemDevice::from_bytes(img.clone()), MountOptions::default());
+    assert!(refused.is_err(), "mount takes an unflagged journal");
+    let report = run(&mut img, RepairMode::None);
+    assert!(has(&report, |k| *k == ProblemKind::JournalInodeUnflagged), "{}", describe(&report));
+    assert!(!report.is_clean());
+    let report = run(&mut img, RepairMode::Safe);
+    assert_eq!(report.status(), 1, "{}", describe(&report));
+    assert!(run(&mut img, RepairMode::None).is_clean());
+    let fs =
+        FileSystem::mount(MemDevice::from_bytes(img), MountOptions::default()).expect("mounts after repair");
+    fs.unmount().unwrap();
 }

@@ -706,7 +706,7 @@ fn hard_link_to_nothing_is_refused() {
 }
 
 #[test]
-fn unknown_types_and_gnu_sparse_files_are_skipped_with_their_data() {
+fn unknown_types_are_skipped_with_their_data_and_gnu_sparse_files_extracted() {
     let vendor = member(header(b"vendor", b'Z', 700), &[b'Z'; 700]);
     let bytes = archive(&[vendor, file("after", b"still here")]);
     let skipped: Vec<_> = events(&bytes).filter_map(Result::ok).collect();
@@ -734,7 +734,14 @@ fn unknown_types_and_gnu_sparse_files_are_skipped_with_their_data() {
         bytes.chunks(RECORD_SIZE).find(|r| r[156] == b'S').expect("tar wrote a sparse member");
     assert_eq!(sparse_header[482], 1, "extension records follow");
     let fs = load(&bytes).unwrap();
-    assert!(fs.resolve(b"/sparse", false).is_err());
+    let mut expected = vec![0u8; (9 << 20) + 100];
+    for run in 0..10usize {
+        expected[run << 20..(run << 20) + 100].fill(b'x');
+    }
+    assert!(contents_at(&fs, "/sparse") == expected, "sparse file's contents");
+    // Holes and zero blocks take no space.
+    let attr = fs.getattr(fs.resolve(b"/sparse", false).unwrap()).unwrap();
+    assert!(attr.blocks < 40, "{} blocks for 10 runs of 100 bytes", attr.blocks);
     assert_eq!(contents_at(&fs, "/z_after"), b"after the sparse file");
 }
 
@@ -1064,6 +1071,10 @@ fn members(bytes: &[u8], chunk_records: &[usize]) -> Vec<(String, Vec<u8>)> {
         match step.event {
             Some(Event::Entry(entry)) => members.push((format!("{entry:?}"), Vec::new())),
             Some(Event::Data(data)) => members.last_mut().unwrap().1.extend_from_slice(data),
+            Some(Event::Hole(length)) => {
+                let data = &mut members.last_mut().unwrap().1;
+                data.resize(data.len() + length as usize, 0);
+            }
             Some(Event::End) => break,
             Some(Event::Skipped { .. }) | None => {}
         }

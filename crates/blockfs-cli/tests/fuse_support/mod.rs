@@ -2,6 +2,8 @@
 //! mounting with the real binary, unmounting however a test ends, and
 //! snapshots of a tree (mounted or on the host) to compare.
 
+#![allow(dead_code)] // each test binary uses its own subset
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;

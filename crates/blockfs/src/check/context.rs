@@ -18,7 +18,7 @@ use hashbrown::HashMap;
 use super::bitset::Bitset;
 use super::report::{Problem, ProblemKind, Report};
 use super::superblock::Volume;
-use super::{CheckOptions, RepairMode};
+use super::{CheckOptions, ProgressFn, RepairMode};
 use crate::device::BlockDevice;
 use crate::error::{Corruption, Error, Result};
 use crate::format::extension::Extension;
@@ -130,6 +130,7 @@ pub(super) struct Checker<'a, D> {
     /// Directory name bytes the duplicate-name check may hold at once.
     pub name_memory: usize,
     max_problems: usize,
+    progress: Option<ProgressFn>,
     pub report: Report,
     /// The extension record when block 0 holds a valid one, as repairs
     /// leave it (written back at the end).
@@ -176,6 +177,7 @@ impl<'a, D: BlockDevice> Checker<'a, D> {
             now: options.now.unwrap_or(0).min(u32::MAX as u64) as u32,
             name_memory: options.name_memory,
             max_problems: options.max_problems,
+            progress: options.progress,
             report: Report::default(),
             extension: volume.extension.ok(),
             journal: None,
@@ -196,6 +198,13 @@ impl<'a, D: BlockDevice> Checker<'a, D> {
     // --- problems ---
 
     /// Whether the repair mode allows fixing `kind`.
+    /// Tells the caller's progress callback, if any, how far `pass` is.
+    pub fn progress(&self, pass: u8, done: u64, total: u64) {
+        if let Some(ProgressFn(report)) = self.progress {
+            report(pass, done, total);
+        }
+    }
+
     pub fn may_fix(&self, kind: &ProblemKind) -> bool {
         kind.repair_mode().is_some_and(|needed| self.repair >= needed)
     }

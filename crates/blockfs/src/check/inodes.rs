@@ -71,7 +71,13 @@ pub(super) fn for_each_inode<'a, D: BlockDevice>(
 
 /// Pass 1.
 pub(super) fn scan<D: BlockDevice>(ck: &mut Checker<'_, D>) -> Result<()> {
-    for_each_inode(ck, &mut |ck, ino, inode| check_inode(ck, ino, inode))
+    let total = ck.geometry.usable_inodes() as u64;
+    for_each_inode(ck, &mut |ck, ino, inode| {
+        ck.progress(1, ino as u64, total);
+        check_inode(ck, ino, inode)
+    })?;
+    ck.progress(1, total, total);
+    Ok(())
 }
 
 fn check_inode<D: BlockDevice>(ck: &mut Checker<'_, D>, ino: u32, inode: &mut DiskInode) -> Result<()> {

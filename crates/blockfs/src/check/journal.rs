@@ -3,9 +3,10 @@
 //! a read-only mount does), so the check sees what the next mount will.
 //! Then the record's journal must be owned by its inode: a regular file of
 //! `journal_blocks × 4096` bytes mapping exactly the run from
-//! `journal_first_block`, so no file can be given a journal block. A
-//! journal without such an owner is dropped from the record; a run whose
-//! contents cannot be read as a journal is reset.
+//! `journal_first_block`, so no file can be given a journal block, and
+//! flagged as the system's (mount requires both). An owner that lost only
+//! its flag gets it back; a journal without an owner is dropped from the
+//! record; a run whose contents cannot be read as a journal is reset.
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -79,14 +80,29 @@ pub(super) fn check<D: BlockDevice>(ck: &mut Checker<'_, D>, recovery: Recovery)
         return Ok(());
     };
     let ino = record.journal_inode;
-    if !owns_run(ck, ino, &record)? {
-        let kind = ProblemKind::JournalInodeInvalid;
-        let fix = ck.may_fix(&kind);
-        if fix {
-            detach(ck, ino)?;
+    match owns_run(ck, ino, &record)? {
+        Ownership::Owned => {}
+        Ownership::Unflagged => {
+            // Mount refuses a journal whose inode is not flagged as the
+            // system's; it owns the run exactly, so it is the journal.
+            let kind = ProblemKind::JournalInodeUnflagged;
+            let fix = ck.may_fix(&kind);
+            if fix {
+                let mut inode = ck.read_inode(ino)?;
+                inode.flags |= SYSTEM_INODE_FLAG;
+                ck.write_inode(ino, &inode)?;
+            }
+            ck.record(Problem::new(kind).inode(ino), fix);
         }
-        ck.record(Problem::new(kind).inode(ino), fix);
-        return Ok(());
+        Ownership::None => {
+            let kind = ProblemKind::JournalInodeInvalid;
+            let fix = ck.may_fix(&kind);
+            if fix {
+                detach(ck, ino)?;
+            }
+            ck.record(Problem::new(kind).inode(ino), fix);
+            return Ok(());
+        }
     }
     ck.journal = Some(ino);
     if recovery.damaged {
@@ -101,29 +117,39 @@ pub(super) fn check<D: BlockDevice>(ck: &mut Checker<'_, D>, recovery: Recovery)
     Ok(())
 }
 
-/// Whether inode `ino` is a regular file mapping exactly the record's run.
-fn owns_run<D: BlockDevice>(ck: &mut Checker<'_, D>, ino: u32, record: &Extension) -> Result<bool> {
+/// How the record's journal inode relates to the record's run.
+enum Ownership {
+    /// A system inode mapping exactly the run: what mount requires.
+    Owned,
+    /// Maps exactly the run, but lacks the system flag.
+    Unflagged,
+    None,
+}
+
+/// Whether inode `ino` is a regular file mapping exactly the record's run,
+/// and is flagged as the system's (as mount's own test requires).
+fn owns_run<D: BlockDevice>(ck: &mut Checker<'_, D>, ino: u32, record: &Extension) -> Result<Ownership> {
     let (first, blocks) = (record.journal_first_block, record.journal_blocks);
     let run_fits = blocks >= MIN_JOURNAL_BLOCKS
         && first >= ck.geometry.first_data_block()
         && first as u64 + blocks as u64 <= ck.geometry.block_count as u64;
     if ino == 0 || ino >= ck.geometry.usable_inodes() || !run_fits {
-        return Ok(false);
+        return Ok(Ownership::None);
     }
     let inode = ck.read_inode(ino)?;
     if inode.is_free()
         || inode.file_type() != Some(FileType::Regular)
         || inode.size as u64 != blocks as u64 * BLOCK_SIZE as u64
     {
-        return Ok(false);
+        return Ok(Ownership::None);
     }
     let mut cursor = MapCursor::new(&inode);
     for index in 0..blocks {
         if cursor.lookup(ck, index as u64)? != Some(first + index) {
-            return Ok(false);
+            return Ok(Ownership::None);
         }
     }
-    Ok(true)
+    Ok(if inode.flags & SYSTEM_INODE_FLAG != 0 { Ownership::Owned } else { Ownership::Unflagged })
 }
 
 /// Drops the journal from the record. Its inode, when flagged as the

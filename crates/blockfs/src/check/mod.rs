@@ -80,11 +80,28 @@ pub struct CheckOptions {
     /// `last_check_time` when repairing, and given to inodes the checker
     /// creates. `None` leaves the check time alone (and uses 0).
     pub now: Option<u64>,
+    /// Told how far the check is, as e2fsck's `-C`: pass (1 inodes, 2
+    /// directories, 3 connectivity, 4 link counts, 5 summary), work done
+    /// and work in that pass. Called often; the callee throttles.
+    pub progress: Option<ProgressFn>,
 }
+
+/// A progress callback: `(pass, done, total)`.
+#[derive(Clone, Copy, Debug)]
+pub struct ProgressFn(pub fn(u8, u64, u64));
+
+/// Reporting progress changes nothing checked: any two are alike.
+impl PartialEq for ProgressFn {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ProgressFn {}
 
 impl CheckOptions {
     pub fn new(repair: RepairMode) -> Self {
-        CheckOptions { repair, max_problems: 10_000, name_memory: 4 << 20, now: None }
+        CheckOptions { repair, max_problems: 10_000, name_memory: 4 << 20, now: None, progress: None }
     }
 }
 
@@ -111,10 +128,18 @@ pub fn check<D: BlockDevice>(device: &mut D, options: &CheckOptions) -> Result<R
     orphans::check(&mut ck)?;
     inodes::scan(&mut ck)?;
     duplicates::resolve(&mut ck)?;
+    ck.progress(2, 0, 1);
     dirs::scan(&mut ck)?;
+    ck.progress(2, 1, 1);
+    ck.progress(3, 0, 1);
     connect::run(&mut ck)?;
+    ck.progress(3, 1, 1);
+    ck.progress(4, 0, 1);
     links::run(&mut ck)?;
+    ck.progress(4, 1, 1);
+    ck.progress(5, 0, 1);
     let counters = summary::check(&mut ck)?;
+    ck.progress(5, 1, 1);
     superblock::write_back(&mut ck, &volume, counters, options.now)?;
     ck.flush()?;
     let stats = summary::statistics(&ck);

@@ -65,6 +65,9 @@ pub enum ProblemKind {
     /// The record's journal inode does not own the journal's block run
     /// (free, not a regular file, wrong size, or mapping other blocks).
     JournalInodeInvalid,
+    /// The record's journal inode owns the journal's blocks but is not
+    /// flagged as a system inode, so mount refuses the journal.
+    JournalInodeUnflagged,
     /// A hidden system inode the record does not name: a journal an older
     /// driver detached by wiping the record.
     JournalDetached,
@@ -241,6 +244,7 @@ impl ProblemKind {
             | HomelessInodesCounted { .. }
             | NotCleanlyUnmounted
             | JournalPending
+            | JournalInodeUnflagged
             | PendingOrphans { .. }
             | BadOrphanChain
             | LeakedBlocks { .. }
@@ -365,8 +369,15 @@ impl fmt::Display for ProblemKind {
                 f,
                 "extension record names this inode as the journal, but it does not own the journal's blocks"
             ),
+            JournalInodeUnflagged => write!(
+                f,
+                "journal inode owns the journal's blocks but lacks the system flag (mount refuses it)"
+            ),
             JournalDetached => {
-                write!(f, "system inode not named by the extension record: a detached journal")
+                write!(
+                    f,
+                    "system inode not named by the extension record: a detached journal (`blockfs tune --journal IMAGE` re-attaches it)"
+                )
             }
             PendingOrphans { count } => {
                 write!(f, "{count} unlinked inodes still hold blocks on the orphan chain")
@@ -512,11 +523,12 @@ pub struct Report {
 }
 
 impl Report {
-    /// e2fsck's exit status: 0 no errors, 1 errors all corrected, 4 errors
-    /// left (5 when some were corrected and some left). Warnings and notes
-    /// alone give 0.
+    /// e2fsck's exit status: 0 nothing changed and no errors, 1 the image
+    /// was changed (any problem repaired, a warning's too, as e2fsck -p
+    /// exits 1 after replaying a journal) and no errors left, 4 errors
+    /// left (5 when something was also repaired).
     pub fn status(&self) -> i32 {
-        let corrected = if self.errors > self.unfixed { 1 } else { 0 };
+        let corrected = if self.fixed > 0 { 1 } else { 0 };
         let left = if self.unfixed > 0 { 4 } else { 0 };
         corrected | left
     }

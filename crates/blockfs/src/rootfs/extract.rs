@@ -17,6 +17,7 @@ use alloc::vec::Vec;
 use crate::device::BlockDevice;
 use crate::error::Error;
 use crate::format::inode::FileType;
+use crate::format::BLOCK_SIZE;
 use crate::fs::{Attr, FileSystem, NewInode, SetAttr, MAX_FILE_SIZE, MAX_SYMLINK_LEN};
 
 use super::error::LoadError;
@@ -104,6 +105,22 @@ impl<'a, D: BlockDevice> Extractor<'a, D> {
         core::mem::take(&mut self.members.skipped)
     }
 
+    /// Stops before the archive's end (its reader was interrupted, say):
+    /// removes the file whose data was still arriving, so no member is
+    /// left half written. Directory times are left as they are.
+    pub fn abandon(mut self) -> Result<(), LoadError> {
+        let Pending::File(file) = core::mem::replace(&mut self.members.pending, Pending::Nothing) else {
+            return Ok(());
+        };
+        let normal = normalize(&file.path)?;
+        let (parent, name) = split_last(&normal);
+        let found = self.members.find(self.fs, parent).map_err(at(&file.path))?;
+        match found {
+            Some(dir) => self.fs.unlink(dir.ino, name).map_err(at(&file.path)),
+            None => Ok(()),
+        }
+    }
+
     /// Checks the last file got all its data and sets the directories'
     /// times. Returns the members skipped since the last
     /// [`take_skipped`](Extractor::take_skipped).
@@ -168,6 +185,7 @@ impl Members {
         match event {
             Event::Entry(entry) => self.entry(fs, entry),
             Event::Data(bytes) => self.data(fs, bytes),
+            Event::Hole(length) => self.hole(fs, length),
             Event::Skipped { typeflag, path, .. } => {
                 self.end_member()?;
                 let normal = normalize(&path).ok();
@@ -267,26 +285,64 @@ impl Members {
         Ok(())
     }
 
+    /// The file's next bytes. Whole zero blocks are not written: they
+    /// stay holes, as in the file the archive was made from.
     fn data<D: BlockDevice>(&mut self, fs: &FileSystem<D>, bytes: &[u8]) -> Result<(), LoadError> {
-        let mut file = match core::mem::replace(&mut self.pending, Pending::Nothing) {
-            Pending::File(file) => file,
+        let Some(mut file) = self.take_pending()? else {
+            return Ok(());
+        };
+        let mut done = 0;
+        while done < bytes.len() {
+            let position = file.written + done as u64;
+            let block_end = (position / BLOCK_SIZE as u64 + 1) * BLOCK_SIZE as u64;
+            let end = ((block_end - file.written) as usize).min(bytes.len());
+            let chunk = &bytes[done..end];
+            let whole_block = position % BLOCK_SIZE as u64 == 0 && chunk.len() == BLOCK_SIZE;
+            if !(whole_block && chunk.iter().all(|&b| b == 0)) {
+                let written = fs.write(file.ino, position, chunk).map_err(at(&file.path))?;
+                if written < chunk.len() {
+                    // The library writes short only when the image is full.
+                    return Err(at(&file.path)(Error::NoSpace));
+                }
+            }
+            done = end;
+        }
+        file.written += bytes.len() as u64;
+        self.file_advanced(fs, file)
+    }
+
+    /// A hole of a sparse member: nothing is written.
+    fn hole<D: BlockDevice>(&mut self, fs: &FileSystem<D>, length: u64) -> Result<(), LoadError> {
+        let Some(mut file) = self.take_pending()? else {
+            return Ok(());
+        };
+        file.written += length;
+        self.file_advanced(fs, file)
+    }
+
+    /// The file data is going to, or `None` while a skipped member's
+    /// data passes.
+    fn take_pending(&mut self) -> Result<Option<OpenFile>, LoadError> {
+        match core::mem::replace(&mut self.pending, Pending::Nothing) {
+            Pending::File(file) => Ok(Some(file)),
             Pending::Discard => {
                 self.pending = Pending::Discard;
-                return Ok(());
+                Ok(None)
             }
-            Pending::Nothing => return Err(LoadError::StrayData),
-        };
-        let written = fs.write(file.ino, file.written, bytes).map_err(at(&file.path))?;
-        if written < bytes.len() {
-            // The library writes short only when the image is full.
-            return Err(at(&file.path)(Error::NoSpace));
+            Pending::Nothing => Err(LoadError::StrayData),
         }
-        file.written += written as u64;
+    }
+
+    /// Keeps the file pending until all its data has come; then sets its
+    /// size (a trailing hole writes nothing) and the archive's mtime
+    /// (writing set it to now).
+    fn file_advanced<D: BlockDevice>(&mut self, fs: &FileSystem<D>, file: OpenFile) -> Result<(), LoadError> {
         if file.written < file.size {
             self.pending = Pending::File(file);
             return Ok(());
         }
-        // Writing set the mtime to now; the archive's comes last.
+        let sized = SetAttr { size: Some(file.size), ..SetAttr::default() };
+        fs.setattr(file.ino, &sized).map_err(at(&file.path))?;
         set_times(fs, file.ino, file.mtime).map_err(at(&file.path))
     }
 

@@ -60,6 +60,12 @@ pub enum TarError {
         offset: u64,
         missing: u64,
     },
+    /// A GNU sparse member's map is out of order, past its real size,
+    /// disagrees with its stored size, or has a region that does not end
+    /// on a 512-byte boundary before the last.
+    BadSparseMap {
+        offset: u64,
+    },
     /// A pax or GNU long-name header not followed by the entry it describes.
     DanglingMetadata {
         offset: u64,
@@ -109,6 +115,9 @@ impl fmt::Display for TarError {
             }
             TarError::Truncated { offset, missing } => {
                 write!(f, "tar entry at byte {offset}: archive ends {missing} bytes before its end")
+            }
+            TarError::BadSparseMap { offset } => {
+                write!(f, "sparse tar entry at byte {offset}: unusable sparse map")
             }
             TarError::DanglingMetadata { offset } => {
                 write!(f, "extended header at byte {offset} is not followed by an entry")

@@ -19,6 +19,12 @@ const TYPEFLAG: usize = 156;
 const LINK_NAME: Range<usize> = 157..257;
 const MAGIC: Range<usize> = 257..263;
 const PREFIX: Range<usize> = 345..500;
+/// Old GNU sparse header: the first map entries and the real size.
+const SPARSE_MAP_IN_HEADER: Range<usize> = 386..482;
+const SPARSE_REAL_SIZE: Range<usize> = 483..495;
+/// One map entry: offset and length, 12 bytes each.
+const SPARSE_ENTRY: usize = 24;
+
 /// POSIX ustar's magic. Old GNU headers have `"ustar "` here instead.
 const USTAR_MAGIC: &[u8] = b"ustar\0";
 /// The checksum is summed with its own field taken as eight spaces.
@@ -83,6 +89,34 @@ impl<'a> Header<'a> {
         let value = self.number(field)?;
         u64::try_from(value).map_err(|_| TarError::BadNumber { offset: self.offset, field })
     }
+}
+
+impl Header<'_> {
+    /// An old GNU sparse member's real size.
+    pub fn sparse_real_size(&self) -> Result<u64, TarError> {
+        let size = numeric(&self.record[SPARSE_REAL_SIZE]).and_then(|n| u64::try_from(n).ok());
+        size.ok_or(TarError::BadSparseMap { offset: self.offset })
+    }
+
+    /// The map entries in an old GNU sparse header.
+    pub fn sparse_map(&self, map: &mut Vec<(u64, u64)>) -> Result<(), TarError> {
+        sparse_entries(&self.record[SPARSE_MAP_IN_HEADER], self.offset, map)
+    }
+}
+
+/// Appends the `(offset, length)` entries of a sparse map area (in a
+/// header or an extension record) up to the first empty one.
+pub fn sparse_entries(area: &[u8], offset: u64, map: &mut Vec<(u64, u64)>) -> Result<(), TarError> {
+    for entry in area.chunks_exact(SPARSE_ENTRY) {
+        if entry[0] == 0 {
+            break;
+        }
+        let number = |bytes: &[u8]| {
+            numeric(bytes).and_then(|n| u64::try_from(n).ok()).ok_or(TarError::BadSparseMap { offset })
+        };
+        map.push((number(&entry[..12])?, number(&entry[12..])?));
+    }
+    Ok(())
 }
 
 pub fn is_zero_record(record: &Record) -> bool {

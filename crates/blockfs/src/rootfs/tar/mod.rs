@@ -1,6 +1,7 @@
 //! A TAR reader written from POSIX.1-2001 (ustar and pax) and the GNU tar
 //! manual's format notes: ustar, old GNU and v7 headers, GNU long names,
-//! pax extended headers, octal and base-256 numbers.
+//! old GNU sparse members ('S'), pax extended headers, octal and base-256
+//! numbers.
 //!
 //! [`TarParser`] is a streaming state machine fed whole 512-byte records;
 //! [`events`] drives it over an archive held in memory. Neither prints, and
@@ -17,7 +18,7 @@ mod slice;
 
 pub use error::{Field, TarError};
 pub use header::RECORD_SIZE;
-pub use parser::{Step, TarParser, MAX_METADATA_SIZE};
+pub use parser::{Step, TarParser, MAX_METADATA_SIZE, MAX_SPARSE_REGIONS};
 pub use slice::{events, Events};
 
 /// One archive member, with every override applied.
@@ -33,7 +34,8 @@ pub struct Entry {
     pub gid: u64,
     /// Seconds since the epoch (any fraction dropped); may be negative.
     pub mtime: i64,
-    /// Bytes that follow as [`Event::Data`]: a regular file's size, else 0.
+    /// Bytes that follow as [`Event::Data`] and [`Event::Hole`]: a regular
+    /// file's size (a sparse member's real size), else 0.
     pub size: u64,
     /// Byte offset of the entry's own header record.
     pub offset: u64,
@@ -64,8 +66,11 @@ pub enum Event<'a> {
     Entry(Entry),
     /// The next bytes of the last regular file's data, without padding.
     Data(&'a [u8]),
-    /// A member of a type this reader does not create (GNU sparse files,
-    /// volume labels, vendor types); its data is passed over.
+    /// The next bytes of the last regular file's data are this many
+    /// zeros, stored nowhere: a hole of a GNU sparse member.
+    Hole(u64),
+    /// A member of a type this reader does not create (volume labels,
+    /// vendor types); its data is passed over.
     Skipped {
         offset: u64,
         typeflag: u8,

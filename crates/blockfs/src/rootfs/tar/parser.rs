@@ -2,13 +2,15 @@
 //! host tool can stream a multi-gigabyte archive through a small buffer
 //! and a kernel can hand it a RAM image at once. Memory held is bounded by
 //! [`MAX_METADATA_SIZE`] whatever sizes the headers declare; every call
-//! consumes at least one record or fails, so no input loops.
+//! consumes at least one record or fails, except one that reports a hole
+//! of a sparse member, which moves that member's position forward; so no
+//! input loops.
 
 use alloc::vec::Vec;
 
 use super::error::{Field, TarError};
 use super::extended::{gnu_long_name, Overrides};
-use super::header::{is_zero_record, Header, Record, RECORD_SIZE};
+use super::header::{is_zero_record, sparse_entries, Header, Record, RECORD_SIZE};
 use super::{Device, Entry, EntryKind, Event};
 
 /// Largest pax header or GNU long name accepted. Real ones are a few
@@ -50,7 +52,12 @@ enum State {
     },
     /// Old GNU sparse headers chained after an `S` entry's header.
     SparseExtension {
-        then_skip: u64,
+        sparse: Sparse,
+        header: u64,
+    },
+    /// A sparse member's data regions and the holes between them.
+    SparseData {
+        sparse: Sparse,
         header: u64,
     },
     Meta {
@@ -66,6 +73,92 @@ enum State {
 /// header and in each extension record.
 const SPARSE_EXTENDED_IN_HEADER: usize = 482;
 const SPARSE_EXTENDED_IN_EXTENSION: usize = 504;
+
+/// Most map entries a sparse member may have (the map is held in memory).
+pub const MAX_SPARSE_REGIONS: usize = MAX_METADATA_SIZE as usize / 24;
+
+/// An old GNU sparse member being read: its map, and where in it the
+/// data stands. Regions are stored back to back; the holes between them
+/// are not stored at all.
+#[derive(Debug)]
+struct Sparse {
+    /// `(offset, length)` of each data region, in file order.
+    map: Vec<(u64, u64)>,
+    /// The next region to start.
+    next: usize,
+    /// Position in the file of the next byte reported.
+    position: u64,
+    /// Bytes of the current region still to come.
+    in_region: u64,
+    real_size: u64,
+    /// Bytes stored in the archive (the header's size).
+    stored: u64,
+}
+
+impl Sparse {
+    /// Checks the map against the sizes once it is complete: regions in
+    /// order, inside the real size, adding up to the stored size, each but
+    /// the last a whole number of records (so data stays record-aligned).
+    fn validate(mut self, header: u64) -> Result<Self, TarError> {
+        self.map.retain(|&(_, length)| length > 0);
+        let bad = || TarError::BadSparseMap { offset: header };
+        let mut end = 0u64;
+        let mut total = 0u64;
+        for (index, &(offset, length)) in self.map.iter().enumerate() {
+            let region_end = offset.checked_add(length).ok_or_else(bad)?;
+            let aligned = length % RECORD_SIZE as u64 == 0 || index + 1 == self.map.len();
+            if offset < end || region_end > self.real_size || !aligned {
+                return Err(bad());
+            }
+            end = region_end;
+            total += length;
+        }
+        if total != self.stored {
+            return Err(bad());
+        }
+        Ok(self)
+    }
+
+    /// Bytes of data still to read from the archive.
+    fn stored_left(&self) -> u64 {
+        self.in_region + self.map[self.next..].iter().map(|&(_, length)| length).sum::<u64>()
+    }
+
+    /// The next event: data of the current region, the hole before the
+    /// next region, or the hole to the real size after the last.
+    fn step<'a>(mut self, input: &'a [u8], header: u64) -> (State, Step<'a>) {
+        if self.in_region == 0 {
+            let hole_end = match self.map.get(self.next) {
+                Some(&(offset, length)) if offset == self.position => {
+                    self.in_region = length;
+                    self.next += 1;
+                    None
+                }
+                Some(&(offset, _)) => Some(offset),
+                None => Some(self.real_size),
+            };
+            if let Some(end) = hole_end {
+                let hole = end - self.position;
+                self.position = end;
+                let state = self.after_step(header);
+                return (state, Step { consumed: 0, event: Some(Event::Hole(hole)) });
+            }
+        }
+        let (consumed, data) = take(&mut self.in_region, input);
+        self.position += data.len() as u64;
+        (self.after_step(header), Step { consumed, event: Some(Event::Data(data)) })
+    }
+
+    /// Where the parser goes next: this member's next event, or the next
+    /// header once it has all been reported.
+    fn after_step(self, header: u64) -> State {
+        if self.in_region == 0 && self.next == self.map.len() && self.position == self.real_size {
+            State::Header
+        } else {
+            State::SparseData { sparse: self, header }
+        }
+    }
+}
 
 /// Parses one archive. Errors are final: drop the parser after one.
 #[derive(Debug)]
@@ -125,14 +218,22 @@ impl TarParser {
                 let (consumed, _) = take(&mut remaining, input);
                 (skip(remaining, header), Step { consumed, event: None })
             }
-            State::SparseExtension { then_skip, header } => {
+            State::SparseExtension { mut sparse, header } => {
+                sparse_entries(&record[..SPARSE_EXTENDED_IN_EXTENSION], header, &mut sparse.map)?;
+                if sparse.map.len() > MAX_SPARSE_REGIONS {
+                    return Err(TarError::MetadataTooLarge {
+                        offset: header,
+                        size: sparse.map.len() as u64 * 24,
+                    });
+                }
                 let state = if record[SPARSE_EXTENDED_IN_EXTENSION] != 0 {
-                    State::SparseExtension { then_skip, header }
+                    State::SparseExtension { sparse, header }
                 } else {
-                    skip(then_skip, header)
+                    sparse.validate(header)?.after_step(header)
                 };
                 (state, Step { consumed: RECORD_SIZE, event: None })
             }
+            State::SparseData { sparse, header } => sparse.step(input, header),
             State::Meta { kind, mut remaining, mut body, header } => {
                 let (consumed, bytes) = take(&mut remaining, input);
                 body.extend_from_slice(bytes);
@@ -167,8 +268,11 @@ impl TarParser {
             | State::Meta { remaining, header, .. } => {
                 Err(TarError::Truncated { offset: header, missing: remaining })
             }
-            State::SparseExtension { then_skip, header } => {
-                Err(TarError::Truncated { offset: header, missing: then_skip })
+            State::SparseExtension { ref sparse, header } => {
+                Err(TarError::Truncated { offset: header, missing: sparse.stored })
+            }
+            State::SparseData { ref sparse, header } => {
+                Err(TarError::Truncated { offset: header, missing: sparse.stored_left().max(1) })
             }
         }
     }
@@ -242,28 +346,50 @@ impl TarParser {
             None if typeflag == b'1' => 0,
             None => header.unsigned(Field::Size)?,
         };
-        let Some(kind) = entry_kind(header, &path, pending.link)? else {
-            let state = match typeflag {
-                b'S' if record[SPARSE_EXTENDED_IN_HEADER] != 0 => {
-                    State::SparseExtension { then_skip: size, header: offset }
-                }
-                _ => skip(size, offset),
-            };
-            return Ok((state, Some(Event::Skipped { offset, typeflag, path })));
+        let sparse = match typeflag {
+            b'S' => {
+                let mut sparse = Sparse {
+                    map: Vec::new(),
+                    next: 0,
+                    position: 0,
+                    in_region: 0,
+                    real_size: 0,
+                    stored: size,
+                };
+                sparse.real_size = header.sparse_real_size()?;
+                header.sparse_map(&mut sparse.map)?;
+                Some(sparse)
+            }
+            _ => None,
+        };
+        let kind = match sparse {
+            Some(_) => Some(EntryKind::Regular),
+            None => entry_kind(header, &path, pending.link)?,
+        };
+        let Some(kind) = kind else {
+            return Ok((skip(size, offset), Some(Event::Skipped { offset, typeflag, path })));
         };
         let entry = Entry {
             mode: (header.unsigned(Field::Mode)? & 0o7777) as u16,
             uid: pending.uid.map_or_else(|| header.unsigned(Field::Uid), Ok)?,
             gid: pending.gid.map_or_else(|| header.unsigned(Field::Gid), Ok)?,
             mtime: pending.mtime.map_or_else(|| header.number(Field::Mtime), Ok)?,
-            size: if kind == EntryKind::Regular { size } else { 0 },
+            size: match (&sparse, &kind) {
+                (Some(sparse), _) => sparse.real_size,
+                (None, EntryKind::Regular) => size,
+                (None, _) => 0,
+            },
             offset,
             path,
             kind,
         };
-        let state = match entry.size {
-            0 => skip(size, offset),
-            data => State::Data { remaining: data, header: offset },
+        let state = match sparse {
+            Some(sparse) if record[SPARSE_EXTENDED_IN_HEADER] != 0 => {
+                State::SparseExtension { sparse, header: offset }
+            }
+            Some(sparse) => sparse.validate(offset)?.after_step(offset),
+            None if entry.size == 0 => skip(size, offset),
+            None => State::Data { remaining: entry.size, header: offset },
         };
         Ok((state, Some(Event::Entry(entry))))
     }

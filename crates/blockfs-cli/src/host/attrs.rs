@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use blockfs::format::dirent::is_dot_or_dotdot;
 use blockfs::{BlockDevice, FileSystem, SetAttr, ROOT_INO};
 
-use crate::hosttree::{Entry, HostTree};
+use crate::host::tree::{Entry, HostTree};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttrRule {

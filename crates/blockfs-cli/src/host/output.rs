@@ -9,6 +9,9 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use blockfs::format::superblock::MAGIC;
+use blockfs::format::BLOCK_SIZE;
+
+use crate::image::lock::{self, Access, OpenError};
 
 #[derive(Debug)]
 pub enum TargetError {
@@ -16,6 +19,8 @@ pub enum TargetError {
     NotAnImage(PathBuf),
     /// A directory, device or other non-regular file.
     NotARegularFile(PathBuf),
+    /// The output is an image that a mount or another command has locked.
+    InUse(PathBuf),
     Io {
         path: PathBuf,
         error: io::Error,
@@ -33,6 +38,11 @@ impl fmt::Display for TargetError {
             TargetError::NotARegularFile(path) => {
                 write!(f, "{}: exists and is not a regular file", path.display())
             }
+            TargetError::InUse(path) => write!(
+                f,
+                "{}: image is in use (mounted, or locked by another blockfs command); refusing to replace it",
+                path.display()
+            ),
             TargetError::Io { path, error } => write!(f, "{}: {error}", path.display()),
         }
     }
@@ -41,37 +51,43 @@ impl fmt::Display for TargetError {
 impl std::error::Error for TargetError {}
 
 /// Checks that `output` may be replaced: it is absent, or a regular file
-/// that already holds a BlockFS image (or anything, with `force`), or a
-/// block device.
-pub fn check_target(output: &Path, force: bool) -> Result<(), TargetError> {
+/// that already holds a BlockFS image or nothing (or anything, with
+/// `force`) and is not in use, or a block device (formatted in place after
+/// its own checks, `crate::image::blockdev`). An existing file comes back locked exclusively: holding it
+/// until the new image is in place keeps a mount from starting on the
+/// file about to be replaced.
+pub fn check_target(output: &Path, force: bool) -> Result<Option<File>, TargetError> {
+    let io_error = |error| TargetError::Io { path: output.to_owned(), error };
     let metadata = match fs::metadata(output) {
         Ok(metadata) => metadata,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(error) => return Err(TargetError::Io { path: output.to_owned(), error }),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(io_error(error)),
     };
     if metadata.file_type().is_block_device() {
-        // Formatted in place after its own checks (crate::blockdev).
-        return Ok(());
+        return Ok(None);
     }
     if !metadata.is_file() {
         return Err(TargetError::NotARegularFile(output.to_owned()));
     }
-    if force
-        || starts_with_magic(output).map_err(|error| TargetError::Io { path: output.to_owned(), error })?
-    {
-        Ok(())
-    } else {
-        Err(TargetError::NotAnImage(output.to_owned()))
+    let mut file = File::open(output).map_err(io_error)?;
+    if !force && !image_or_blank(&mut file).map_err(io_error)? {
+        return Err(TargetError::NotAnImage(output.to_owned()));
+    }
+    match lock::lock(&file, Access::Write) {
+        Ok(()) => Ok(Some(file)),
+        Err(OpenError::InUse) => Err(TargetError::InUse(output.to_owned())),
+        Err(OpenError::Io(error)) => Err(io_error(error)),
     }
 }
 
-fn starts_with_magic(path: &Path) -> io::Result<bool> {
-    let mut head = [0u8; 4];
-    match File::open(path)?.read_exact(&mut head) {
-        Ok(()) => Ok(u32::from_le_bytes(head) == MAGIC),
-        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
-        Err(error) => Err(error),
-    }
+/// Whether the file holds a BlockFS image or nothing yet: empty, or a
+/// first block of zeros (a fresh `truncate`d or `fallocate`d file, as
+/// `mkfs -t blockfs` is often given).
+fn image_or_blank(file: &mut File) -> io::Result<bool> {
+    let mut head = Vec::with_capacity(BLOCK_SIZE);
+    file.take(BLOCK_SIZE as u64).read_to_end(&mut head)?;
+    let magic = head.first_chunk::<4>().is_some_and(|magic| u32::from_le_bytes(*magic) == MAGIC);
+    Ok(magic || head.iter().all(|&byte| byte == 0))
 }
 
 /// A temporary image file, removed when dropped unless [`commit`]ted.

@@ -1,15 +1,17 @@
 //! `fsck-blockfs`: a thin front end over the library's checker, with
 //! e2fsck's options and exit codes so scripts and `fsck -t blockfs` work.
 
-use std::io::Write;
+use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Mutex, OnceLock};
 
-use blockfs::check::{check, CheckOptions, RepairMode, Report};
+use blockfs::check::{check, CheckOptions, ProgressFn, RepairMode, Report};
 use clap::Parser;
 
 use crate::clock;
-use crate::lock::{open_image, Access, OpenError};
+use crate::image::lock::{open_image, Access, OpenError};
+use crate::sys;
 
 /// Exit statuses, as e2fsck's (they may be or-ed together).
 const ERRORS_CORRECTED: u8 = 1;
@@ -49,7 +51,9 @@ pub struct Args {
     #[arg(short = 'v')]
     pub verbose: bool,
 
-    /// Progress file descriptor from fsck(8) (accepted and ignored)
+    /// Report progress as e2fsck does: to descriptor FD (from fsck(8)) one
+    /// line `PASS DONE TOTAL IMAGE` at a time, or with 0 a percentage per
+    /// pass on standard output, when it is a terminal
     #[arg(short = 'C', value_name = "FD")]
     pub progress_fd: Option<i32>,
 
@@ -97,6 +101,12 @@ fn run(args: &Args) -> u8 {
     };
     let mut options = CheckOptions::new(mode);
     options.now = (mode != RepairMode::None).then(|| clock::now() as u64);
+    if let Some(fd) = args.progress_fd.filter(|&fd| fd != 0 || io::stdout().is_terminal()) {
+        let sink = ProgressSink { fd, image: image.to_string(), last: Mutex::new((0, u64::MAX)) };
+        if PROGRESS.set(sink).is_ok() {
+            options.progress = Some(ProgressFn(report_progress));
+        }
+    }
     let report = match check(&mut device, &options) {
         Ok(report) => report,
         Err(error) => {
@@ -104,8 +114,43 @@ fn run(args: &Args) -> u8 {
             return OPERATIONAL_ERROR;
         }
     };
+    if args.progress_fd == Some(0) && options.progress.is_some() {
+        // Clear the progress line before the report.
+        print!("\r\x1b[K");
+    }
     print_report(args, &report);
     report.status() as u8
+}
+
+/// Where `-C` sends progress: the checker calls a plain function.
+static PROGRESS: OnceLock<ProgressSink> = OnceLock::new();
+
+struct ProgressSink {
+    fd: i32,
+    image: String,
+    /// The last pass and tenth of a percent told, so each is told once.
+    last: Mutex<(u8, u64)>,
+}
+
+fn report_progress(pass: u8, done: u64, total: u64) {
+    let Some(sink) = PROGRESS.get() else {
+        return;
+    };
+    let permille = done.min(total) * 1000 / total.max(1);
+    let mut last = sink.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if *last == (pass, permille) {
+        return;
+    }
+    *last = (pass, permille);
+    // Progress that cannot be shown is not worth failing the check over.
+    let _ = match sink.fd {
+        0 => {
+            let mut out = io::stdout().lock();
+            write!(out, "\r{}: pass {pass}/5: {}.{}%", sink.image, permille / 10, permille % 10)
+                .and_then(|()| out.flush())
+        }
+        fd => sys::write_fd(fd, format!("{pass} {done} {total} {}\n", sink.image).as_bytes()),
+    };
 }
 
 fn print_report(args: &Args, report: &Report) {
@@ -115,13 +160,9 @@ fn print_report(args: &Args, report: &Report) {
         if problem.severity == blockfs::check::Severity::Note && !args.verbose {
             continue;
         }
-        let fate = if problem.repaired {
-            " (fixed)"
-        } else if args.repair_mode() == RepairMode::None {
-            ""
-        } else {
-            " (not fixed)"
-        };
+        // A repaired problem says so itself ("[fixed]").
+        let fate =
+            if problem.repaired || args.repair_mode() == RepairMode::None { "" } else { " (not fixed)" };
         let _ = writeln!(out, "{image}: {}: {problem}{fate}", severity_word(problem.severity));
     }
     if report.omitted > 0 {

@@ -9,11 +9,13 @@ use std::path::{Path, PathBuf};
 use blockfs::FileType;
 use clap::Args;
 
-use crate::hosttree::{self, ScanOptions};
+use crate::blockfs::edit;
+use crate::host::populate::{copy_into, CopyFailure, PopulateError};
+use crate::host::tree::{self as hosttree, ScanOptions};
+use crate::image::lock::Access;
 use crate::image::{Failure, Image};
-use crate::lock::Access;
-use crate::paths::{image_path, split_last, ImagePath};
-use crate::populate::{copy_into, CopyFailure, PopulateError};
+use crate::interrupt;
+use crate::paths::{image_path, join, split_last, ImagePath};
 use crate::progress::Progress;
 
 #[derive(Args, Debug)]
@@ -30,6 +32,12 @@ pub struct PutArgs {
     /// or (with one source) the name for the copy
     #[arg(value_parser = image_path())]
     pub path: ImagePath,
+    /// Store uids and gids above 65535 as 0 instead of failing
+    #[arg(long)]
+    pub squash_ids: bool,
+    /// No progress line (it is shown only on a terminal anyway)
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 pub fn put(args: &PutArgs) -> Result<(), Failure> {
@@ -46,7 +54,8 @@ pub fn put(args: &PutArgs) -> Result<(), Failure> {
         let (parent, parent_path) = place(image, path, &mut named)?;
         // The scan reads no content, so it is cheap to do before the copy
         // and catches what BlockFS cannot store before anything changes.
-        let sources = hosttree::scan_sources(&named, ScanOptions::default())
+        let options = ScanOptions { squash_ids: args.squash_ids, ..ScanOptions::default() };
+        let sources = hosttree::scan_sources(&named, options)
             .map_err(|error| Failure::at(image.path.display(), error))?;
         let free = image.fs.statfs();
         let needs = &sources.needs;
@@ -57,11 +66,40 @@ pub fn put(args: &PutArgs) -> Result<(), Failure> {
             );
             return Err(image.fail(path, message));
         }
-        let mut progress = Progress::for_stderr(needs.entries, needs.file_bytes);
+        // Names the copy creates (rather than replaces or merges into),
+        // removed again if it is interrupted.
+        let new_names: Vec<&[u8]> = named
+            .iter()
+            .map(|(_, name)| &name[..])
+            .filter(|name| matches!(image.fs.lookup(parent, name), Err(blockfs::Error::NotFound)))
+            .collect();
+        let mut progress =
+            Progress::for_stderr("blockfs put", Some((needs.entries, needs.file_bytes)), args.quiet);
         let copied = copy_into(&image.fs, &sources, parent, &parent_path, &mut progress);
         progress.finish();
+        if copied.is_err() && interrupt::received().is_some() {
+            remove_new(image, parent, &parent_path, &new_names);
+        }
         copied.map_err(|error| failure(image, error))
     })
+}
+
+/// Removes what an interrupted copy created under `names` in `parent`.
+/// Best effort: the failure to report is the interruption.
+fn remove_new(image: &Image, parent: u32, parent_path: &[u8], names: &[&[u8]]) {
+    for name in names {
+        let path = join(parent_path, name);
+        let removed = match image.fs.lookup(parent, name) {
+            Ok(attr) if attr.kind == FileType::Directory => {
+                edit::remove_tree(image, parent, name, &path, attr.ino)
+            }
+            Ok(_) => image.fs.unlink(parent, name).map_err(|error| image.fail(&path, error)),
+            Err(_) => Ok(()),
+        };
+        if let Err(failure) = removed {
+            eprintln!("blockfs: {failure}");
+        }
+    }
 }
 
 /// The name a source's copy gets inside a directory: its last component

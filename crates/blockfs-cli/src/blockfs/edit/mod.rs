@@ -15,8 +15,8 @@ use blockfs::fs::{NewInode, RenameFlags};
 use blockfs::{Attr, FileType, SetAttr, ROOT_INO};
 use clap::Args;
 
-use crate::attrs::parse_digits;
 use crate::clock;
+use crate::host::attrs::parse_digits;
 use crate::image::{Failure, Image};
 use crate::paths::{image_path, join, last_component, split_last, ImagePath};
 
@@ -279,7 +279,13 @@ struct Level {
 /// `rm -r`: removes a directory's contents depth first, then the
 /// directory. The stack is explicit, so a deep tree cannot overflow the
 /// call stack, and a damaged image whose directories loop is refused.
-fn remove_tree(image: &Image, parent: u32, name: &[u8], path: &[u8], ino: u32) -> Result<(), Failure> {
+pub(crate) fn remove_tree(
+    image: &Image,
+    parent: u32,
+    name: &[u8],
+    path: &[u8],
+    ino: u32,
+) -> Result<(), Failure> {
     let level = |parent, name: &[u8], path: Vec<u8>, ino| -> Result<Level, Failure> {
         let listed = image.entries(ino).map_err(|error| image.fail(&path, error))?;
         let entries =

@@ -1,5 +1,5 @@
-//! `blockfs tune --journal IMAGE`: gives an existing image a journal (a
-//! plain version 1 image made with `--no-journal` or by the older tools),
+//! `blockfs tune --journal IMAGE`: gives an existing image a journal (one
+//! made with `--no-journal`, or a plain version 1 image of the older tools),
 //! or re-attaches the journal of an image whose extension record an older
 //! kernel driver wiped.
 
@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use blockfs::fs::JournalAdded;
 use clap::Args;
 
+use crate::image::lock::Access;
 use crate::image::{Failure, Image};
-use crate::lock::Access;
 use crate::uuid;
 
 #[derive(Args, Debug)]

@@ -23,16 +23,20 @@ use blockfs::rootfs::{normalize, ExtractOptions, Extractor, LargeIds, LoadError,
 use blockfs::FileType;
 use clap::Args;
 
-use crate::archive::{self, ArchiveError};
+use crate::image::lock::Access;
 use crate::image::{Failure, Image};
-use crate::lock::Access;
 use crate::paths::{image_path, join, shown, ImagePath};
+use crate::progress::Progress;
+use crate::tar::archive::{self, ArchiveError};
 
 #[derive(Args, Debug)]
 pub struct ImportArgs {
     /// Store uids and gids above 65535 as 0 instead of skipping the member
     #[arg(long)]
     pub squash_ids: bool,
+    /// No progress line (it is shown only on a terminal anyway)
+    #[arg(short, long)]
+    pub quiet: bool,
     /// The BlockFS image file
     pub image: PathBuf,
     /// The tar archive (ustar, GNU or pax); `-` reads standard input
@@ -68,11 +72,19 @@ pub fn import(args: &ImportArgs) -> Result<(), Failure> {
         };
         let reporter = Reporter { image, root: root.ino, root_path: path.to_vec() };
         let mut extractor = Extractor::new(&image.fs, root.ino, options);
-        archive::for_each_event(archive, archive_name, |event| {
+        let mut progress = Progress::for_stderr("blockfs import", None, args.quiet);
+        let read = archive::for_each_event(archive, archive_name, |event| {
+            progress.archive_event(&event);
             let applied = extractor.apply(event);
             extractor.take_skipped().into_iter().for_each(|skipped| reporter.warn(skipped));
             applied.map_err(|error| reporter.fail(error))
-        })?;
+        });
+        progress.finish();
+        if let Err(failure) = read {
+            // Best effort: the failure to report is the reading's.
+            let _ = extractor.abandon();
+            return Err(failure);
+        }
         let skipped = extractor.finish().map_err(|error| reporter.fail(error))?;
         skipped.into_iter().for_each(|skipped| reporter.warn(skipped));
         Ok(())

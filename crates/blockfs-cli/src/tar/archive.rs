@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use blockfs::rootfs::tar::{Event, TarError, TarParser, RECORD_SIZE};
 
+use crate::interrupt;
+
 /// Archive bytes read at a time (whole records).
 const BUFFER: usize = 2048 * RECORD_SIZE;
 /// Bytes of the ustar name field, which a damaged header may still hold.
@@ -135,6 +137,9 @@ pub fn for_each_event<E: From<ArchiveError>>(
     let mut read_error = None;
     let fail = |kind, member| ArchiveError { path: name.to_owned(), kind, member };
     loop {
+        if let Err(error) = interrupt::check() {
+            return Err(fail(ArchiveErrorKind::Io(error), context.reading()).into());
+        }
         if end - start < RECORD_SIZE && !at_end {
             buffer.copy_within(start..end, 0);
             (start, end) = (0, end - start);
@@ -200,6 +205,7 @@ impl Context {
                 self.data_left = 0;
             }
             Event::Data(bytes) => self.data_left = self.data_left.saturating_sub(bytes.len() as u64),
+            Event::Hole(length) => self.data_left = self.data_left.saturating_sub(*length),
             Event::End => {}
         }
     }

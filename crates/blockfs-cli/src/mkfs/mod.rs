@@ -25,7 +25,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use blockfs::format::extension::LABEL_SIZE;
+use blockfs::format::extension::{Extension, LABEL_SIZE};
 use blockfs::format::geometry::{Geometry, GeometryError};
 use blockfs::format::BLOCK_SIZE;
 use blockfs::fs::{format, FormatOptions, MountOptions, StatFs};
@@ -34,14 +34,15 @@ use blockfs::rootfs::{ExtractOptions, Extractor, LargeIds, LoadError, OnMemberEr
 use blockfs::{FileDevice, FileSystem, ROOT_INO};
 use clap::Parser;
 
-use crate::archive::{self, ArchiveError};
-use crate::attrs::{self, AttrsError, AttrsFile};
-use crate::blockdev::{self, DeviceError};
 use crate::clock::{self, BadEpoch};
-use crate::hosttree::{self, HostTree, Needs, ScanError, ScanOptions};
-use crate::output::{self, TargetError, TempImage};
-use crate::populate::{populate, PopulateError};
+use crate::host::attrs::{self, AttrsError, AttrsFile};
+use crate::host::output::{self, TargetError, TempImage};
+use crate::host::populate::{populate, CopyFailure, PopulateError};
+use crate::host::tree::{self as hosttree, HostTree, Needs, ScanError, ScanOptions};
+use crate::image::blockdev::{self, DeviceError};
+use crate::interrupt;
 use crate::progress::Progress;
+use crate::tar::archive::{self, ArchiveError};
 use crate::uuid;
 
 const BLOCKS_PER_MB: u32 = (1 << 20) / BLOCK_SIZE as u32;
@@ -57,13 +58,23 @@ const POPULATE_CACHE_BLOCKS: usize = 8192;
 pub struct Args {
     /// Image file to create (replaced atomically when done), or block
     /// device to format in place
-    #[arg(short, long, value_name = "PATH")]
-    pub output: PathBuf,
+    #[arg(short, long, value_name = "PATH", required_unless_present = "device", conflicts_with = "device")]
+    pub output: Option<PathBuf>,
 
     /// Image size in megabytes (256 blocks of 4 KiB each) [default: 256, or a whole block device]
     #[arg(short, long, value_name = "MB",
           value_parser = clap::value_parser!(u32).range(1..=MAX_SIZE_MB as i64))]
     pub size: Option<u32>,
+
+    /// The image to create, as mkfs(8) passes it (`mkfs -t blockfs IMAGE
+    /// [SIZE]`, also `mkfs.blockfs IMAGE [SIZE]`); same as -o
+    #[arg(value_name = "DEVICE")]
+    pub device: Option<PathBuf>,
+
+    /// With DEVICE: the size, in megabytes, or with a suffix K, M or G
+    /// (a whole number of megabytes); same as -s
+    #[arg(value_name = "SIZE", requires = "device", conflicts_with = "size", value_parser = parse_size)]
+    pub device_size: Option<u32>,
 
     /// Copy this directory's contents, or this tar archive's members
     /// (plain, gzip or zstd), into the image
@@ -91,10 +102,47 @@ pub struct Args {
     #[arg(long)]
     pub squash_ids: bool,
 
-    /// Make a plain version 1 image without a journal (no crash safety;
-    /// for drivers that must see exactly the old layout)
+    /// Make an image without a journal (no crash safety). It still has
+    /// the extension record (UUID, label); `blockfs tune --journal` adds
+    /// a journal later
     #[arg(long)]
     pub no_journal: bool,
+
+    /// No progress line (it is shown only on a terminal anyway)
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// mkfs(8)'s SIZE: megabytes, or bytes with a K, M or G suffix.
+fn parse_size(text: &str) -> Result<u32, String> {
+    let (digits, unit) = match text.char_indices().last() {
+        Some((at, suffix)) if suffix.is_ascii_alphabetic() => (&text[..at], suffix.to_ascii_uppercase()),
+        _ => (text, 'M'),
+    };
+    let number: u64 = digits.parse().map_err(|_| format!("{text:?} is not a size (like 64, 64M or 1G)"))?;
+    let kib = match unit {
+        'K' => Some(number),
+        'M' => number.checked_mul(1 << 10),
+        'G' => number.checked_mul(1 << 20),
+        _ => return Err(format!("{text:?}: the suffix must be K, M or G")),
+    };
+    let mb = kib.filter(|kib| kib % 1024 == 0).map(|kib| kib / 1024);
+    match mb {
+        Some(mb) if (1..=MAX_SIZE_MB as u64).contains(&mb) => Ok(mb as u32),
+        _ => Err(format!("{text:?}: a whole number of megabytes from 1 to {MAX_SIZE_MB} is needed")),
+    }
+}
+
+impl Args {
+    /// The image to create, however it was named.
+    pub fn output(&self) -> &Path {
+        self.output.as_deref().or(self.device.as_deref()).expect("clap requires -o or DEVICE")
+    }
+
+    /// The size asked for (-s or SIZE), in megabytes.
+    pub fn size_mb(&self) -> Option<u32> {
+        self.device_size.or(self.size)
+    }
 }
 
 fn parse_label(text: &str) -> Result<String, String> {
@@ -142,6 +190,16 @@ pub enum MkfsError {
         archive: PathBuf,
         error: LoadError,
     },
+}
+
+impl MkfsError {
+    /// 3 when the output is an image in use (as `blockfs`), 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            MkfsError::Target(TargetError::InUse(_)) => 3,
+            _ => 1,
+        }
+    }
 }
 
 /// What a tree needs against what the image offers.
@@ -284,7 +342,18 @@ pub struct Report {
     pub output: PathBuf,
     pub size_mb: u32,
     pub geometry: Geometry,
+    pub journal: Journal,
     pub populated: Option<Populated>,
+}
+
+/// The journal the image got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Journal {
+    Blocks(u32),
+    /// Asked for, but the image cannot spare one.
+    TooSmall,
+    /// `--no-journal`.
+    NotAsked,
 }
 
 impl fmt::Display for Report {
@@ -298,6 +367,14 @@ impl fmt::Display for Report {
         writeln!(f, "  Inode table: {} blocks", geometry.inode_table_blocks)?;
         writeln!(f, "  First data block: {}", geometry.first_data_block())?;
         writeln!(f, "  Data blocks: {}", geometry.data_blocks())?;
+        match self.journal {
+            Journal::Blocks(blocks) => writeln!(f, "  Journal: {blocks} blocks")?,
+            Journal::TooSmall => writeln!(
+                f,
+                "  Journal: none: the image is too small to spare one (a journal needs an image of at least 2 MB); no crash safety"
+            )?,
+            Journal::NotAsked => writeln!(f, "  Journal: none (--no-journal); no crash safety")?,
+        }
         if let Some(populated) = &self.populated {
             writeln!(f, "  Populating from: {}", populated.dir.display())?;
             if let Some((rules, file)) = &populated.attrs {
@@ -312,15 +389,28 @@ impl fmt::Display for Report {
 
 pub fn main() -> ExitCode {
     let args = Args::parse();
+    if let Err(error) = interrupt::watch() {
+        eprintln!("mkfs-blockfs: cannot watch for signals: {error}");
+        return ExitCode::FAILURE;
+    }
     match run(&args) {
         Ok(report) => {
             print!("{report}");
             ExitCode::SUCCESS
         }
-        Err(error) => {
-            eprintln!("mkfs-blockfs: {error}");
-            ExitCode::FAILURE
-        }
+        Err(error) => match interrupt::received() {
+            Some(signal) => {
+                eprintln!(
+                    "mkfs-blockfs: interrupted by {signal}; the partial image was removed and {} left as it was",
+                    args.output().display()
+                );
+                ExitCode::from(signal.exit_code())
+            }
+            None => {
+                eprintln!("mkfs-blockfs: {error}");
+                ExitCode::from(error.exit_code())
+            }
+        },
     }
 }
 
@@ -329,9 +419,10 @@ pub fn run(args: &Args) -> Result<Report, MkfsError> {
     let epoch_text = std::env::var_os("SOURCE_DATE_EPOCH").map(|v| v.to_string_lossy().into_owned());
     let epoch = clock::parse_source_date_epoch(epoch_text.as_deref())?;
     clock::set(epoch.unwrap_or_else(clock::system_seconds));
-    output::check_target(&args.output, args.force)?;
-    let device = match blockdev::is_block_device(&args.output) {
-        true => Some(blockdev::open_for_format(&args.output, args.force)?),
+    // Held until the new image has replaced the old one.
+    let _old_image = output::check_target(args.output(), args.force)?;
+    let device = match blockdev::is_block_device(args.output()) {
+        true => Some(blockdev::open_for_format(args.output(), args.force)?),
         false => None,
     };
     let block_count = target_blocks(args, device.as_ref())?;
@@ -351,27 +442,27 @@ pub fn run(args: &Args) -> Result<Report, MkfsError> {
         Contents::Archive(_) => None,
     });
     let options = format_options(args, &geometry, tree, epoch);
-    let populated = match device {
-        Some(device) => build_on_device(&args.output, device, &options, source.as_ref())?,
-        None => build_image(&args.output, &options, source.as_ref())?,
+    let (journal, populated) = match device {
+        Some(device) => build_on_device(args.output(), device, &options, source.as_ref(), args.quiet)?,
+        None => build_image(args.output(), &options, source.as_ref(), args.quiet)?,
     };
-    Ok(Report { output: args.output.clone(), size_mb, geometry, populated })
+    Ok(Report { output: args.output().to_owned(), size_mb, geometry, journal, populated })
 }
 
-/// Blocks to format: --size, or a block device's whole size (which
-/// --size may not exceed).
+/// Blocks to format: --size (or SIZE), or a block device's whole size
+/// (which the size asked for may not exceed).
 fn target_blocks(args: &Args, device: Option<&File>) -> Result<u32, MkfsError> {
     const DEFAULT_SIZE_MB: u32 = 256;
     let Some(file) = device else {
-        return Ok(args.size.unwrap_or(DEFAULT_SIZE_MB) * BLOCKS_PER_MB);
+        return Ok(args.size_mb().unwrap_or(DEFAULT_SIZE_MB) * BLOCKS_PER_MB);
     };
-    let io_error = |error| MkfsError::Io { path: args.output.clone(), error };
+    let io_error = |error| MkfsError::Io { path: args.output().to_owned(), error };
     let available = blockdev::device_blocks(file, MAX_SIZE_MB * BLOCKS_PER_MB).map_err(io_error)?;
-    match args.size {
+    match args.size_mb() {
         None => Ok(available),
         Some(size_mb) if size_mb * BLOCKS_PER_MB <= available => Ok(size_mb * BLOCKS_PER_MB),
         Some(size_mb) => Err(MkfsError::DeviceTooSmall {
-            path: args.output.clone(),
+            path: args.output().to_owned(),
             size_mb,
             device_mb: available / BLOCKS_PER_MB,
         }),
@@ -493,34 +584,49 @@ fn build_image(
     output: &Path,
     options: &FormatOptions,
     source: Option<&Source>,
-) -> Result<Option<Populated>, MkfsError> {
+    quiet: bool,
+) -> Result<(Journal, Option<Populated>), MkfsError> {
     let io_error = |error| MkfsError::Io { path: output.to_owned(), error };
     let image_error = |error| MkfsError::Image { path: output.to_owned(), error };
     let length = options.block_count as u64 * BLOCK_SIZE as u64;
     let (temp, file) = TempImage::create(output, length).map_err(io_error)?;
     let device = FileDevice::from_file(file, true).map_err(io_error)?;
     let device = format(device, options).map_err(image_error)?;
+    let (device, journal) = journal_made(device, options).map_err(image_error)?;
     let (device, populated) = match source {
         Some(source) => {
-            let (device, populated) = fill(output, device, source)?;
+            let (device, populated) = fill(output, device, source, quiet)?;
             (device, Some(populated))
         }
         None => (device, None),
     };
     device.into_file().sync_all().map_err(io_error)?;
     temp.commit().map_err(io_error)?;
-    Ok(populated)
+    Ok((journal, populated))
 }
 
 /// Formats (and fills) a block device in place, opened exclusively by
 /// [`blockdev::open_for_format`]. On failure block 0 is zeroed, so the
 /// device is not left looking like a BlockFS image.
+/// Whether format() gave the image a journal (it decides whether the
+/// image can spare one).
+fn journal_made(device: FileDevice, options: &FormatOptions) -> blockfs::Result<(FileDevice, Journal)> {
+    let fs = FileSystem::mount(device, MountOptions { read_only: true, ..MountOptions::default() })?;
+    let journal = match fs.info().extension.filter(Extension::has_journal) {
+        Some(extension) => Journal::Blocks(extension.journal_blocks),
+        None if options.journal => Journal::TooSmall,
+        None => Journal::NotAsked,
+    };
+    Ok((fs.unmount()?, journal))
+}
+
 fn build_on_device(
     output: &Path,
     file: File,
     options: &FormatOptions,
     source: Option<&Source>,
-) -> Result<Option<Populated>, MkfsError> {
+    quiet: bool,
+) -> Result<(Journal, Option<Populated>), MkfsError> {
     let io_error = |error| MkfsError::Io { path: output.to_owned(), error };
     let image_error = |error| MkfsError::Image { path: output.to_owned(), error };
     let guard = file.try_clone().map_err(io_error)?;
@@ -529,15 +635,16 @@ fn build_on_device(
         let device = FileDevice::from_file(file, true).map_err(io_error)?;
         let mut device = format(device, options).map_err(image_error)?;
         blockdev::zero_journal(&mut device).map_err(image_error)?;
+        let (device, journal) = journal_made(device, options).map_err(image_error)?;
         let (device, populated) = match source {
             Some(source) => {
-                let (device, populated) = fill(output, device, source)?;
+                let (device, populated) = fill(output, device, source, quiet)?;
                 (device, Some(populated))
             }
             None => (device, None),
         };
         device.into_file().sync_all().map_err(io_error)?;
-        Ok(populated)
+        Ok((journal, populated))
     })();
     if built.is_err() {
         blockdev::unmark(&guard);
@@ -547,7 +654,12 @@ fn build_on_device(
 
 /// Mounts the fresh image, checks the contents fit, copies them in and
 /// unmounts.
-fn fill(output: &Path, device: FileDevice, source: &Source) -> Result<(FileDevice, Populated), MkfsError> {
+fn fill(
+    output: &Path,
+    device: FileDevice,
+    source: &Source,
+    quiet: bool,
+) -> Result<(FileDevice, Populated), MkfsError> {
     let image_error = |error| MkfsError::Image { path: output.to_owned(), error };
     let options = MountOptions {
         cache_blocks: POPULATE_CACHE_BLOCKS,
@@ -561,9 +673,14 @@ fn fill(output: &Path, device: FileDevice, source: &Source) -> Result<(FileDevic
     let fs = FileSystem::mount(device, options).map_err(image_error)?;
     check_fits(source, &fs.statfs())?;
     let needs = &source.needs;
-    let mut progress = Progress::for_stderr(needs.entries, needs.file_bytes);
+    let mut progress = Progress::for_stderr("mkfs-blockfs", Some((needs.entries, needs.file_bytes)), quiet);
     let copied = match &source.contents {
-        Contents::Tree(tree) => populate(&fs, tree, &mut progress).map_err(MkfsError::from),
+        Contents::Tree(tree) => populate(&fs, tree, &mut progress).map_err(|error| match error.failure {
+            // The image file could not be written (the host is full, say):
+            // that is about the image, not the source file being copied.
+            CopyFailure::Image(error @ blockfs::Error::Io(_)) => image_error(error),
+            _ => MkfsError::Populate(error),
+        }),
         Contents::Archive(options) => extract(&fs, source, *options, &mut progress),
     };
     progress.finish();
@@ -592,11 +709,7 @@ fn extract(
     let (_, reader) = archive::open(path).map_err(|error| MkfsError::Io { path: path.clone(), error })?;
     let mut extractor = Extractor::new(fs, ROOT_INO, options);
     archive::for_each_event(reader, path, |event| {
-        match &event {
-            Event::Entry(_) => progress.entry_done(),
-            Event::Data(bytes) => progress.add_bytes(bytes.len() as u64),
-            Event::Skipped { .. } | Event::End => {}
-        }
+        progress.archive_event(&event);
         extractor.apply(event).map_err(member_error)?;
         // Under Abort, only members of types not created are skipped.
         refuse_unsupported(path, extractor.take_skipped().into_iter().map(|skipped| skipped.error))

@@ -13,8 +13,8 @@ use blockfs::resize::{self, ResizeError, Summary, Target};
 use blockfs::{BlockDevice, FileDevice, FileSystem, MountOptions};
 use clap::Args;
 
+use crate::image::lock::{self, Access, OpenError};
 use crate::image::Failure;
-use crate::lock::{self, Access, OpenError};
 
 const BLOCKS_PER_MB: u32 = (1 << 20) / BLOCK_SIZE as u32;
 const MAX_SIZE_MB: u32 = u32::MAX / BLOCKS_PER_MB;

@@ -5,17 +5,17 @@ use std::path::Path;
 
 use clap::Subcommand;
 
-use crate::edit::{
+use crate::blockfs::copy::export::{self, ExportArgs};
+use crate::blockfs::copy::get::{self, GetArgs};
+use crate::blockfs::copy::import::{self, ImportArgs};
+use crate::blockfs::copy::put::{self, PutArgs};
+use crate::blockfs::edit::{
     self, ChmodArgs, ChownArgs, LnArgs, MkdirArgs, MvArgs, RmArgs, RmdirArgs, TouchArgs, TruncateArgs,
 };
-use crate::export::{self, ExportArgs};
-use crate::extract::{self, GetArgs};
+use crate::blockfs::resize::{self, ResizeArgs};
+use crate::blockfs::tune::{self, TuneArgs};
+use crate::image::lock::Access;
 use crate::image::{Failure, Image, EXIT_STATUS_HELP};
-use crate::import::{self, ImportArgs};
-use crate::insert::{self, PutArgs};
-use crate::lock::Access;
-use crate::resize::{self, ResizeArgs};
-use crate::tune::{self, TuneArgs};
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -67,10 +67,18 @@ pub enum Command {
     Resize(ResizeArgs),
 }
 
+impl Command {
+    /// Whether the command copies data in or out, and so cleans up after
+    /// itself when interrupted (see [`crate::interrupt`]).
+    pub fn creates_files(&self) -> bool {
+        matches!(self, Command::Get(_) | Command::Put(_) | Command::Export(_) | Command::Import(_))
+    }
+}
+
 pub fn run(command: &Command) -> Result<(), Failure> {
     match command {
-        Command::Get(args) => extract::get(args),
-        Command::Put(args) => insert::put(args),
+        Command::Get(args) => get::get(args),
+        Command::Put(args) => put::put(args),
         Command::Export(args) => export::export(args),
         Command::Import(args) => import::import(args),
         Command::Mkdir(args) => change(&args.image, |image| edit::mkdir(image, args)),
@@ -98,6 +106,6 @@ mod tests {
 
     #[test]
     fn command_line_definition_is_consistent() {
-        crate::inspect::Cli::command().debug_assert();
+        crate::blockfs::Cli::command().debug_assert();
     }
 }

@@ -1,15 +1,13 @@
-//! `blockfs`: the command line, and the subcommands that look inside an
-//! image without changing it (mounted read-only, under a shared lock).
-//! Subcommands mirror the coreutils a user already knows: `info`, `ls`,
-//! `cat`, `stat`, `readlink`; those that copy and change are in
-//! `commands`.
+//! The subcommands that look inside an image without changing it
+//! (mounted read-only, under a shared lock, or reading a mounted image's
+//! last committed state): `info`, `ls`, `cat`, `stat`, `readlink`, and
+//! `probe`, which looks at any file.
+
+pub mod probe;
+pub mod text;
 
 use std::collections::HashSet;
-use std::ffi::OsString;
-use std::io::{self, BufWriter, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
-use std::process::ExitCode;
+use std::io::Write;
 
 use blockfs::format::dirent::is_dot_or_dotdot;
 use blockfs::format::extension::{Extension, ExtensionError, FEATURE_JOURNAL};
@@ -17,139 +15,27 @@ use blockfs::format::superblock::STATE_CLEAN;
 use blockfs::format::BLOCK_SIZE;
 use blockfs::fs::VolumeInfo;
 use blockfs::{Attr, FileType};
-use clap::{Args, Parser, Subcommand};
 
-pub use crate::image::Failure;
-use crate::image::{Image, EXIT_STATUS_HELP};
+use crate::image::{Failure, Image};
 use crate::paths::join;
-use crate::text::{json_string, kind_name, mode_string, DateTime};
 use crate::uuid;
+use text::{json_string, kind_name, mode_string, DateTime};
 
-/// Look inside BlockFS images, copy files in and out, and change them.
-#[derive(Parser, Debug)]
-#[command(name = "blockfs", version, after_help = EXIT_STATUS_HELP)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum Command {
-    /// Show geometry, usage, state and the extension record
-    Info {
-        /// The BlockFS image file
-        image: PathBuf,
-        /// Print one JSON object instead of text
-        #[arg(long)]
-        json: bool,
-    },
-    /// List a directory's entries, sorted by name
-    Ls {
-        /// Long format: mode, links, owner, group, size, mtime (UTC), name
-        #[arg(short = 'l')]
-        long: bool,
-        /// Include names starting with `.` (and the `.` and `..` entries)
-        #[arg(short = 'a')]
-        all: bool,
-        /// List subdirectories recursively
-        #[arg(short = 'R')]
-        recursive: bool,
-        #[command(flatten)]
-        target: ListTarget,
-    },
-    /// Write a file's contents to standard output
-    Cat(Target),
-    /// Show an inode's attributes (a symlink's own, not its target's)
-    Stat(Target),
-    /// Print a symlink's target
-    Readlink(Target),
-    /// Tell what the boot-time detection would pick: BlockFS, TAR or neither
-    #[command(after_help = crate::probe::PROBE_STATUS_HELP)]
-    Probe(crate::probe::ProbeArgs),
-    /// Mount an image (or a TAR archive, in RAM) with FUSE
-    Mount(crate::mount::MountArgs),
-    #[command(flatten)]
-    Files(crate::commands::Command),
-}
-
-/// An image and a path in it.
-#[derive(Args, Debug)]
-pub struct Target {
-    /// The BlockFS image file
-    pub image: PathBuf,
-    /// Absolute path inside the image
-    pub path: OsString,
-}
-
-/// As [`Target`], the path defaulting to the root.
-#[derive(Args, Debug)]
-pub struct ListTarget {
-    /// The BlockFS image file
-    pub image: PathBuf,
-    /// Absolute path inside the image
-    #[arg(default_value = "/")]
-    pub path: OsString,
-}
-
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    // Probe answers with its exit status, not with success or failure.
-    if let Command::Probe(args) = &cli.command {
-        return crate::probe::probe(args);
-    }
-    let stdout = io::stdout().lock();
-    let mut out = BufWriter::new(stdout);
-    let result = run(&cli.command, &mut out).and_then(|()| out.flush().map_err(Failure::from));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        // A reader that stopped early (`blockfs cat … | head`) is not an error.
-        Err(Failure::Output(error)) if error.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(failure) => {
-            eprintln!("blockfs: {failure}");
-            ExitCode::from(failure.exit_code())
-        }
-    }
-}
-
-pub fn run(command: &Command, out: &mut impl Write) -> Result<(), Failure> {
-    match command {
-        Command::Info { image, json } => {
-            let image = Image::open(image)?;
-            let fields = info_fields(&image);
-            if *json {
-                write_json(&fields, out)
-            } else {
-                write_text(&fields, out)
-            }
-        }
-        Command::Ls { long, all, recursive, target } => {
-            let options = LsOptions { long: *long, all: *all, recursive: *recursive };
-            Image::open(&target.image)?.ls(target.path.as_bytes(), options, out)
-        }
-        Command::Cat(target) => Image::open(&target.image)?.cat(target.path.as_bytes(), out),
-        Command::Stat(target) => Image::open(&target.image)?.stat(target.path.as_bytes(), out),
-        Command::Readlink(target) => {
-            let link_target = Image::open(&target.image)?.readlink(target.path.as_bytes())?;
-            out.write_all(&link_target)?;
-            writeln!(out)?;
-            Ok(())
-        }
-        Command::Mount(args) => crate::mount::run(args, out),
-        // `main` answers probe itself, to return its status; this arm only
-        // serves callers of `run`, who get the verdict printed.
-        Command::Probe(args) => {
-            crate::probe::probe(args);
-            Ok(())
-        }
-        Command::Files(command) => crate::commands::run(command),
+/// `blockfs info`: the fields as text or one JSON object.
+pub fn info(image: &Image, json: bool, out: &mut impl Write) -> Result<(), Failure> {
+    let fields = info_fields(image);
+    if json {
+        write_json(&fields, out)
+    } else {
+        write_text(&fields, out)
     }
 }
 
 #[derive(Debug, Clone, Copy)]
-struct LsOptions {
-    long: bool,
-    all: bool,
-    recursive: bool,
+pub struct LsOptions {
+    pub long: bool,
+    pub all: bool,
+    pub recursive: bool,
 }
 
 /// A name and what it names, as listed.
@@ -161,7 +47,7 @@ struct Listed {
 }
 
 impl Image {
-    fn readlink(&self, path: &[u8]) -> Result<Vec<u8>, Failure> {
+    pub fn readlink(&self, path: &[u8]) -> Result<Vec<u8>, Failure> {
         let attr = self.attr_at(path, false)?;
         if attr.kind != FileType::Symlink {
             return Err(self.fail(path, "not a symbolic link"));
@@ -169,7 +55,7 @@ impl Image {
         self.fs.readlink(attr.ino).map_err(|error| self.fail(path, error))
     }
 
-    fn cat(&self, path: &[u8], out: &mut impl Write) -> Result<(), Failure> {
+    pub fn cat(&self, path: &[u8], out: &mut impl Write) -> Result<(), Failure> {
         let attr = self.attr_at(path, true)?;
         let mut buffer = vec![0u8; 16 * BLOCK_SIZE];
         let mut offset = 0u64;
@@ -183,7 +69,7 @@ impl Image {
         }
     }
 
-    fn stat(&self, path: &[u8], out: &mut impl Write) -> Result<(), Failure> {
+    pub fn stat(&self, path: &[u8], out: &mut impl Write) -> Result<(), Failure> {
         let attr = self.attr_at(path, false)?;
         out.write_all(b"  File: ")?;
         out.write_all(path)?;
@@ -214,7 +100,7 @@ impl Image {
 
     /// Like `ls`: a directory lists its entries, anything else itself. A
     /// symlink named on the command line is followed unless `-l` is given.
-    fn ls(&self, path: &[u8], options: LsOptions, out: &mut impl Write) -> Result<(), Failure> {
+    pub fn ls(&self, path: &[u8], options: LsOptions, out: &mut impl Write) -> Result<(), Failure> {
         let attr = self.attr_at(path, !options.long)?;
         if attr.kind != FileType::Directory {
             let listed = self.listed(path, path.to_vec(), attr)?;
@@ -426,6 +312,10 @@ fn write_text(fields: &[Field], out: &mut impl Write) -> Result<(), Failure> {
             Value::Number(number) => number.to_string(),
             Value::Text(text) => text.clone(),
             Value::Time(0) => "never".into(),
+            // Past what a 32-bit time can say (2106): not Unix seconds.
+            Value::Time(raw) if *raw > u32::MAX as u64 => {
+                format!("{raw} (raw value, not a Unix time; VeridianOS's driver writes CPU ticks here)")
+            }
             Value::Time(seconds) => format!("{} UTC", DateTime::from_epoch(*seconds).to_seconds()),
             Value::Absent => continue,
         };

@@ -2,6 +2,7 @@
 //! (`blockfs-fuse`), which does the work.
 
 use std::env;
+use std::fs;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::{self, Command};
@@ -13,7 +14,7 @@ use blockfs_fuse::image::Source;
 use blockfs_fuse::{daemon, MountConfig, Reason};
 use clap::{Args, ValueEnum};
 
-use crate::inspect::Failure;
+use crate::blockfs::Failure;
 
 const BLOCKS_PER_MIB: usize = (1 << 20) / BLOCK_SIZE;
 const DEFAULT_CACHE_MB: u32 = (DEFAULT_CACHE_BLOCKS / BLOCKS_PER_MIB) as u32;
@@ -88,6 +89,14 @@ impl From<blockfs_fuse::Error> for Failure {
 }
 
 pub fn run(args: &MountArgs, out: &mut impl Write) -> Result<(), Failure> {
+    // FUSE would mount on a file too, and serve a root directory there
+    // that nothing can use.
+    let mountpoint = &args.mountpoint;
+    match fs::metadata(mountpoint) {
+        Ok(metadata) if metadata.is_dir() => {}
+        Ok(_) => return Err(Failure::host(mountpoint, "not a directory; mount onto a directory")),
+        Err(error) => return Err(Failure::host(mountpoint, error)),
+    }
     if args.foreground {
         serve(args, out)
     } else {
@@ -97,9 +106,10 @@ pub fn run(args: &MountArgs, out: &mut impl Write) -> Result<(), Failure> {
 
 fn serve(args: &MountArgs, out: &mut impl Write) -> Result<(), Failure> {
     let source = Source::probe(&args.image)?;
-    writeln!(out, "{}", source.message())?;
-    out.flush()?;
-    Ok(source.serve(&args.mountpoint, &args.config())?)
+    Ok(source.serve(&args.mountpoint, &args.config(), |message| {
+        writeln!(out, "{message}")?;
+        out.flush()
+    })?)
 }
 
 fn serve_in_background(args: &MountArgs, out: &mut impl Write) -> Result<(), Failure> {

@@ -15,9 +15,9 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, DirBuilder, File, FileTimes, OpenOptions, Permissions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -25,12 +25,15 @@ use blockfs::format::BLOCK_SIZE;
 use blockfs::{Attr, FileType};
 use clap::Args;
 
+use crate::blockfs::copy::walk::{link_target, Node, Walk};
+use crate::host::output::parent_dir;
+use crate::host::sparse;
+use crate::image::lock::Access;
 use crate::image::{Failure, Image};
-use crate::lock::Access;
-use crate::output::parent_dir;
+use crate::interrupt;
 use crate::paths::{image_path, last_component, unsafe_name, ImagePath};
+use crate::progress::Progress;
 use crate::sys;
-use crate::walk::{link_target, Node, Walk};
 
 #[derive(Args, Debug)]
 pub struct GetArgs {
@@ -44,6 +47,9 @@ pub struct GetArgs {
     pub path: ImagePath,
     /// A new host name for the copy, or an existing directory to copy into
     pub dest: PathBuf,
+    /// No progress line (it is shown only on a terminal anyway)
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 pub fn get(args: &GetArgs) -> Result<(), Failure> {
@@ -57,7 +63,9 @@ pub fn get(args: &GetArgs) -> Result<(), Failure> {
         let target = host_target(path, &args.dest, is_dir)?;
         image.refuse_to_overwrite(&target)?;
         let staging = Staging::beside(&target);
-        Extractor::new(image, &staging).copy(Walk::new(image, path, attr))?;
+        // Only a tree is worth a progress line.
+        let progress = Progress::for_stderr("blockfs get", None, args.quiet || !is_dir);
+        Extractor::new(image, &staging, progress).copy(Walk::new(image, path, attr))?;
         staging.commit()
     })
 }
@@ -147,10 +155,11 @@ struct Extractor<'a> {
     /// read-only mode would stop the children being made.
     directories: Vec<(Attr, PathBuf)>,
     buffer: Vec<u8>,
+    progress: Progress,
 }
 
 impl<'a> Extractor<'a> {
-    fn new(image: &'a Image, staging: &'a Staging) -> Self {
+    fn new(image: &'a Image, staging: &'a Staging, progress: Progress) -> Self {
         Extractor {
             image,
             staging,
@@ -159,6 +168,7 @@ impl<'a> Extractor<'a> {
             symlinks: Vec::new(),
             directories: Vec::new(),
             buffer: vec![0; 256 * BLOCK_SIZE],
+            progress,
         }
     }
 
@@ -168,6 +178,8 @@ impl<'a> Extractor<'a> {
                 true => self.staging.path.clone(),
                 false => self.staging.path.join(OsStr::from_bytes(&node.relative)),
             };
+            interrupt::check().map_err(|error| self.host_failure(&host, error))?;
+            self.progress.entry_done();
             match node.attr.kind {
                 FileType::Directory => {
                     let made = DirBuilder::new().mode(0o700).create(&host);
@@ -183,6 +195,7 @@ impl<'a> Extractor<'a> {
         for (node, host) in std::mem::take(&mut self.symlinks) {
             self.place(&node, &host)?;
         }
+        self.progress.finish();
         for (attr, host) in self.directories.iter().rev() {
             let dir =
                 OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW).open(host);
@@ -237,7 +250,7 @@ impl<'a> Extractor<'a> {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
             .open(host);
-        let Some(mut file) = self.created(node, host, opened)? else {
+        let Some(file) = self.created(node, host, opened)? else {
             return Ok(false);
         };
         let mut offset = 0u64;
@@ -252,9 +265,16 @@ impl<'a> Extractor<'a> {
                     return Ok(false);
                 }
             };
-            file.write_all(&self.buffer[..read]).map_err(|error| self.host_failure(host, error))?;
+            // Zero blocks (holes in the image, or written zeros) stay holes.
+            for (from, to) in sparse::nonzero_runs(&self.buffer[..read], offset) {
+                file.write_all_at(&self.buffer[from..to], offset + from as u64)
+                    .map_err(|error| self.host_failure(host, error))?;
+            }
             offset += read as u64;
+            self.progress.add_bytes(read as u64);
+            interrupt::check().map_err(|error| self.host_failure(host, error))?;
         }
+        file.set_len(offset).map_err(|error| self.host_failure(host, error))?;
         self.set_metadata(&file, &node.attr).map_err(|error| self.host_failure(host, error))?;
         Ok(true)
     }

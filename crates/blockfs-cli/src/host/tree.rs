@@ -20,7 +20,7 @@ use blockfs::FileType;
 /// same measure the library takes of an archive.
 pub use blockfs::rootfs::Needs;
 
-use crate::space;
+use crate::host::{space, sparse};
 
 /// What the host object is, with the content BlockFS stores for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,8 @@ pub enum HostKind {
     Directory,
     Regular {
         size: u64,
+        /// Where its data is (the rest are holes), as scanned.
+        extents: Vec<(u64, u64)>,
     },
     /// The target exactly as the host stores it, never followed.
     Symlink {
@@ -248,9 +250,9 @@ impl Scanner {
     /// once their children are known).
     fn add_inode(&mut self, path: &Path, metadata: &Metadata, kind: HostKind) -> Result<usize, ScanError> {
         let content_blocks = match &kind {
-            HostKind::Regular { size } => {
+            HostKind::Regular { size, extents } => {
                 self.needs.file_bytes += size;
-                space::file_blocks(*size)
+                sparse::stored_blocks(extents)
             }
             HostKind::Symlink { target } => space::file_blocks(target.len() as u64),
             _ => 0,
@@ -291,8 +293,9 @@ fn host_kind(path: &Path, metadata: &Metadata) -> Result<HostKind, ScanError> {
         if size > MAX_FILE_SIZE {
             return Err(ScanError::FileTooBig { path: path.to_owned(), size });
         }
-        File::open(path).map_err(|error| io_error(path, error))?;
-        HostKind::Regular { size }
+        let file = File::open(path).map_err(|error| io_error(path, error))?;
+        let extents = sparse::data_extents(&file, size).map_err(|error| io_error(path, error))?;
+        HostKind::Regular { size, extents }
     } else if file_type.is_symlink() {
         let target = fs::read_link(path).map_err(|error| io_error(path, error))?;
         HostKind::Symlink { target: target.into_os_string().into_vec() }

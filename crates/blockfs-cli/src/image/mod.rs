@@ -3,6 +3,9 @@
 //! unmounted (committed and marked clean) even when the command fails.
 //! Also the command's failure type and the exit status it maps to.
 
+pub mod blockdev;
+pub mod lock;
+
 use std::cell::Cell;
 use std::fmt;
 use std::fs;
@@ -12,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use blockfs::{Attr, DirEntry, FileDevice, FileSystem, FileType, MountOptions};
 
-use crate::lock::{self, Access, OpenError};
+use lock::{Access, OpenError};
 
 /// Every subcommand's --help ends with this.
 pub const EXIT_STATUS_HELP: &str = "\
@@ -81,8 +84,23 @@ impl Image {
         Self::mount(path, Access::Read)
     }
 
+    /// A reader that finds the image locked by a writer (a read-write
+    /// mount, or a command changing it) reads it anyway, without a lock:
+    /// the read-only mount replays the journal in memory, so it sees the
+    /// last committed state, and says so.
     fn mount(path: &Path, access: Access) -> Result<Self, Failure> {
-        let device = lock::open_image(path, access).map_err(|error| match error {
+        let device = match (lock::open_image(path, access), access) {
+            (Err(OpenError::InUse), Access::Read) => {
+                eprintln!(
+                    "blockfs: {}: image is in use (mounted read-write or being changed); \
+                     showing its last committed state",
+                    path.display()
+                );
+                lock::open_unlocked(path)
+            }
+            (opened, _) => opened,
+        }
+        .map_err(|error| match error {
             OpenError::InUse => Failure::InUse(path.to_owned()),
             OpenError::Io(error) => Failure::host(path, error),
         })?;

@@ -11,14 +11,18 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use blockfs::format::BLOCK_SIZE;
+use blockfs::rootfs::tar::MAX_SPARSE_REGIONS;
 use blockfs::FileType;
 use clap::Args;
 
+use crate::blockfs::copy::walk::{link_target, Node, Walk};
+use crate::host::output::TempImage;
+use crate::host::sparse;
+use crate::image::lock::Access;
 use crate::image::{Failure, Image};
-use crate::lock::Access;
-use crate::output::TempImage;
+use crate::interrupt;
+use crate::progress::Progress;
 use crate::tar::{Kind, Member, TarWriter};
-use crate::walk::{link_target, Node, Walk};
 
 /// Output buffer: big writes to the archive file or pipe.
 const OUTPUT_BUFFER: usize = 1 << 20;
@@ -30,6 +34,9 @@ pub struct ExportArgs {
     /// The archive to write, replaced only once complete; `-` writes to
     /// standard output
     pub output: PathBuf,
+    /// No progress line (it is shown only on a terminal anyway)
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 pub fn export(args: &ExportArgs) -> Result<(), Failure> {
@@ -38,7 +45,7 @@ pub fn export(args: &ExportArgs) -> Result<(), Failure> {
         let walk = Walk::new(image, b"/", root);
         if args.output == Path::new("-") {
             let out = BufWriter::with_capacity(OUTPUT_BUFFER, io::stdout().lock());
-            let out = write_archive(image, walk, out)?;
+            let out = write_archive(image, walk, out, args.quiet)?;
             return out.into_inner().map_err(|error| Failure::Output(error.into_error())).map(drop);
         }
         image.refuse_to_overwrite(&args.output)?;
@@ -46,12 +53,10 @@ pub fn export(args: &ExportArgs) -> Result<(), Failure> {
         // Written beside the output and renamed over it when complete, so
         // a failure never leaves a truncated archive under that name.
         let (temp, file) = TempImage::create(&args.output, 0).map_err(output_failure)?;
-        let out =
-            write_archive(image, walk, BufWriter::with_capacity(OUTPUT_BUFFER, file)).map_err(|failure| {
-                match failure {
-                    Failure::Output(error) => output_failure(error),
-                    other => other,
-                }
+        let out = write_archive(image, walk, BufWriter::with_capacity(OUTPUT_BUFFER, file), args.quiet)
+            .map_err(|failure| match failure {
+                Failure::Output(error) => output_failure(error),
+                other => other,
             })?;
         let file = out.into_inner().map_err(|error| output_failure(error.into_error()))?;
         file.sync_all().map_err(output_failure)?;
@@ -61,19 +66,23 @@ pub fn export(args: &ExportArgs) -> Result<(), Failure> {
 
 /// Archives the walk to `out`; write errors come back as
 /// [`Failure::Output`], image problems as warnings about their entries.
-fn write_archive<W: Write>(image: &Image, mut walk: Walk, out: W) -> Result<W, Failure> {
+fn write_archive<W: Write>(image: &Image, mut walk: Walk, out: W, quiet: bool) -> Result<W, Failure> {
     let mut exporter = Exporter {
         image,
         tar: TarWriter::new(out),
         first_names: HashMap::new(),
         buffer: vec![0; 256 * BLOCK_SIZE],
+        progress: Progress::for_stderr("blockfs export", None, quiet),
     };
     while let Some(node) = walk.next() {
+        interrupt::check()?;
         if node.attr.kind == FileType::Directory {
             walk.enter(&node);
         }
         exporter.add(&node)?;
+        exporter.progress.entry_done();
     }
+    exporter.progress.finish();
     Ok(exporter.tar.finish()?)
 }
 
@@ -83,6 +92,7 @@ struct Exporter<'a, W> {
     /// The member name of the first name of each hard-linked inode.
     first_names: HashMap<u32, Vec<u8>>,
     buffer: Vec<u8>,
+    progress: Progress,
 }
 
 impl<W: Write> Exporter<'_, W> {
@@ -97,11 +107,19 @@ impl<W: Write> Exporter<'_, W> {
             gid: attr.gid.into(),
             mtime: attr.mtime,
         };
-        if let Some(first) = self.first_names.get(&attr.ino).filter(|_| node.is_hard_linked()) {
-            return self.tar.header(&member(Kind::HardLink { target: first }));
+        if let Some(first) = self.first_names.get(&attr.ino).filter(|_| node.is_hard_linked()).cloned() {
+            return self.tar.header(&member(Kind::HardLink { target: &first }));
         }
         let target;
+        let map = match attr.kind {
+            FileType::Regular => self.data_map(node),
+            _ => Vec::new(),
+        };
         let kind = match attr.kind {
+            // A file with holes is archived sparse, so they stay holes.
+            FileType::Regular if map.len() <= MAX_SPARSE_REGIONS && map != [(0, attr.size)] => {
+                Kind::Sparse { size: attr.size, map: &map }
+            }
             FileType::Regular => Kind::Regular { size: attr.size },
             FileType::Directory => Kind::Directory,
             FileType::Symlink => match link_target(self.image, node) {
@@ -120,8 +138,10 @@ impl<W: Write> Exporter<'_, W> {
             }
         };
         self.tar.header(&member(kind))?;
-        if attr.kind == FileType::Regular {
-            self.content(node)?;
+        match kind {
+            Kind::Sparse { map, .. } => self.content(node, map)?,
+            Kind::Regular { size } => self.content(node, &[(0, size)])?,
+            _ => {}
         }
         if node.is_hard_linked() {
             self.first_names.insert(attr.ino, name);
@@ -129,30 +149,65 @@ impl<W: Write> Exporter<'_, W> {
         Ok(())
     }
 
-    /// Streams a file's content; what cannot be read becomes zeros (the
-    /// header already promised the size) and a warning.
-    fn content(&mut self, node: &Node) -> io::Result<()> {
+    /// Where a file's data is: its runs of blocks that are not all zeros
+    /// (holes read as zeros), and a last empty region at the end when it
+    /// ends in a hole, as GNU tar writes. What cannot be read counts as
+    /// data, for [`content`](Self::content) to report.
+    fn data_map(&mut self, node: &Node) -> Vec<(u64, u64)> {
         let size = node.attr.size;
+        let mut map: Vec<(u64, u64)> = Vec::new();
         let mut offset = 0u64;
-        let mut problem = None;
         while offset < size {
             let want = (size - offset).min(self.buffer.len() as u64) as usize;
-            match self.image.fs.read(node.attr.ino, offset, &mut self.buffer[..want]) {
-                Ok(0) => break,
-                Ok(read) => {
-                    self.tar.content(&self.buffer[..read])?;
-                    offset += read as u64;
+            let runs = match self.image.fs.read(node.attr.ino, offset, &mut self.buffer[..want]) {
+                Ok(read) if read > 0 => sparse::nonzero_runs(&self.buffer[..read], offset),
+                _ => return vec![(0, size)],
+            };
+            for (from, to) in runs {
+                let (start, end) = (offset + from as u64, offset + to as u64);
+                match map.last_mut() {
+                    Some((last_start, length)) if *last_start + *length == start => {
+                        *length = end - *last_start
+                    }
+                    _ => map.push((start, end - start)),
                 }
-                Err(error) => {
-                    problem = Some(error.to_string());
-                    break;
+            }
+            offset += want as u64;
+        }
+        if map.last().is_none_or(|&(start, length)| start + length < size) {
+            map.push((size, 0));
+        }
+        map
+    }
+
+    /// Streams the `map` regions of a file's content; what cannot be read
+    /// becomes zeros (the header already promised the size) and a warning.
+    fn content(&mut self, node: &Node, map: &[(u64, u64)]) -> io::Result<()> {
+        let mut problem = None;
+        'regions: for &(start, length) in map {
+            let mut offset = start;
+            while offset < start + length {
+                let want = (start + length - offset).min(self.buffer.len() as u64) as usize;
+                match self.image.fs.read(node.attr.ino, offset, &mut self.buffer[..want]) {
+                    Ok(0) => break 'regions,
+                    Ok(read) => {
+                        self.tar.content(&self.buffer[..read])?;
+                        offset += read as u64;
+                        self.progress.add_bytes(read as u64);
+                        interrupt::check()?;
+                    }
+                    Err(error) => {
+                        problem = Some(error.to_string());
+                        break 'regions;
+                    }
                 }
             }
         }
         let missing = self.tar.end_content()?;
         if missing > 0 {
             let why = problem.unwrap_or_else(|| "file ended early".into());
-            let message = format!("{why}: the last {missing} of {size} bytes are archived as zeros");
+            let size = node.attr.size;
+            let message = format!("{why}: the last {missing} stored bytes of {size} are archived as zeros");
             self.image.warn(&node.path, message);
         }
         Ok(())

@@ -6,13 +6,17 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use blockfs::fs::{NewInode, RenameFlags};
 use blockfs::{Attr, BlockDevice, FileSystem, FileType, SetAttr, ROOT_INO};
 
-use crate::hosttree::{Entry, HostInode, HostKind, HostSources, HostTree};
+use crate::host::sparse;
+use crate::host::tree::{Entry, HostInode, HostKind, HostSources, HostTree};
+use crate::interrupt;
 use crate::progress::Progress;
 
 /// Bytes read from the host and written to the image per call.
@@ -154,6 +158,7 @@ impl<'a, D: BlockDevice> Copier<'a, D> {
     }
 
     fn copy_entry(&mut self, entry: &Entry, parent: u32) -> Result<(), PopulateError> {
+        self.at(&self.inodes[entry.inode].path, interrupt::check())?;
         let depth = self.image_path.len();
         self.image_path.push(b'/');
         self.image_path.extend_from_slice(&entry.name);
@@ -190,8 +195,14 @@ impl<'a, D: BlockDevice> Copier<'a, D> {
         self.image_inos[entry.inode] = Some(ino);
         match &host.kind {
             HostKind::Directory => self.copy_directory(entry, ino),
-            HostKind::Regular { size } => {
-                self.copy_content(host, ino, *size)?;
+            HostKind::Regular { size, extents } => {
+                let copied = self.copy_content(host, ino, *size, extents);
+                if copied.is_err() {
+                    // Best effort, so a stopped copy leaves no half file:
+                    // the failure to report is the copy's.
+                    let _ = self.fs.unlink(parent, name);
+                }
+                copied?;
                 self.set_times(entry.inode, ino)
             }
             _ => self.set_times(entry.inode, ino),
@@ -246,31 +257,55 @@ impl<'a, D: BlockDevice> Copier<'a, D> {
         Ok(attr.ino)
     }
 
-    fn copy_content(&mut self, host: &HostInode, ino: u32, size: u64) -> Result<(), PopulateError> {
+    /// Copies the data extents the scan found, leaving holes as holes
+    /// (and whole zero blocks as holes too), then sets the size, which a
+    /// trailing hole would otherwise not reach.
+    fn copy_content(
+        &mut self,
+        host: &HostInode,
+        ino: u32,
+        size: u64,
+        extents: &[(u64, u64)],
+    ) -> Result<(), PopulateError> {
         let file = self.at(&host.path, File::open(&host.path))?;
-        // Copy what was scanned: space was budgeted for exactly that much.
-        let mut reader = file.take(size);
-        let mut offset = 0u64;
-        while offset < size {
-            let read = reader.read(&mut self.buffer);
-            let read = self.at(&host.path, read)?;
-            if read == 0 {
-                return self.at(&host.path, Err(CopyFailure::Shrank { expected: size, found: offset }));
+        let mut copied = 0;
+        for &(start, end) in extents {
+            let mut offset = start;
+            while offset < end {
+                self.at(&host.path, interrupt::check())?;
+                let want = (end - offset).min(self.buffer.len() as u64) as usize;
+                let read = file.read_at(&mut self.buffer[..want], offset);
+                let read = self.at(&host.path, read)?;
+                if read == 0 {
+                    // Copy what was scanned: space was budgeted for exactly that much.
+                    return self.at(&host.path, Err(CopyFailure::Shrank { expected: size, found: offset }));
+                }
+                for (from, to) in sparse::nonzero_runs(&self.buffer[..read], offset) {
+                    self.write_all(host, ino, offset + from as u64, from..to)?;
+                }
+                offset += read as u64;
+                copied += read as u64;
+                self.progress.add_bytes(read as u64);
             }
-            self.write_all(host, ino, offset, read)?;
-            offset += read as u64;
-            self.progress.add_bytes(read as u64);
         }
-        Ok(())
+        self.progress.add_bytes(size.saturating_sub(copied));
+        let sized = SetAttr { size: Some(size), ..SetAttr::default() };
+        self.at(&host.path, self.fs.setattr(ino, &sized)).map(drop)
     }
 
-    /// Writes `buffer[..len]` at `offset`; the library may write less than
+    /// Writes `buffer[range]` at `offset`; the library may write less than
     /// asked only when the image is full.
-    fn write_all(&self, host: &HostInode, ino: u32, offset: u64, len: usize) -> Result<(), PopulateError> {
+    fn write_all(
+        &self,
+        host: &HostInode,
+        ino: u32,
+        offset: u64,
+        range: Range<usize>,
+    ) -> Result<(), PopulateError> {
+        let data = &self.buffer[range];
         let mut done = 0;
-        while done < len {
-            let written =
-                self.at(&host.path, self.fs.write(ino, offset + done as u64, &self.buffer[done..len]))?;
+        while done < data.len() {
+            let written = self.at(&host.path, self.fs.write(ino, offset + done as u64, &data[done..]))?;
             if written == 0 {
                 return self.at(&host.path, Err(blockfs::Error::NoSpace));
             }

@@ -5,6 +5,8 @@
 //! for their octal field in GNU's base-256 form. Member names are the
 //! caller's business; this module writes bytes, it does not judge paths.
 
+pub mod archive;
+
 use std::io::{self, Write};
 
 const BLOCK: usize = 512;
@@ -21,6 +23,14 @@ pub enum Kind<'a> {
     /// A file whose `size` content bytes follow its header.
     Regular {
         size: u64,
+    },
+    /// A file of `size` bytes of which only the `(offset, length)`
+    /// regions of `map` are stored (old GNU sparse, typeflag 'S'); the
+    /// rest are holes. Each region but the last is a multiple of 512
+    /// bytes; the regions' bytes follow the header back to back.
+    Sparse {
+        size: u64,
+        map: &'a [(u64, u64)],
     },
     /// Another name of an earlier member (the name it was archived under).
     HardLink {
@@ -55,6 +65,7 @@ impl Kind<'_> {
     fn typeflag(&self) -> u8 {
         match self {
             Kind::Regular { .. } => b'0',
+            Kind::Sparse { .. } => b'S',
             Kind::HardLink { .. } => b'1',
             Kind::Symlink { .. } => b'2',
             Kind::CharDevice { .. } => b'3',
@@ -95,6 +106,7 @@ impl<W: Write> TarWriter<W> {
         }
         let size = match member.kind {
             Kind::Regular { size } => size,
+            Kind::Sparse { map, .. } => map.iter().map(|&(_, length)| length).sum(),
             _ => 0,
         };
         let rdev = match member.kind {
@@ -113,7 +125,17 @@ impl<W: Write> TarWriter<W> {
         block[257..265].copy_from_slice(GNU_MAGIC);
         put_number(&mut block[329..337], rdev.0.into());
         put_number(&mut block[337..345], rdev.1.into());
+        let mut map_left: &[(u64, u64)] = &[];
+        if let Kind::Sparse { size: real_size, map } = member.kind {
+            map_left = put_sparse_map(&mut block[386..483], map);
+            put_number(&mut block[483..495], real_size);
+        }
         self.write_header(block)?;
+        while !map_left.is_empty() {
+            let mut extension = [0u8; BLOCK];
+            map_left = put_sparse_map(&mut extension[..505], map_left);
+            self.write(&extension)?;
+        }
         self.remaining = size;
         self.in_content = size > 0;
         Ok(())
@@ -200,6 +222,19 @@ impl<W: Write> TarWriter<W> {
         self.written += data.len() as u64;
         Ok(())
     }
+}
+
+/// Fills a sparse map area (24-byte entries, then the "more follow"
+/// byte) from `map`; returns the entries that did not fit.
+fn put_sparse_map<'m>(area: &mut [u8], map: &'m [(u64, u64)]) -> &'m [(u64, u64)] {
+    let (entries, more) = area.split_at_mut(area.len() - 1);
+    let fits = (entries.len() / 24).min(map.len());
+    for (slot, &(offset, length)) in entries.chunks_exact_mut(24).zip(&map[..fits]) {
+        put_number(&mut slot[..12], offset);
+        put_number(&mut slot[12..], length);
+    }
+    more[0] = u8::from(fits < map.len());
+    &map[fits..]
 }
 
 /// Copies up to the field's length; a name of exactly 100 bytes has no
