@@ -5,7 +5,6 @@
 //! as root); without them every test fails saying so, never skips.
 
 mod common;
-#[allow(dead_code)] // the helpers other FUSE tests use
 mod fuse_support;
 
 use std::fs;
