@@ -110,9 +110,15 @@ impl DirIndexes {
         self.touched = None;
     }
 
-    pub fn rollback(&mut self) {
-        for dir in self.touched.take().unwrap_or_default() {
-            self.forget(dir);
+    /// Ends an operation that failed. Only an operation that changed
+    /// blocks can have left an index out of step with them; one that only
+    /// read (a lookup of a missing name) keeps every index it built.
+    pub fn rollback(&mut self, blocks_changed: bool) {
+        let touched = self.touched.take().unwrap_or_default();
+        if blocks_changed {
+            for dir in touched {
+                self.forget(dir);
+            }
         }
     }
 

@@ -195,8 +195,9 @@ impl<D: BlockDevice> Volume<D> {
     /// Ends the operation undoing all it changed, in memory and in the
     /// cache: the volume is as the operation found it.
     pub fn rollback_operation(&mut self) {
+        let blocks_changed = self.store.cache().operation_blocks() > 0;
         self.store.rollback();
-        self.dir_indexes.rollback();
+        self.dir_indexes.rollback(blocks_changed);
         let Some(log) = self.operation.take() else { return };
         self.superblock = log.superblock;
         self.extension = log.extension;
