@@ -276,7 +276,12 @@ impl<D: BlockDevice> Volume<D> {
         visit: &mut dyn FnMut(DirEntry) -> bool,
     ) -> Result<bool> {
         let mut clean = true;
-        for index in (from as u64 / BLOCK_SIZE as u64)..Self::dir_block_count(inode) {
+        let end = Self::dir_block_count(inode);
+        let mut next = from as u64 / BLOCK_SIZE as u64;
+        // Holes are stepped over a whole missing indirect level at a time,
+        // so a size that claims gigabytes costs what the map holds.
+        while let Some(index) = self.next_mapped_block(ino, inode, next, end)? {
+            next = index + 1;
             let Some(block) = self.dir_block(ino, inode, index)? else {
                 continue;
             };

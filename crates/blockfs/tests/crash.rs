@@ -24,7 +24,7 @@ use blockfs::error::DeviceError;
 use blockfs::format::{Block, BLOCK_SIZE};
 use blockfs::fs::{format, NewInode, RenameFlags};
 use blockfs::{BlockDevice, FileSystem, FileType, FormatOptions, MemDevice, MountOptions, ROOT_INO};
-use support::{CowDevice, Rng};
+use support::{CowDevice, Event, Recording, Rng};
 
 const BLOCKS: u32 = 2048;
 const INODES: u32 = 4096;
@@ -33,36 +33,6 @@ const CACHE_BLOCKS: usize = 16;
 const WALK_READ_LIMIT: u64 = 8 << 20;
 const FILE: NewInode = NewInode { perm: 0o644, uid: 0, gid: 0 };
 const DIR: NewInode = NewInode { perm: 0o755, uid: 0, gid: 0 };
-
-#[derive(Clone)]
-enum Event {
-    Write(u32, Arc<Block>),
-    Flush,
-}
-
-/// A device that applies writes to memory and logs them.
-struct Recording {
-    inner: MemDevice,
-    log: Arc<Mutex<Vec<Event>>>,
-}
-
-impl BlockDevice for Recording {
-    fn block_count(&self) -> u32 {
-        self.inner.block_count()
-    }
-    fn read_block(&mut self, index: u32, buf: &mut Block) -> Result<(), DeviceError> {
-        self.inner.read_block(index, buf)
-    }
-    fn write_block(&mut self, index: u32, buf: &Block) -> Result<(), DeviceError> {
-        self.inner.write_block(index, buf)?;
-        self.log.lock().unwrap().push(Event::Write(index, Arc::new(*buf)));
-        Ok(())
-    }
-    fn flush(&mut self) -> Result<(), DeviceError> {
-        self.log.lock().unwrap().push(Event::Flush);
-        Ok(())
-    }
-}
 
 /// A crash image: the image before the workload plus some of its writes.
 type CrashImage = CowDevice<Arc<[u8]>>;

@@ -15,43 +15,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use blockfs::check::{check, CheckOptions};
-use blockfs::error::DeviceError;
 use blockfs::format::extension::Extension;
-use blockfs::format::Block;
 use blockfs::resize::{plan, Summary, Target};
 use blockfs::{BlockDevice, FileSystem, MemDevice};
-use support::{CowDevice, Rng};
+use support::{CowDevice, Event, Recording, Rng};
 
 use crate::image::{self, tree_of, Tree, MB};
-
-#[derive(Clone)]
-enum Event {
-    Write(u32, Arc<Block>),
-    Flush,
-}
-
-struct Recording {
-    inner: MemDevice,
-    log: Arc<Mutex<Vec<Event>>>,
-}
-
-impl BlockDevice for Recording {
-    fn block_count(&self) -> u32 {
-        self.inner.block_count()
-    }
-    fn read_block(&mut self, index: u32, buf: &mut Block) -> Result<(), DeviceError> {
-        self.inner.read_block(index, buf)
-    }
-    fn write_block(&mut self, index: u32, buf: &Block) -> Result<(), DeviceError> {
-        self.inner.write_block(index, buf)?;
-        self.log.lock().unwrap().push(Event::Write(index, Arc::new(*buf)));
-        Ok(())
-    }
-    fn flush(&mut self) -> Result<(), DeviceError> {
-        self.log.lock().unwrap().push(Event::Flush);
-        Ok(())
-    }
-}
 
 type Image = CowDevice<Arc<[u8]>>;
 

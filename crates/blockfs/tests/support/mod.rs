@@ -1,14 +1,46 @@
 //! Pieces shared by the integration tests that build thousands of images:
-//! a copy-on-write device over one base image, and a seeded generator.
+//! a device that records its writes, a copy-on-write device over one base
+//! image, and a seeded generator.
 
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use blockfs::error::DeviceError;
 use blockfs::format::{Block, BLOCK_SIZE};
-use blockfs::BlockDevice;
+use blockfs::{BlockDevice, MemDevice};
+
+/// What a recorded device saw.
+#[derive(Clone)]
+pub enum Event {
+    Write(u32, Arc<Block>),
+    Flush,
+}
+
+/// A device that applies writes to memory and logs them, with flushes.
+pub struct Recording {
+    pub inner: MemDevice,
+    pub log: Arc<Mutex<Vec<Event>>>,
+}
+
+impl BlockDevice for Recording {
+    fn block_count(&self) -> u32 {
+        self.inner.block_count()
+    }
+    fn read_block(&mut self, index: u32, buf: &mut Block) -> Result<(), DeviceError> {
+        self.inner.read_block(index, buf)
+    }
+    fn write_block(&mut self, index: u32, buf: &Block) -> Result<(), DeviceError> {
+        self.inner.write_block(index, buf)?;
+        self.log.lock().unwrap().push(Event::Write(index, Arc::new(*buf)));
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), DeviceError> {
+        self.log.lock().unwrap().push(Event::Flush);
+        Ok(())
+    }
+}
 
 /// A device over a shared base image that keeps its writes to itself, so
 /// many variants of one image cost only the blocks they change.
