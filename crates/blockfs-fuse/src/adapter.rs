@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use blockfs::fs::{NewInode, RenameFlags};
-use blockfs::{Attr, BlockDevice, Error, FileSystem, FileType, SetAttr};
+use blockfs::{Attr, BlockDevice, Error, FileSystem, FileType, ListedEntry, SetAttr};
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig,
-    LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
+    InitFlags, LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
     ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 
@@ -39,6 +39,14 @@ const READDIR_BYTES: usize = 4096;
 fn reply_size(name_len: usize) -> usize {
     (24 + name_len + 7) & !7
 }
+/// Bytes an entry takes in a READDIRPLUS reply: the entry and its
+/// attributes (`fuse_entry_out`, 128 bytes) before it.
+fn reply_plus_size(name_len: usize) -> usize {
+    128 + reply_size(name_len)
+}
+/// Background requests (readahead, page write-back) the kernel may have
+/// in flight: enough to keep every server thread busy.
+const MAX_BACKGROUND: u16 = 64;
 /// Set-group-ID bit: a directory carrying it passes on its group.
 const S_ISGID: u16 = 0o2000;
 /// No per-open state: every handle is the same.
@@ -46,6 +54,25 @@ const HANDLE: FileHandle = FileHandle(0);
 /// The image file only changes through this mount (it is locked, or in
 /// memory), so pages the kernel cached stay valid across opens.
 const OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE;
+/// The same holds for listings: the kernel keeps a directory's entries
+/// across opens and drops them itself when it changes the directory.
+const OPENDIR_FLAGS: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE.union(FopenFlags::FOPEN_CACHE_DIR);
+/// What we ask of the kernel, each only if it offers it (see `init`).
+/// - Write-back caching: the kernel gathers small writes in its page
+///   cache and sends them in large requests (at the latest on close or
+///   fsync); it keeps size and mtime itself and sends them with SETATTR.
+/// - READDIRPLUS, adaptively: a listing carries attributes, so `ls -l`
+///   or a walk does not look every name up again.
+/// - Parallel directory operations: lookups and creates in one directory
+///   are not serialised by the kernel's directory lock.
+/// - Cached symlink targets.
+const CAPABILITIES: [InitFlags; 5] = [
+    InitFlags::FUSE_WRITEBACK_CACHE,
+    InitFlags::FUSE_DO_READDIRPLUS,
+    InitFlags::FUSE_READDIRPLUS_AUTO,
+    InitFlags::FUSE_PARALLEL_DIROPS,
+    InitFlags::FUSE_CACHE_SYMLINKS,
+];
 
 pub struct Adapter<D> {
     fs: Arc<FileSystem<D>>,
@@ -229,6 +256,14 @@ impl<D: BlockDevice> Adapter<D> {
     }
 }
 
+impl<D: BlockDevice> Adapter<D> {
+    fn forget_unsent(&self, listed: &ListedEntry) {
+        if !matches!(listed.entry.name.as_slice(), b"." | b"..") {
+            self.fs.forget(listed.attr.ino, 1);
+        }
+    }
+}
+
 /// A directory entry as a readdir reply carries it.
 struct Listed {
     ino: u32,
@@ -248,6 +283,12 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
         if let Err(limit) = config.set_max_readahead(MAX_READAHEAD) {
             config.set_max_readahead(limit).ok();
         }
+        config.set_max_background(MAX_BACKGROUND).ok();
+        config.set_congestion_threshold(MAX_BACKGROUND * 3 / 4).ok();
+        for capability in CAPABILITIES {
+            // An older kernel without one works without it.
+            config.add_capabilities(capability).ok();
+        }
         Ok(())
     }
 
@@ -259,10 +300,20 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
         }
     }
 
+    /// A missing name is answered with inode 0 and the TTL, which the
+    /// kernel caches as a negative entry: the lookup that precedes every
+    /// create, or a compiler's search along an include path, is asked
+    /// once. Every change comes through this mount, and the kernel drops
+    /// the negative entry itself when it creates the name.
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let result =
             blockfs_ino(parent).and_then(|parent| self.check(self.fs.lookup(parent, name.as_bytes())));
-        self.entry_reply(reply, result);
+        match result {
+            Err(Errno::ENOENT) => {
+                reply.entry(&self.ttl, &convert::absent_attr(), Generation(0));
+            }
+            result => self.entry_reply(reply, result),
+        }
     }
 
     /// The kernel drops `nlookup` references it got from entry replies; an
@@ -414,6 +465,9 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
 
     /// `close` makes nothing durable on a local filesystem either: that is
     /// `fsync`'s job, and the write-back thread's within its interval.
+    /// ENOSYS tells the kernel never to send FLUSH again, which saves a
+    /// round trip on every close (it still writes cached pages back
+    /// first).
     fn flush(
         &self,
         _req: &Request,
@@ -422,7 +476,7 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        reply.error(Errno::ENOSYS);
     }
 
     fn release(
@@ -450,7 +504,7 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
     /// inode until `releasedir`.
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match blockfs_ino(ino).and_then(|ino| self.open_inode(ino)) {
-            Ok(_) => reply.opened(HANDLE, FopenFlags::empty()),
+            Ok(_) => reply.opened(HANDLE, OPENDIR_FLAGS),
             Err(errno) => reply.error(errno),
         }
     }
@@ -467,6 +521,43 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
                         break;
                     }
                 }
+                reply.ok();
+            }
+            Err(errno) => reply.error(errno),
+        }
+    }
+
+    /// A listing with attributes: each name sent (but `.` and `..`) is a
+    /// lookup reference the kernel later forgets.
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let mut bytes = 0;
+        let listing = blockfs_ino(ino).and_then(|ino| {
+            self.check(self.fs.readdir_plus(ino, offset, &mut |entry| {
+                bytes += reply_plus_size(entry.name.len());
+                bytes <= READDIR_BYTES
+            }))
+        });
+        match listing {
+            Ok(entries) => {
+                let mut entries = entries.into_iter();
+                for listed in entries.by_ref() {
+                    let attr = convert::file_attr(&listed.attr);
+                    let name = OsStr::from_bytes(&listed.entry.name);
+                    let generation = Generation(listed.attr.generation);
+                    if reply.add(attr.ino, listed.next, name, &self.ttl, &attr, generation) {
+                        // Not sent after all: return its reference.
+                        self.forget_unsent(&listed);
+                        break;
+                    }
+                }
+                entries.for_each(|listed| self.forget_unsent(&listed));
                 reply.ok();
             }
             Err(errno) => reply.error(errno),

@@ -31,7 +31,7 @@ mod writeback;
 
 pub use error::{Error, Reason};
 pub use mountinfo::is_mounted;
-pub use options::MountConfig;
+pub use options::{default_threads, MountConfig};
 
 use adapter::Adapter;
 use writeback::Writeback;

@@ -30,6 +30,14 @@ pub struct MountConfig {
     pub writeback: Option<Duration>,
     /// Block-cache budget, in 4 KiB blocks.
     pub cache_blocks: usize,
+    /// Threads answering the kernel, each with its own FUSE channel.
+    pub threads: usize,
+}
+
+/// One server thread per core: a request mostly waits on the kernel or
+/// the device, and the filesystem's own locks are short.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |cores| cores.get())
 }
 
 impl Default for MountConfig {
@@ -42,6 +50,7 @@ impl Default for MountConfig {
             ttl: Duration::from_secs(1),
             writeback: Some(Duration::from_secs(5)),
             cache_blocks: blockfs::fs::DEFAULT_CACHE_BLOCKS,
+            threads: default_threads(),
         }
     }
 }
@@ -66,6 +75,8 @@ impl MountConfig {
         if self.allow_other {
             config.acl = SessionACL::All;
         }
+        config.n_threads = Some(self.threads.max(1));
+        config.clone_fd = true;
         config
     }
 }

@@ -38,4 +38,4 @@ pub use device::{BlockDevice, MemDevice};
 pub use dir::DirEntry;
 pub use error::{Corruption, DeviceError, Error, Result};
 pub use format::inode::FileType;
-pub use fs::{Attr, FileSystem, FormatOptions, MountOptions, SetAttr, StatFs, ROOT_INO};
+pub use fs::{Attr, FileSystem, FormatOptions, ListedEntry, MountOptions, SetAttr, StatFs, ROOT_INO};

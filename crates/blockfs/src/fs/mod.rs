@@ -10,7 +10,7 @@ use crate::cache::CacheStats;
 use crate::device::BlockDevice;
 use crate::dir::DirEntry;
 use crate::error::{Corruption, Error, Result};
-use crate::format::dirent::MAX_NAME_LEN;
+use crate::format::dirent::{is_dot_or_dotdot, MAX_NAME_LEN};
 use crate::format::extension::{Extension, ExtensionError};
 use crate::format::geometry::Geometry;
 use crate::format::inode::{DiskInode, FileType};
@@ -238,6 +238,15 @@ pub struct VolumeInfo {
 pub struct RenameFlags {
     /// Fail with `Exists` instead of replacing.
     pub no_replace: bool,
+}
+
+/// A directory entry with its inode's attributes (`readdir_plus`).
+#[derive(Clone, Debug)]
+pub struct ListedEntry {
+    pub entry: DirEntry,
+    pub attr: Attr,
+    /// The cookie that resumes after this entry.
+    pub next: u64,
 }
 
 pub(crate) struct State<D> {
@@ -608,6 +617,55 @@ impl<D: BlockDevice> FileSystem<D> {
                 visit(&entry, next)
             })
         })
+    }
+
+    /// `readdir` with each entry's attributes, as FUSE's READDIRPLUS
+    /// wants: `accept` sees each entry and returns false to stop (that
+    /// entry is offered again next time). Every accepted entry other than
+    /// `.` and `..` hands out a reference, as a lookup does; the kernel
+    /// takes none for those two.
+    pub fn readdir_plus(
+        &self,
+        ino: u32,
+        offset: u64,
+        accept: &mut dyn FnMut(&DirEntry) -> bool,
+    ) -> Result<Vec<ListedEntry>> {
+        self.run_then(
+            |state, _| {
+                let inode = state.live_inode(ino)?;
+                if inode.file_type() != Some(FileType::Directory) {
+                    return Err(Error::NotDir);
+                }
+                if inode.links_count == 0 {
+                    return Ok(Vec::new());
+                }
+                let mut entries = Vec::new();
+                let from = offset.min(u32::MAX as u64) as u32;
+                state.volume.list_entries(ino, &inode, from, &mut |entry| {
+                    let accepted = accept(&entry);
+                    if accepted {
+                        entries.push(entry);
+                    }
+                    accepted
+                })?;
+                entries
+                    .into_iter()
+                    .map(|entry| {
+                        let inode = state.linked_inode(entry.ino)?;
+                        let attr = state.attr(entry.ino, &inode)?;
+                        let next = entry.position as u64 + 1;
+                        Ok(ListedEntry { entry, attr, next })
+                    })
+                    .collect::<Result<Vec<_>>>()
+            },
+            |state, listed| {
+                if state.track_lookups {
+                    for listed in listed.iter().filter(|listed| !is_dot_or_dotdot(&listed.entry.name)) {
+                        state.lifetimes.hold_lookup(listed.attr.ino);
+                    }
+                }
+            },
+        )
     }
 
     /// Notes an open handle: an unlinked inode keeps its data until the

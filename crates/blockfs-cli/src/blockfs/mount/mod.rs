@@ -44,6 +44,9 @@ pub struct MountArgs {
     /// Seconds the kernel may cache attributes and names (fractions allowed)
     #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_seconds)]
     pub ttl_secs: Duration,
+    /// Threads answering requests [default: the number of cores]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -75,6 +78,7 @@ impl MountArgs {
             ttl: self.ttl_secs,
             writeback: (self.writeback_secs > 0).then(|| Duration::from_secs(self.writeback_secs)),
             cache_blocks: self.cache_mb as usize * BLOCKS_PER_MIB,
+            threads: self.threads.map_or_else(blockfs_fuse::default_threads, usize::from),
         }
     }
 }
