@@ -1,26 +1,30 @@
 //! The block-device boundary: the library reads and writes whole 4 KiB
 //! blocks through this trait and knows nothing else about storage.
+//!
+//! I/O is positioned and goes through `&self`, so a commit can write the
+//! journal while operations read other blocks (docs/DESIGN.md, "Locking").
 
 use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::error::DeviceError;
 use crate::format::{Block, BLOCK_SIZE};
+use crate::sync::Mutex;
 
-pub trait BlockDevice: Send {
+pub trait BlockDevice: Send + Sync {
     /// Blocks the device holds.
     fn block_count(&self) -> u32;
 
-    fn read_block(&mut self, index: u32, buf: &mut Block) -> Result<(), DeviceError>;
+    fn read_block(&self, index: u32, buf: &mut Block) -> Result<(), DeviceError>;
 
-    fn write_block(&mut self, index: u32, buf: &Block) -> Result<(), DeviceError>;
+    fn write_block(&self, index: u32, buf: &Block) -> Result<(), DeviceError>;
 
     /// Makes every completed write durable.
-    fn flush(&mut self) -> Result<(), DeviceError>;
+    fn flush(&self) -> Result<(), DeviceError>;
 
     /// Writes `data.len() / 4096` consecutive blocks starting at `start`.
     /// Devices that can do it in one request should override this.
-    fn write_blocks(&mut self, start: u32, data: &[u8]) -> Result<(), DeviceError> {
+    fn write_blocks(&self, start: u32, data: &[u8]) -> Result<(), DeviceError> {
         for (offset, chunk) in data.chunks_exact(BLOCK_SIZE).enumerate() {
             let block: &Block = chunk.try_into().expect("chunks_exact yields whole blocks");
             self.write_block(start + offset as u32, block)?;
@@ -29,7 +33,7 @@ pub trait BlockDevice: Send {
     }
 
     /// Reads `data.len() / 4096` consecutive blocks starting at `start`.
-    fn read_blocks(&mut self, start: u32, data: &mut [u8]) -> Result<(), DeviceError> {
+    fn read_blocks(&self, start: u32, data: &mut [u8]) -> Result<(), DeviceError> {
         for (offset, chunk) in data.chunks_exact_mut(BLOCK_SIZE).enumerate() {
             let block: &mut Block = chunk.try_into().expect("chunks_exact yields whole blocks");
             self.read_block(start + offset as u32, block)?;
@@ -42,19 +46,19 @@ impl<D: BlockDevice + ?Sized> BlockDevice for &mut D {
     fn block_count(&self) -> u32 {
         (**self).block_count()
     }
-    fn read_block(&mut self, index: u32, buf: &mut Block) -> Result<(), DeviceError> {
+    fn read_block(&self, index: u32, buf: &mut Block) -> Result<(), DeviceError> {
         (**self).read_block(index, buf)
     }
-    fn write_block(&mut self, index: u32, buf: &Block) -> Result<(), DeviceError> {
+    fn write_block(&self, index: u32, buf: &Block) -> Result<(), DeviceError> {
         (**self).write_block(index, buf)
     }
-    fn flush(&mut self) -> Result<(), DeviceError> {
+    fn flush(&self) -> Result<(), DeviceError> {
         (**self).flush()
     }
-    fn write_blocks(&mut self, start: u32, data: &[u8]) -> Result<(), DeviceError> {
+    fn write_blocks(&self, start: u32, data: &[u8]) -> Result<(), DeviceError> {
         (**self).write_blocks(start, data)
     }
-    fn read_blocks(&mut self, start: u32, data: &mut [u8]) -> Result<(), DeviceError> {
+    fn read_blocks(&self, start: u32, data: &mut [u8]) -> Result<(), DeviceError> {
         (**self).read_blocks(start, data)
     }
 }
@@ -68,51 +72,66 @@ fn check_range(index: u32, count: usize, block_count: u32) -> Result<(), DeviceE
 }
 
 /// A device held in memory: tests, and the RAM filesystem built from a TAR.
-#[derive(Clone, Debug)]
 pub struct MemDevice {
-    bytes: Vec<u8>,
+    /// Behind a lock only because I/O goes through `&self`; the length
+    /// never changes.
+    bytes: Mutex<Vec<u8>>,
+    block_count: u32,
 }
 
 impl MemDevice {
     pub fn new(block_count: u32) -> Self {
-        MemDevice { bytes: vec![0; block_count as usize * BLOCK_SIZE] }
+        Self::from_bytes(vec![0; block_count as usize * BLOCK_SIZE])
     }
 
     /// Wraps an image; a trailing partial block is ignored.
     pub fn from_bytes(mut bytes: Vec<u8>) -> Self {
         bytes.truncate(bytes.len() / BLOCK_SIZE * BLOCK_SIZE);
-        MemDevice { bytes }
+        let block_count = (bytes.len() / BLOCK_SIZE).min(u32::MAX as usize) as u32;
+        MemDevice { bytes: Mutex::new(bytes), block_count }
     }
 
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
+    pub fn as_bytes(&mut self) -> &[u8] {
+        self.bytes.get_mut()
     }
 
     pub fn into_bytes(self) -> Vec<u8> {
-        self.bytes
+        self.bytes.into_inner()
+    }
+}
+
+impl Clone for MemDevice {
+    fn clone(&self) -> Self {
+        MemDevice { bytes: Mutex::new(self.bytes.lock().clone()), block_count: self.block_count }
+    }
+}
+
+impl core::fmt::Debug for MemDevice {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("MemDevice").field("block_count", &self.block_count).finish_non_exhaustive()
     }
 }
 
 impl BlockDevice for MemDevice {
     fn block_count(&self) -> u32 {
-        (self.bytes.len() / BLOCK_SIZE).min(u32::MAX as usize) as u32
+        self.block_count
     }
 
-    fn read_block(&mut self, index: u32, buf: &mut Block) -> Result<(), DeviceError> {
+    fn read_block(&self, index: u32, buf: &mut Block) -> Result<(), DeviceError> {
         check_range(index, 1, self.block_count())?;
         let start = index as usize * BLOCK_SIZE;
-        buf.copy_from_slice(&self.bytes[start..start + BLOCK_SIZE]);
+        buf.copy_from_slice(&self.bytes.lock()[start..start + BLOCK_SIZE]);
         Ok(())
     }
 
-    fn write_block(&mut self, index: u32, buf: &Block) -> Result<(), DeviceError> {
+    fn write_block(&self, index: u32, buf: &Block) -> Result<(), DeviceError> {
         check_range(index, 1, self.block_count())?;
         let start = index as usize * BLOCK_SIZE;
-        self.bytes[start..start + BLOCK_SIZE].copy_from_slice(buf);
+        self.bytes.lock()[start..start + BLOCK_SIZE].copy_from_slice(buf);
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), DeviceError> {
+    fn flush(&self) -> Result<(), DeviceError> {
         Ok(())
     }
 }
@@ -191,22 +210,22 @@ mod file {
             self.block_count
         }
 
-        fn read_block(&mut self, index: u32, buf: &mut Block) -> Result<(), DeviceError> {
+        fn read_block(&self, index: u32, buf: &mut Block) -> Result<(), DeviceError> {
             self.read_blocks(index, buf)
         }
 
-        fn write_block(&mut self, index: u32, buf: &Block) -> Result<(), DeviceError> {
+        fn write_block(&self, index: u32, buf: &Block) -> Result<(), DeviceError> {
             self.write_blocks(index, buf)
         }
 
-        fn read_blocks(&mut self, start: u32, data: &mut [u8]) -> Result<(), DeviceError> {
+        fn read_blocks(&self, start: u32, data: &mut [u8]) -> Result<(), DeviceError> {
             check_range(start, data.len() / BLOCK_SIZE, self.block_count)?;
             self.file
                 .read_exact_at(data, start as u64 * BLOCK_SIZE as u64)
                 .map_err(|e| device_error(e, Some(start)))
         }
 
-        fn write_blocks(&mut self, start: u32, data: &[u8]) -> Result<(), DeviceError> {
+        fn write_blocks(&self, start: u32, data: &[u8]) -> Result<(), DeviceError> {
             self.check_writable(start)?;
             check_range(start, data.len() / BLOCK_SIZE, self.block_count)?;
             self.file
@@ -214,7 +233,7 @@ mod file {
                 .map_err(|e| device_error(e, Some(start)))
         }
 
-        fn flush(&mut self) -> Result<(), DeviceError> {
+        fn flush(&self) -> Result<(), DeviceError> {
             if !self.writable {
                 return Ok(());
             }

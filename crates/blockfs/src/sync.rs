@@ -20,6 +20,10 @@ impl<T> Mutex<T> {
     pub fn into_inner(self) -> T {
         self.0.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    pub fn get_mut(&mut self) -> &mut T {
+        self.0.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 #[cfg(not(feature = "std"))]
@@ -37,5 +41,9 @@ impl<T> Mutex<T> {
 
     pub fn into_inner(self) -> T {
         self.0.into_inner()
+    }
+
+    pub fn get_mut(&mut self) -> &mut T {
+        self.0.get_mut()
     }
 }

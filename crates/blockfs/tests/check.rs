@@ -1196,7 +1196,7 @@ fn metadata_blocks(img: &[u8]) -> Vec<u32> {
 fn random_damage(rng: &mut Rng, base: &[u8], targets: &[u32], device: &mut Overlay<'_>) -> (String, bool) {
     let pick = |rng: &mut Rng, device: &mut Overlay<'_>| {
         let target = targets[rng.below(targets.len())];
-        let current = device.changed.get(&target).map_or(*block(base, target), |b| **b);
+        let current = device.changed.get_mut().unwrap().get(&target).map_or(*block(base, target), |b| **b);
         (target, current)
     };
     let (target, mut damaged) = pick(rng, device);
@@ -1218,7 +1218,7 @@ fn random_damage(rng: &mut Rng, base: &[u8], targets: &[u32], device: &mut Overl
             }
             let (second, mut other) = pick(rng, device);
             other[rng.below(BLOCK_SIZE)] ^= 1 << rng.below(8);
-            device.changed.insert(second, Arc::new(other));
+            device.changed.get_mut().unwrap().insert(second, Arc::new(other));
             format!("6 bytes of block {target}, a bit of block {second}")
         }
         _ => {
@@ -1230,8 +1230,8 @@ fn random_damage(rng: &mut Rng, base: &[u8], targets: &[u32], device: &mut Overl
             format!("block {target} byte {at} = {value:#04x}")
         }
     };
-    device.changed.insert(target, Arc::new(damaged));
-    (what, device.changed.contains_key(&0))
+    device.changed.get_mut().unwrap().insert(target, Arc::new(damaged));
+    (what, device.changed.get_mut().unwrap().contains_key(&0))
 }
 
 /// Everything the library can reach: every directory listed, every file
@@ -1307,10 +1307,10 @@ fn random_damage_without_repairs_writes_nothing() {
                 *b = rng.next() as u8
             }
         });
-        device.changed.insert(target, Arc::new(damaged));
+        device.changed.get_mut().unwrap().insert(target, Arc::new(damaged));
         let result = check(&mut device, &options(RepairMode::None));
         assert!(!matches!(result, Err(Error::ReadOnly)), "a check without repairs tried to write");
-        assert_eq!(device.changed.len(), 1, "a check without repairs wrote");
+        assert_eq!(device.changed.get_mut().unwrap().len(), 1, "a check without repairs wrote");
     }
 }
 
@@ -1328,7 +1328,7 @@ enum Event {
 /// A device over the good image that logs every write and flush, so any
 /// prefix of them can be turned into the image a crash would leave.
 struct Recorder {
-    current: HashMap<u32, Box<Block>>,
+    current: Mutex<HashMap<u32, Box<Block>>>,
     log: Arc<Mutex<Vec<Event>>>,
 }
 
@@ -1337,18 +1337,18 @@ impl BlockDevice for Recorder {
         BLOCKS
     }
 
-    fn read_block(&mut self, index: u32, buf: &mut Block) -> Result<(), DeviceError> {
-        *buf = self.current.get(&index).map_or(*block(&good().bytes, index), |b| **b);
+    fn read_block(&self, index: u32, buf: &mut Block) -> Result<(), DeviceError> {
+        *buf = self.current.lock().unwrap().get(&index).map_or(*block(&good().bytes, index), |b| **b);
         Ok(())
     }
 
-    fn write_block(&mut self, index: u32, buf: &Block) -> Result<(), DeviceError> {
-        self.current.insert(index, Box::new(*buf));
+    fn write_block(&self, index: u32, buf: &Block) -> Result<(), DeviceError> {
+        self.current.lock().unwrap().insert(index, Box::new(*buf));
         self.log.lock().unwrap().push(Event::Write(index, Box::new(*buf)));
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), DeviceError> {
+    fn flush(&self) -> Result<(), DeviceError> {
         self.log.lock().unwrap().push(Event::Flush);
         Ok(())
     }
@@ -1403,7 +1403,7 @@ fn crash_states_check_clean_and_repair_to_mountable() {
     for seed in 1..=3 {
         let mut rng = Rng(seed * 104_729);
         let log = Arc::new(Mutex::new(Vec::new()));
-        let device = Recorder { current: HashMap::new(), log: log.clone() };
+        let device = Recorder { current: Mutex::new(HashMap::new()), log: log.clone() };
         let fs = FileSystem::mount(device, MountOptions::default()).unwrap();
         random_operations(&fs, &mut rng, 120);
         // The machine stops: no unmount, no further write.

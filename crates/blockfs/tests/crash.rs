@@ -129,13 +129,13 @@ impl BlockDevice for Shared {
     fn block_count(&self) -> u32 {
         self.0.lock().unwrap().block_count()
     }
-    fn read_block(&mut self, index: u32, buf: &mut Block) -> Result<(), DeviceError> {
+    fn read_block(&self, index: u32, buf: &mut Block) -> Result<(), DeviceError> {
         self.0.lock().unwrap().read_block(index, buf)
     }
-    fn write_block(&mut self, index: u32, buf: &Block) -> Result<(), DeviceError> {
+    fn write_block(&self, index: u32, buf: &Block) -> Result<(), DeviceError> {
         self.0.lock().unwrap().write_block(index, buf)
     }
-    fn flush(&mut self) -> Result<(), DeviceError> {
+    fn flush(&self) -> Result<(), DeviceError> {
         Ok(())
     }
 }
@@ -568,7 +568,7 @@ fn run_workload(setup: Setup, workload: Workload, scale: Scale) -> Run {
         fs.sync().unwrap();
         drop(fs);
     }
-    let device = with_stale_free_blocks(shared.0.lock().unwrap().clone());
+    let mut device = with_stale_free_blocks(shared.0.lock().unwrap().clone());
     let base: Arc<[u8]> = Arc::from(device.as_bytes());
     let log = Arc::new(Mutex::new(Vec::new()));
     let recording = Recording { inner: device, log: log.clone() };
@@ -720,7 +720,7 @@ fn image_of(run: &Run, writes: impl IntoIterator<Item = usize>) -> CrashImage {
             changed.insert(*block, data.clone());
         }
     }
-    CrashImage { base: run.base.clone(), changed }
+    CrashImage { base: run.base.clone(), changed: changed.into() }
 }
 
 /// Builds and verifies every crash state of a workload; returns how many.
@@ -784,7 +784,7 @@ fn crash_during_replay(run: &Run, cut: usize) -> usize {
     let image = image_of(run, 0..cut);
     let base: Vec<u8> = {
         let mut bytes = run.base.to_vec();
-        for (&block, data) in &image.changed {
+        for (&block, data) in image.changed.lock().unwrap().iter() {
             bytes[block as usize * BLOCK_SIZE..(block as usize + 1) * BLOCK_SIZE].copy_from_slice(&data[..]);
         }
         bytes

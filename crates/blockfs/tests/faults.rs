@@ -101,15 +101,15 @@ impl BlockDevice for FaultDevice {
     fn block_count(&self) -> u32 {
         self.storage.lock().unwrap().block_count()
     }
-    fn read_block(&mut self, index: u32, buf: &mut Block) -> Result<(), DeviceError> {
+    fn read_block(&self, index: u32, buf: &mut Block) -> Result<(), DeviceError> {
         self.io(Some(index))?;
         self.storage.lock().unwrap().read_block(index, buf)
     }
-    fn write_block(&mut self, index: u32, buf: &Block) -> Result<(), DeviceError> {
+    fn write_block(&self, index: u32, buf: &Block) -> Result<(), DeviceError> {
         self.io(Some(index))?;
         self.storage.lock().unwrap().write_block(index, buf)
     }
-    fn flush(&mut self) -> Result<(), DeviceError> {
+    fn flush(&self) -> Result<(), DeviceError> {
         self.io(None)
     }
 }

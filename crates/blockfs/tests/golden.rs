@@ -1328,7 +1328,7 @@ fn usable_inode_limit() {
     // The seed's default for 256 MiB: 16384 inodes, I = 384, 16128 slots.
     let (b, i, first) = geometry(1024, 16384);
     assert_eq!((b, i, first), (1, 384, 386));
-    let device = format(
+    let mut device = format(
         MemDevice::new(1024),
         &FormatOptions { inode_count: Some(16384), journal: false, ..FormatOptions::new(1024) },
     )

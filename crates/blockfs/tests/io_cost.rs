@@ -21,15 +21,15 @@ impl BlockDevice for Counting {
     fn block_count(&self) -> u32 {
         self.inner.block_count()
     }
-    fn read_block(&mut self, index: u32, buf: &mut Block) -> Result<(), DeviceError> {
+    fn read_block(&self, index: u32, buf: &mut Block) -> Result<(), DeviceError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         self.inner.read_block(index, buf)
     }
-    fn write_block(&mut self, index: u32, buf: &Block) -> Result<(), DeviceError> {
+    fn write_block(&self, index: u32, buf: &Block) -> Result<(), DeviceError> {
         self.writes.fetch_add(1, Ordering::Relaxed);
         self.inner.write_block(index, buf)
     }
-    fn flush(&mut self) -> Result<(), DeviceError> {
+    fn flush(&self) -> Result<(), DeviceError> {
         Ok(())
     }
 }

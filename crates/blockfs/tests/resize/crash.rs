@@ -40,7 +40,7 @@ fn record(base: Vec<u8>, run: impl FnOnce(&mut Recording)) -> Vec<Event> {
     events
 }
 
-fn resize_run(device: MemDevice, target: Target) -> Run {
+fn resize_run(mut device: MemDevice, target: Target) -> Run {
     let before = tree_of(device.as_bytes());
     let old = {
         let reader = image::Reader::new(device.as_bytes());
@@ -62,7 +62,7 @@ fn image_of(run: &Run, writes: impl IntoIterator<Item = usize>) -> Image {
             changed.insert(*block, data.clone());
         }
     }
-    CowDevice { base: run.base.clone(), changed }
+    CowDevice { base: run.base.clone(), changed: changed.into() }
 }
 
 /// The independent reader's view of a crash image: geometry and tree.
@@ -73,7 +73,7 @@ fn read_independently(image: &Image) -> ((u32, u32), Tree) {
 
 fn bytes_of(image: &Image, blocks: u32) -> Vec<u8> {
     let mut bytes = image.base[..blocks as usize * 4096].to_vec();
-    for (&block, data) in &image.changed {
+    for (&block, data) in image.changed.lock().unwrap().iter() {
         if block < blocks {
             bytes[block as usize * 4096..(block as usize + 1) * 4096].copy_from_slice(&data[..]);
         }
@@ -246,7 +246,7 @@ fn crash_while_resizing_an_image_without_a_journal() {
 /// inode count; the inode table moves down 6 blocks and the journal with it.
 #[test]
 fn crash_while_growing_100_to_300_mb() {
-    let device = image::populate(image::formatted(100 * MB, None, 300 * MB, true), 5 << 20, 700);
+    let mut device = image::populate(image::formatted(100 * MB, None, 300 * MB, true), 5 << 20, 700);
     let inodes = image::Reader::new(device.as_bytes()).inodes;
     let run = resize_run(device, Target { block_count: 300 * MB, inode_count: inodes });
     let summary = run.summary.unwrap();

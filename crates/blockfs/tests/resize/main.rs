@@ -22,7 +22,7 @@ fn assert_checks_clean(device: &mut MemDevice) {
     assert!(report.is_clean(), "checker: {problems:?}");
 }
 
-fn geometry(device: &MemDevice) -> (u32, u32) {
+fn geometry(device: &mut MemDevice) -> (u32, u32) {
     let reader = Reader::new(device.as_bytes());
     (reader.blocks, reader.inodes)
 }
@@ -54,7 +54,7 @@ fn round_trip(device: &mut MemDevice, blocks: u32, inodes: u32) -> Summary {
 #[test]
 fn grow_across_a_bitmap_block_then_shrink_back() {
     let mut device = populated(100 * MB, None, 300 * MB);
-    let inodes = geometry(&device).1;
+    let inodes = geometry(&mut device).1;
     let summary = round_trip(&mut device, 300 * MB, inodes);
     assert!(summary.moved_blocks > 0, "the grown bitmap displaces data: {summary:?}");
     assert!(summary.journal_moved);
@@ -168,7 +168,7 @@ fn refusals_leave_the_image_byte_identical() {
 /// Damaged images give errors, never panics, and are not written.
 #[test]
 fn hostile_images_are_refused_without_panics() {
-    let device = populated(16 * MB, Some(900), 24 * MB);
+    let mut device = populated(16 * MB, Some(900), 24 * MB);
     let pristine = device.as_bytes().to_vec();
     let metadata_end = Reader::new(&pristine).first_data_block() as usize * 4096;
     let mut rng = 0x1234_5678_9abc_def0u64;
@@ -224,7 +224,7 @@ fn a_plain_version_1_image_without_journal_resizes() {
 fn growing_with_nothing_in_the_way_is_fast() {
     let device = formatted(256 * MB, None, 1024 * MB, true);
     let mut device = device;
-    let inodes = geometry(&device).1;
+    let inodes = geometry(&mut device).1;
     let start = std::time::Instant::now();
     let summary = resize(&mut device, 1024 * MB, inodes).unwrap();
     let took = start.elapsed();
@@ -237,28 +237,27 @@ fn growing_with_nothing_in_the_way_is_fast() {
 /// power cut would (writes after it fail).
 struct CutAfter {
     inner: MemDevice,
-    flushes: usize,
+    flushes: std::sync::atomic::AtomicUsize,
 }
 
 impl BlockDevice for CutAfter {
     fn block_count(&self) -> u32 {
         self.inner.block_count()
     }
-    fn read_block(
-        &mut self,
+    fn read_block(&self,
         index: u32,
         buf: &mut blockfs::format::Block,
     ) -> Result<(), blockfs::DeviceError> {
         self.inner.read_block(index, buf)
     }
-    fn write_block(&mut self, index: u32, buf: &blockfs::format::Block) -> Result<(), blockfs::DeviceError> {
-        if self.flushes == 0 {
+    fn write_block(&self, index: u32, buf: &blockfs::format::Block) -> Result<(), blockfs::DeviceError> {
+        if self.flushes.load(std::sync::atomic::Ordering::SeqCst) == 0 {
             return Err(blockfs::DeviceError::eio(Some(index)));
         }
         self.inner.write_block(index, buf)
     }
-    fn flush(&mut self) -> Result<(), blockfs::DeviceError> {
-        self.flushes = self.flushes.saturating_sub(1);
+    fn flush(&self) -> Result<(), blockfs::DeviceError> {
+        let _ = self.flushes.fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| n.checked_sub(1));
         Ok(())
     }
 }
@@ -266,7 +265,7 @@ impl BlockDevice for CutAfter {
 /// The image right after a resize's commit point (copies, log, block 0
 /// naming the log are durable; nothing of the replay is).
 fn interrupted_after_commit(device: MemDevice, target: Target) -> MemDevice {
-    let mut cut = CutAfter { inner: device, flushes: 3 };
+    let mut cut = CutAfter { inner: device, flushes: 3.into() };
     let plan = plan(&mut cut, target).unwrap();
     assert!(plan.execute(&mut cut).is_err());
     cut.inner
@@ -274,14 +273,14 @@ fn interrupted_after_commit(device: MemDevice, target: Target) -> MemDevice {
 
 #[test]
 fn an_interrupted_resize_is_finished_by_a_writer_and_refused_by_readers() {
-    let device = populated(16 * MB, Some(1000), 32 * MB);
+    let mut device = populated(16 * MB, Some(1000), 32 * MB);
     let before = tree_of(device.as_bytes());
     let target = Target { block_count: 32 * MB, inode_count: 3000 };
-    let device = interrupted_after_commit(device, target);
+    let mut device = interrupted_after_commit(device, target);
     let block0: [u8; 4096] = device.as_bytes()[..4096].try_into().unwrap();
     let record = blockfs::format::extension::Extension::decode_block(&block0).unwrap();
     assert!(record.resize_pending());
-    assert_eq!(geometry(&device), (16 * MB, 1000), "block 0 still holds the old superblock");
+    assert_eq!(geometry(&mut device), (16 * MB, 1000), "block 0 still holds the old superblock");
 
     let read_only = blockfs::MountOptions { read_only: true, ..image::mount_options() };
     assert!(matches!(
@@ -296,7 +295,7 @@ fn an_interrupted_resize_is_finished_by_a_writer_and_refused_by_readers() {
     let mut repaired = device.clone();
     let report = check(&mut repaired, &CheckOptions::new(blockfs::check::RepairMode::Safe)).unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
-    assert_eq!(geometry(&repaired), (32 * MB, 3000));
+    assert_eq!(geometry(&mut repaired), (32 * MB, 3000));
     assert_eq!(tree_of(repaired.as_bytes()), before);
     // ...and so does a read-write mount, twice over if it is cut short.
     let mut twice = device.clone();

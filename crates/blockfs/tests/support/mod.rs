@@ -28,15 +28,15 @@ impl BlockDevice for Recording {
     fn block_count(&self) -> u32 {
         self.inner.block_count()
     }
-    fn read_block(&mut self, index: u32, buf: &mut Block) -> Result<(), DeviceError> {
+    fn read_block(&self, index: u32, buf: &mut Block) -> Result<(), DeviceError> {
         self.inner.read_block(index, buf)
     }
-    fn write_block(&mut self, index: u32, buf: &Block) -> Result<(), DeviceError> {
+    fn write_block(&self, index: u32, buf: &Block) -> Result<(), DeviceError> {
         self.inner.write_block(index, buf)?;
         self.log.lock().unwrap().push(Event::Write(index, Arc::new(*buf)));
         Ok(())
     }
-    fn flush(&mut self) -> Result<(), DeviceError> {
+    fn flush(&self) -> Result<(), DeviceError> {
         self.log.lock().unwrap().push(Event::Flush);
         Ok(())
     }
@@ -46,17 +46,17 @@ impl BlockDevice for Recording {
 /// many variants of one image cost only the blocks they change.
 pub struct CowDevice<B> {
     pub base: B,
-    pub changed: HashMap<u32, Arc<Block>>,
+    pub changed: Mutex<HashMap<u32, Arc<Block>>>,
 }
 
 impl<B: AsRef<[u8]>> CowDevice<B> {
     pub fn new(base: B) -> Self {
-        CowDevice { base, changed: HashMap::new() }
+        CowDevice { base, changed: Mutex::new(HashMap::new()) }
     }
 
     /// The block as the device currently holds it.
     pub fn current(&self, index: u32) -> Block {
-        match self.changed.get(&index) {
+        match self.changed.lock().unwrap().get(&index) {
             Some(block) => **block,
             None => {
                 let start = index as usize * BLOCK_SIZE;
@@ -66,12 +66,12 @@ impl<B: AsRef<[u8]>> CowDevice<B> {
     }
 }
 
-impl<B: AsRef<[u8]> + Send> BlockDevice for CowDevice<B> {
+impl<B: AsRef<[u8]> + Send + Sync> BlockDevice for CowDevice<B> {
     fn block_count(&self) -> u32 {
         (self.base.as_ref().len() / BLOCK_SIZE) as u32
     }
 
-    fn read_block(&mut self, index: u32, buf: &mut Block) -> Result<(), DeviceError> {
+    fn read_block(&self, index: u32, buf: &mut Block) -> Result<(), DeviceError> {
         if index >= self.block_count() {
             return Err(DeviceError::eio(Some(index)));
         }
@@ -79,15 +79,15 @@ impl<B: AsRef<[u8]> + Send> BlockDevice for CowDevice<B> {
         Ok(())
     }
 
-    fn write_block(&mut self, index: u32, buf: &Block) -> Result<(), DeviceError> {
+    fn write_block(&self, index: u32, buf: &Block) -> Result<(), DeviceError> {
         if index >= self.block_count() {
             return Err(DeviceError::eio(Some(index)));
         }
-        self.changed.insert(index, Arc::new(*buf));
+        self.changed.lock().unwrap().insert(index, Arc::new(*buf));
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), DeviceError> {
+    fn flush(&self) -> Result<(), DeviceError> {
         Ok(())
     }
 }
