@@ -106,10 +106,7 @@ impl blockfs::BlockDevice for CutAfter {
     fn block_count(&self) -> u32 {
         self.inner.block_count()
     }
-    fn read_block(&self,
-        index: u32,
-        buf: &mut blockfs::format::Block,
-    ) -> Result<(), blockfs::DeviceError> {
+    fn read_block(&self, index: u32, buf: &mut blockfs::format::Block) -> Result<(), blockfs::DeviceError> {
         self.inner.read_block(index, buf)
     }
     fn write_block(&self, index: u32, buf: &blockfs::format::Block) -> Result<(), blockfs::DeviceError> {
@@ -119,7 +116,11 @@ impl blockfs::BlockDevice for CutAfter {
         self.inner.write_block(index, buf)
     }
     fn flush(&self) -> Result<(), blockfs::DeviceError> {
-        let _ = self.flushes.fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| n.checked_sub(1));
+        let _ = self.flushes.fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        );
         self.inner.flush()
     }
 }

@@ -19,22 +19,27 @@
 //! can neither be evicted nor written home mid-operation. Rolling back
 //! restores every recorded block, in reverse order, so a failed operation
 //! leaves the cache exactly as it found it (docs/DESIGN.md, "Transactions").
+//!
+//! Commit in flight: [`BlockCache::freeze`] hands a committing
+//! transaction copies of every dirty block and marks their slots in
+//! flight until [`BlockCache::land`]. While the commit writes without the
+//! filesystem lock, those slots stay resident (so nobody reads the stale
+//! home copy) and are never written home (a newer version written there
+//! could be overwritten by the commit's older one); they may change again
+//! as part of the next transaction.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use hashbrown::HashMap;
 
-use crate::device::BlockDevice;
+use crate::device::{write_runs, BlockDevice};
 use crate::error::DeviceError;
 use crate::format::{Block, BLOCK_SIZE};
 
 /// The smallest budget that lets every operation hold the blocks it needs
 /// at once (an inode-table block, indirect blocks and a data block).
 pub const MIN_CACHE_BLOCKS: usize = 8;
-
-/// Largest run of blocks handed to the device in one write.
-const MAX_WRITE_RUN: usize = 256;
 
 /// What a dirty block holds, which decides when it may be written home.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +59,9 @@ struct Slot {
     referenced: bool,
     /// Changed by the operation in progress: pinned until it ends.
     in_operation: bool,
+    /// Its contents as of the committing transaction are being written
+    /// home: pinned, and not written back, until that commit lands.
+    in_flight: bool,
 }
 
 /// What the cache held for a block before the operation first changed it.
@@ -149,6 +157,7 @@ impl BlockCache {
                                 dirty: None,
                                 referenced: true,
                                 in_operation: false,
+                                in_flight: false,
                             });
                             self.index.insert(block, self.slots.len() - 1);
                             self.slots.len() - 1
@@ -202,18 +211,6 @@ impl BlockCache {
         self.slots.len().saturating_sub(self.capacity)
     }
 
-    /// The dirty metadata blocks, in block order, for the journal to log.
-    pub fn dirty_metadata(&self) -> Vec<u32> {
-        let mut blocks: Vec<u32> = self
-            .slots
-            .iter()
-            .filter(|slot| slot.dirty == Some(BlockKind::Metadata))
-            .map(|slot| slot.block)
-            .collect();
-        blocks.sort_unstable();
-        blocks
-    }
-
     /// A cached block's contents without touching the device.
     pub fn peek(&self, block: u32) -> Option<&Block> {
         self.index.get(&block).map(|&slot| &*self.slots[slot].data)
@@ -236,11 +233,7 @@ impl BlockCache {
     }
 
     /// The block's contents, read from the device on a miss.
-    pub fn read<D: BlockDevice + ?Sized>(
-        &mut self,
-        device: &mut D,
-        block: u32,
-    ) -> Result<&Block, DeviceError> {
+    pub fn read<D: BlockDevice + ?Sized>(&mut self, device: &D, block: u32) -> Result<&Block, DeviceError> {
         let slot = self.slot_for(device, block, true)?;
         Ok(&self.slots[slot].data)
     }
@@ -248,7 +241,7 @@ impl BlockCache {
     /// The block's contents for changing; the block becomes dirty.
     pub fn modify<D: BlockDevice + ?Sized>(
         &mut self,
-        device: &mut D,
+        device: &D,
         block: u32,
         kind: BlockKind,
     ) -> Result<&mut Block, DeviceError> {
@@ -261,7 +254,7 @@ impl BlockCache {
     /// the device, and dirty.
     pub fn overwrite<D: BlockDevice + ?Sized>(
         &mut self,
-        device: &mut D,
+        device: &D,
         block: u32,
         kind: BlockKind,
     ) -> Result<&mut Block, DeviceError> {
@@ -275,7 +268,7 @@ impl BlockCache {
     /// A slot about to change, its prior state recorded for undo.
     fn slot_for_change<D: BlockDevice + ?Sized>(
         &mut self,
-        device: &mut D,
+        device: &D,
         block: u32,
         load: bool,
     ) -> Result<usize, DeviceError> {
@@ -291,11 +284,61 @@ impl BlockCache {
     }
 
     /// Drops a freed block without writing it back (undoably, inside an
-    /// operation).
+    /// operation). A block in flight keeps its slot, clean, until its
+    /// commit lands: the device does not hold it yet.
     pub fn discard(&mut self, block: u32) {
         if let Some(&slot) = self.index.get(&block) {
             self.note_change(slot);
-            self.forget(block);
+            if self.slots[slot].in_flight {
+                self.clear_dirty(slot);
+            } else {
+                self.forget(block);
+            }
+        }
+    }
+
+    /// Takes the running transaction for a commit: copies of every dirty
+    /// block, file data and metadata apart, each in block order. The
+    /// slots become clean and in flight (see the module comment).
+    pub fn freeze(&mut self) -> (Vec<(u32, Box<Block>)>, Vec<(u32, Box<Block>)>) {
+        debug_assert!(self.undo.is_none(), "commits happen between operations");
+        let (mut data, mut metadata) = (Vec::new(), Vec::new());
+        for slot in 0..self.slots.len() {
+            let Some(kind) = self.slots[slot].dirty else { continue };
+            self.clear_dirty(slot);
+            let entry = &mut self.slots[slot];
+            entry.in_flight = true;
+            let copy = (entry.block, entry.data.clone());
+            match kind {
+                BlockKind::Data => data.push(copy),
+                BlockKind::Metadata => metadata.push(copy),
+            }
+        }
+        data.sort_unstable_by_key(|(block, _)| *block);
+        metadata.sort_unstable_by_key(|(block, _)| *block);
+        (data, metadata)
+    }
+
+    /// Holds a cached block in flight (see `freeze`).
+    pub fn hold_in_flight(&mut self, block: u32) {
+        if let Some(&slot) = self.index.get(&block) {
+            self.slots[slot].in_flight = true;
+        }
+    }
+
+    /// Changes a cached block's bytes, leaving its dirty state alone.
+    pub fn patch(&mut self, block: u32, change: impl FnOnce(&mut Block)) {
+        if let Some(&slot) = self.index.get(&block) {
+            change(&mut self.slots[slot].data);
+        }
+    }
+
+    /// The commit holding `blocks` is home: their slots are ordinary again.
+    pub fn land(&mut self, blocks: impl Iterator<Item = u32>) {
+        for block in blocks {
+            if let Some(&slot) = self.index.get(&block) {
+                self.slots[slot].in_flight = false;
+            }
         }
     }
 
@@ -323,18 +366,13 @@ impl BlockCache {
     /// Writes every dirty block back (in block order, coalesced). Does not
     /// flush the device: the caller decides when durability is needed.
     /// Returns the number of blocks written.
-    pub fn write_back<D: BlockDevice + ?Sized>(&mut self, device: &mut D) -> Result<usize, DeviceError> {
+    pub fn write_back<D: BlockDevice + ?Sized>(&mut self, device: &D) -> Result<usize, DeviceError> {
         self.write_back_where(device, |_| true)
-    }
-
-    /// Writes back dirty file data only (ordered mode: before a commit).
-    pub fn write_back_data<D: BlockDevice + ?Sized>(&mut self, device: &mut D) -> Result<usize, DeviceError> {
-        self.write_back_where(device, |kind| kind == BlockKind::Data)
     }
 
     fn write_back_where<D: BlockDevice + ?Sized>(
         &mut self,
-        device: &mut D,
+        device: &D,
         wanted: impl Fn(BlockKind) -> bool,
     ) -> Result<usize, DeviceError> {
         if self.dirty == 0 {
@@ -344,33 +382,17 @@ impl BlockCache {
             .slots
             .iter()
             .enumerate()
-            .filter(|(_, slot)| !slot.in_operation && slot.dirty.is_some_and(&wanted))
+            .filter(|(_, slot)| !slot.in_operation && !slot.in_flight && slot.dirty.is_some_and(&wanted))
             .map(|(index, slot)| (slot.block, index))
             .collect();
         dirty.sort_unstable();
-        let mut run: Vec<u8> = Vec::new();
-        let mut start = 0;
-        while start < dirty.len() {
-            let mut end = start + 1;
-            while end < dirty.len() && end - start < MAX_WRITE_RUN && dirty[end].0 == dirty[end - 1].0 + 1 {
-                end += 1;
-            }
-            let first_block = dirty[start].0;
-            if end - start == 1 {
-                device.write_block(first_block, &self.slots[dirty[start].1].data)?;
-            } else {
-                run.clear();
-                for &(_, slot) in &dirty[start..end] {
-                    run.extend_from_slice(&self.slots[slot].data[..]);
-                }
-                device.write_blocks(first_block, &run)?;
-            }
-            for &(_, slot) in &dirty[start..end] {
-                self.clear_dirty(slot);
-            }
-            self.stats.blocks_written += (end - start) as u64;
-            start = end;
+        let blocks: Vec<(u32, &Block)> =
+            dirty.iter().map(|&(block, slot)| (block, &*self.slots[slot].data)).collect();
+        write_runs(device, &blocks)?;
+        for &(_, slot) in &dirty {
+            self.clear_dirty(slot);
         }
+        self.stats.blocks_written += dirty.len() as u64;
         Ok(dirty.len())
     }
 
@@ -406,12 +428,12 @@ impl BlockCache {
 
     fn is_pinned(&self, slot: usize) -> bool {
         let slot = &self.slots[slot];
-        slot.in_operation || (self.pin_metadata && slot.dirty == Some(BlockKind::Metadata))
+        slot.in_operation || slot.in_flight || (self.pin_metadata && slot.dirty == Some(BlockKind::Metadata))
     }
 
     fn slot_for<D: BlockDevice + ?Sized>(
         &mut self,
-        device: &mut D,
+        device: &D,
         block: u32,
         load: bool,
     ) -> Result<usize, DeviceError> {
@@ -424,8 +446,14 @@ impl BlockCache {
         let victim = if self.slots.len() < self.capacity { None } else { self.choose_victim() };
         let slot = match victim {
             None => {
-                let slot =
-                    Slot { block, data: zeroed_block(), dirty: None, referenced: true, in_operation: false };
+                let slot = Slot {
+                    block,
+                    data: zeroed_block(),
+                    dirty: None,
+                    referenced: true,
+                    in_operation: false,
+                    in_flight: false,
+                };
                 self.slots.push(slot);
                 self.slots.len() - 1
             }
@@ -477,7 +505,8 @@ impl BlockCache {
     /// Drops clean slots beyond the budget (after a commit unpinned them).
     pub fn shrink_to_budget(&mut self) {
         while self.slots.len() > self.capacity {
-            let Some(clean) = self.slots.iter().rposition(|slot| !slot.is_dirty() && !slot.in_operation)
+            let Some(clean) =
+                self.slots.iter().rposition(|slot| !slot.is_dirty() && !slot.in_operation && !slot.in_flight)
             else {
                 break;
             };
@@ -552,13 +581,43 @@ mod tests {
         // Data went home under pressure; metadata did not.
         assert_eq!(device.as_bytes()[20 * BLOCK_SIZE], 9);
         assert!((0..12).all(|block| device.as_bytes()[block * BLOCK_SIZE] == 0));
-        assert_eq!(cache.dirty_metadata(), (0..12).collect::<Vec<u32>>());
+        // A commit takes copies of everything dirty, metadata apart.
         let dirty_data = cache.dirty_blocks() - 12;
-        assert_eq!(cache.write_back_data(&mut device).unwrap(), dirty_data);
-        assert_eq!(cache.write_back(&mut device).unwrap(), 12);
+        let (data, metadata) = cache.freeze();
+        assert_eq!(data.len(), dirty_data);
+        assert_eq!(
+            metadata.iter().map(|(block, _)| *block).collect::<Vec<u32>>(),
+            (0..12).collect::<Vec<u32>>()
+        );
+        assert_eq!(cache.dirty_blocks(), 0);
+        // In flight: resident and never written back, even when changed
+        // again, until the commit lands.
+        cache.modify(&mut device, 3, BlockKind::Data).unwrap()[0] = 8;
+        cache.shrink_to_budget();
+        assert_eq!(cache.write_back(&mut device).unwrap(), 0);
+        assert!((0..12).all(|block| cache.is_cached(block)));
+        cache.land(data.iter().chain(&metadata).map(|(block, _)| *block));
+        assert_eq!(cache.write_back(&mut device).unwrap(), 1);
+        assert_eq!(device.as_bytes()[3 * BLOCK_SIZE], 8);
         cache.shrink_to_budget();
         assert_eq!(cache.overflow(), 0);
-        assert!((0..12).all(|block| device.as_bytes()[block * BLOCK_SIZE] == 7));
+    }
+
+    #[test]
+    fn a_block_in_flight_that_is_freed_stays_resident_until_it_lands() {
+        let mut device = MemDevice::new(16);
+        let mut cache = BlockCache::new(MIN_CACHE_BLOCKS);
+        cache.set_pin_metadata(true);
+        cache.modify(&mut device, 2, BlockKind::Metadata).unwrap()[0] = 5;
+        let (_, metadata) = cache.freeze();
+        assert_eq!(metadata.len(), 1);
+        cache.begin();
+        cache.discard(2);
+        cache.keep();
+        assert_eq!(cache.read(&mut device, 2).unwrap()[0], 5, "the device does not hold it yet");
+        cache.land([2].into_iter());
+        cache.discard(2);
+        assert!(!cache.is_cached(2));
     }
 
     #[test]

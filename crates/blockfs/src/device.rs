@@ -63,6 +63,36 @@ impl<D: BlockDevice + ?Sized> BlockDevice for &mut D {
     }
 }
 
+/// Largest run of blocks handed to the device in one write.
+const MAX_WRITE_RUN: usize = 256;
+
+/// Writes `blocks` (sorted by block number), neighbours coalesced into
+/// one request of up to `MAX_WRITE_RUN` blocks. Does not flush.
+pub(crate) fn write_runs<D: BlockDevice + ?Sized>(
+    device: &D,
+    blocks: &[(u32, &Block)],
+) -> Result<(), DeviceError> {
+    let mut run: Vec<u8> = Vec::new();
+    let mut start = 0;
+    while start < blocks.len() {
+        let mut end = start + 1;
+        while end < blocks.len() && end - start < MAX_WRITE_RUN && blocks[end].0 == blocks[end - 1].0 + 1 {
+            end += 1;
+        }
+        if end - start == 1 {
+            device.write_block(blocks[start].0, blocks[start].1)?;
+        } else {
+            run.clear();
+            for (_, data) in &blocks[start..end] {
+                run.extend_from_slice(&data[..]);
+            }
+            device.write_blocks(blocks[start].0, &run)?;
+        }
+        start = end;
+    }
+    Ok(())
+}
+
 fn check_range(index: u32, count: usize, block_count: u32) -> Result<(), DeviceError> {
     if index as u64 + count as u64 > block_count as u64 {
         Err(DeviceError::eio(Some(index)))

@@ -56,6 +56,7 @@ pub(crate) struct Pending {
     first_copy: u32,
 }
 
+#[derive(Clone, Debug)]
 pub(crate) struct Journal {
     /// Physical block of the journal superblock; the run follows it.
     pub first_block: u32,
@@ -69,14 +70,14 @@ pub(crate) struct Journal {
 impl Journal {
     /// Writes an empty journal (superblock, and a zeroed block 1 so a
     /// stale transaction from an earlier use of the disk is never replayed).
-    pub fn create<D: BlockDevice>(device: &mut D, first_block: u32, block_count: u32) -> Result<Journal> {
+    pub fn create<D: BlockDevice>(device: &D, first_block: u32, block_count: u32) -> Result<Journal> {
         let journal = Journal { first_block, block_count, sequence: 1, version: JOURNAL_VERSION };
         device.write_block(first_block + 1, &[0u8; BLOCK_SIZE])?;
         journal.write_superblock(device)?;
         Ok(journal)
     }
 
-    pub fn open<D: BlockDevice>(device: &mut D, first_block: u32, block_count: u32) -> Result<Journal> {
+    pub fn open<D: BlockDevice>(device: &D, first_block: u32, block_count: u32) -> Result<Journal> {
         let corrupt = || Error::corrupt(Corruption::BadJournal, None, Some(first_block));
         if block_count < 3
             || first_block.checked_add(block_count).is_none_or(|end| end > device.block_count())
@@ -92,7 +93,7 @@ impl Journal {
         Ok(Journal { first_block, block_count, sequence: superblock.sequence, version: superblock.version })
     }
 
-    fn write_superblock<D: BlockDevice>(&self, device: &mut D) -> Result<()> {
+    fn write_superblock<D: BlockDevice>(&self, device: &D) -> Result<()> {
         let superblock = JournalSuperblock {
             version: self.version,
             block_count: self.block_count,
@@ -104,7 +105,7 @@ impl Journal {
 
     /// Brings an older journal to the current version before anything is
     /// logged in it (nothing may be pending: replay first). Not flushed.
-    pub fn upgrade<D: BlockDevice>(&mut self, device: &mut D) -> Result<()> {
+    pub fn upgrade<D: BlockDevice>(&mut self, device: &D) -> Result<()> {
         if self.version != JOURNAL_VERSION {
             self.version = JOURNAL_VERSION;
             self.write_superblock(device)?;
@@ -134,7 +135,7 @@ impl Journal {
         room - room.div_ceil(TARGETS_PER_DESCRIPTOR + 1)
     }
 
-    fn read<D: BlockDevice>(&self, device: &mut D, index: u32, block: &mut Block) -> Result<()> {
+    fn read<D: BlockDevice>(&self, device: &D, index: u32, block: &mut Block) -> Result<()> {
         device.read_block(self.first_block + index, block)?;
         Ok(())
     }
@@ -143,7 +144,7 @@ impl Journal {
     /// flushes afterwards; the transaction is durable once that returns.
     pub fn write_transaction<D: BlockDevice>(
         &mut self,
-        device: &mut D,
+        device: &D,
         targets: &[u32],
         contents: impl Fn(u32) -> Option<Block>,
     ) -> Result<()> {
@@ -177,14 +178,14 @@ impl Journal {
     }
 
     /// Records that the last transaction is home: replay will skip it.
-    pub fn mark_checkpointed<D: BlockDevice>(&mut self, device: &mut D) -> Result<()> {
+    pub fn mark_checkpointed<D: BlockDevice>(&mut self, device: &D) -> Result<()> {
         self.sequence += 1;
         self.write_superblock(device)
     }
 
     /// The committed transaction awaiting replay, if the journal holds one
     /// whose every descriptor, copy and commit record checks out.
-    pub fn pending<D: BlockDevice>(&self, device: &mut D, image_blocks: u32) -> Result<Option<Pending>> {
+    pub fn pending<D: BlockDevice>(&self, device: &D, image_blocks: u32) -> Result<Option<Pending>> {
         let mut block = [0u8; BLOCK_SIZE];
         self.read(device, 1, &mut block)?;
         let Ok(first) = Descriptor::decode(&block) else {
@@ -232,7 +233,7 @@ impl Journal {
     }
 
     /// Writes a pending transaction home and retires it.
-    pub fn replay<D: BlockDevice>(&mut self, device: &mut D, pending: &Pending) -> Result<()> {
+    pub fn replay<D: BlockDevice>(&mut self, device: &D, pending: &Pending) -> Result<()> {
         let mut block = [0u8; BLOCK_SIZE];
         for (index, &target) in pending.targets.iter().enumerate() {
             self.read(device, pending.first_copy + index as u32, &mut block)?;
@@ -246,11 +247,7 @@ impl Journal {
 
     /// A pending transaction's copies, for a read-only mount that must see
     /// the committed state without writing it home.
-    pub fn load<D: BlockDevice>(
-        &self,
-        device: &mut D,
-        pending: &Pending,
-    ) -> Result<BTreeMap<u32, Box<Block>>> {
+    pub fn load<D: BlockDevice>(&self, device: &D, pending: &Pending) -> Result<BTreeMap<u32, Box<Block>>> {
         let mut overlay = BTreeMap::new();
         for (index, &target) in pending.targets.iter().enumerate() {
             let mut block = Box::new([0u8; BLOCK_SIZE]);

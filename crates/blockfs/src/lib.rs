@@ -18,6 +18,7 @@ mod allocator;
 mod bmap;
 pub mod cache;
 pub mod check;
+mod commit;
 pub mod crc;
 pub mod device;
 mod dir;

@@ -5,16 +5,17 @@
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::cache::{BlockCache, BlockKind, CacheStats};
 use crate::device::BlockDevice;
 use crate::error::{Corruption, Error, Result};
 use crate::format::{Block, BLOCK_SIZE};
-use crate::journal::Journal;
 
 pub(crate) struct BlockStore<D> {
-    device: D,
+    /// Shared with a commit writing without the filesystem lock.
+    device: Arc<D>,
     cache: BlockCache,
     /// Blocks of the image (the device may be longer).
     block_count: u32,
@@ -30,21 +31,34 @@ pub(crate) struct BlockStore<D> {
 
 impl<D: BlockDevice> BlockStore<D> {
     pub fn new(device: D, cache: BlockCache, block_count: u32, read_only: bool) -> Self {
-        BlockStore { device, cache, block_count, overlay: BTreeMap::new(), read_only, aborted: false }
+        BlockStore {
+            device: Arc::new(device),
+            cache,
+            block_count,
+            overlay: BTreeMap::new(),
+            read_only,
+            aborted: false,
+        }
     }
 
     pub fn set_overlay(&mut self, overlay: BTreeMap<u32, Box<Block>>) {
         self.overlay = overlay;
     }
 
+    /// The device back; no commit may be in flight.
     pub fn into_device(self) -> D {
-        self.device
+        Arc::into_inner(self.device).expect("no commit holds the device after the last one landed")
     }
 
     /// The device, for writes that bypass the cache (a new journal's
     /// blocks, which no cached block shadows).
-    pub fn device_mut(&mut self) -> &mut D {
-        &mut self.device
+    pub fn device(&self) -> &D {
+        &self.device
+    }
+
+    /// The device for a commit's I/O outside the lock.
+    pub fn shared_device(&self) -> Arc<D> {
+        self.device.clone()
     }
 
     pub fn is_read_only(&self) -> bool {
@@ -92,7 +106,7 @@ impl<D: BlockDevice> BlockStore<D> {
         if let Some(replayed) = self.overlay.get(&block) {
             return Ok(replayed);
         }
-        Ok(self.cache.read(&mut self.device, block)?)
+        Ok(self.cache.read(&*self.device, block)?)
     }
 
     /// Whether a block's current contents are in memory (and so must be
@@ -117,13 +131,13 @@ impl<D: BlockDevice> BlockStore<D> {
     /// A block to change; `kind` says whether the journal logs it.
     pub fn modify(&mut self, block: u32, kind: BlockKind) -> Result<&mut Block> {
         self.writable(block)?;
-        Ok(self.cache.modify(&mut self.device, block, kind)?)
+        Ok(self.cache.modify(&*self.device, block, kind)?)
     }
 
     /// A block the caller fills whole: zeroed, not read first.
     pub fn overwrite(&mut self, block: u32, kind: BlockKind) -> Result<&mut Block> {
         self.writable(block)?;
-        Ok(self.cache.overwrite(&mut self.device, block, kind)?)
+        Ok(self.cache.overwrite(&*self.device, block, kind)?)
     }
 
     /// Drops a freed block's cached contents (undoably).
@@ -147,35 +161,33 @@ impl<D: BlockDevice> BlockStore<D> {
 
     /// Writes every dirty block home and flushes (a plain image's commit).
     pub fn write_back_all(&mut self) -> Result<usize> {
-        let written = self.cache.write_back(&mut self.device)?;
+        let written = self.cache.write_back(&*self.device)?;
         self.device.flush()?;
         Ok(written)
     }
 
-    /// Writes dirty file data home (ordered mode: before the commit that
-    /// makes it reachable). Does not flush.
-    pub fn write_back_data(&mut self) -> Result<usize> {
-        Ok(self.cache.write_back_data(&mut self.device)?)
+    /// Hands the running transaction's dirty blocks to a commit (see
+    /// `cache`): (file data, metadata), each in block order.
+    pub fn freeze(&mut self) -> (Vec<(u32, Box<Block>)>, Vec<(u32, Box<Block>)>) {
+        self.cache.freeze()
     }
 
-    /// Writes every dirty block home without flushing.
-    pub fn write_back(&mut self) -> Result<usize> {
-        Ok(self.cache.write_back(&mut self.device)?)
+    /// Keeps a cached block resident and away from write-back until the
+    /// commit in flight lands (a block the commit changed only in its
+    /// frozen copy).
+    pub fn hold_in_flight(&mut self, block: u32) {
+        self.cache.hold_in_flight(block);
     }
 
-    pub fn flush(&mut self) -> Result<()> {
-        Ok(self.device.flush()?)
+    /// Changes a cached block in place without dirtying it: the device
+    /// already holds the result (a landed commit's frees).
+    pub fn patch(&mut self, block: u32, change: impl FnOnce(&mut Block)) {
+        self.cache.patch(block, change);
     }
 
-    /// Logs the dirty metadata blocks in `journal` as one transaction
-    /// (not flushed).
-    pub fn log_metadata(&mut self, journal: &mut Journal, metadata: &[u32]) -> Result<()> {
-        let cache = &self.cache;
-        journal.write_transaction(&mut self.device, metadata, |block| cache.peek(block).copied())
-    }
-
-    pub fn dirty_metadata(&self) -> Vec<u32> {
-        self.cache.dirty_metadata()
+    /// The commit in flight is home: `blocks` are ordinary again.
+    pub fn land(&mut self, blocks: impl Iterator<Item = u32>) {
+        self.cache.land(blocks);
     }
 
     pub fn shrink_to_budget(&mut self) {

@@ -1,9 +1,15 @@
-//! The one lock the filesystem needs. With `std` it is the standard mutex
-//! (threads sleep while waiting, as a FUSE server wants); without it, a
-//! spin lock, which is what a kernel without a scheduler hook can use.
+//! The lock type. With `std` it is the standard mutex (threads sleep while
+//! waiting, as a FUSE server wants); without it, a spin lock, which is
+//! what a kernel without a scheduler hook can use.
 
 #[cfg(feature = "std")]
 pub(crate) struct Mutex<T>(std::sync::Mutex<T>);
+
+#[cfg(feature = "std")]
+pub(crate) type MutexGuard<'a, T> = std::sync::MutexGuard<'a, T>;
+
+#[cfg(not(feature = "std"))]
+pub(crate) type MutexGuard<'a, T> = spin::MutexGuard<'a, T>;
 
 #[cfg(feature = "std")]
 impl<T> Mutex<T> {
@@ -11,7 +17,7 @@ impl<T> Mutex<T> {
         Mutex(std::sync::Mutex::new(value))
     }
 
-    pub fn lock(&self) -> std::sync::MutexGuard<'_, T> {
+    pub fn lock(&self) -> MutexGuard<'_, T> {
         // A panic while holding the lock is a bug, but the data is still
         // the best view of the filesystem we have; keep serving it.
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -35,7 +41,7 @@ impl<T> Mutex<T> {
         Mutex(spin::Mutex::new(value))
     }
 
-    pub fn lock(&self) -> spin::MutexGuard<'_, T> {
+    pub fn lock(&self) -> MutexGuard<'_, T> {
         self.0.lock()
     }
 

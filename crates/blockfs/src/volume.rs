@@ -8,10 +8,13 @@
 //! [`OperationLog`] — so a failed operation rolls back to exactly where it
 //! began, and only whole operations join the running journal transaction.
 
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::cache::{BlockCache, BlockKind};
+use crate::commit::Frozen;
 use crate::device::BlockDevice;
 use crate::dir::DirIndexes;
 use crate::error::{Corruption, Error, Result};
@@ -22,6 +25,7 @@ use crate::format::superblock::Superblock;
 use crate::format::Block;
 use crate::journal::Journal;
 use crate::store::BlockStore;
+use crate::sync::Mutex;
 
 /// Blocks freed by the running transaction. Their bitmap bits clear at
 /// commit, so no block is reused (and overwritten with new data) while a
@@ -74,6 +78,53 @@ impl PendingFrees {
     }
 }
 
+fn encode_block0(superblock: &Superblock, extension: Option<&Extension>, block: &mut Block) {
+    superblock.encode_block(block);
+    if let Some(extension) = extension {
+        extension.encode_block(block);
+    }
+}
+
+/// A commit whose I/O may run without the filesystem lock.
+struct InFlight {
+    id: u64,
+    /// The blocks it writes home: resident and held until it lands.
+    blocks: Vec<u32>,
+    /// The blocks it frees: free once it lands.
+    frees: BTreeSet<u32>,
+    outcome: Arc<Mutex<Option<Outcome>>>,
+}
+
+/// How a commit's I/O ended: the journal as it left it, or the error.
+pub(crate) type Outcome = Result<Option<Journal>>;
+
+/// A frozen commit handed to whoever writes it (see `commit`).
+pub(crate) struct CommitTicket<D> {
+    id: u64,
+    frozen: Frozen,
+    device: Arc<D>,
+    outcome: Arc<Mutex<Option<Outcome>>>,
+}
+
+impl<D: BlockDevice> CommitTicket<D> {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Where the writer reports; it locks this before it lets go of the
+    /// filesystem lock, so a thread landing the commit waits for it.
+    pub fn outcome(&self) -> Arc<Mutex<Option<Outcome>>> {
+        self.outcome.clone()
+    }
+
+    /// The commit's I/O; the outcome goes into `report`.
+    pub fn write(&mut self, report: &mut Option<Outcome>) -> Result<usize> {
+        let result = self.frozen.write(&*self.device);
+        *report = Some(result.map(|_| self.frozen.journal().cloned()));
+        result
+    }
+}
+
 /// What an operation changed outside the block cache, to undo it.
 struct OperationLog {
     superblock: Superblock,
@@ -111,6 +162,10 @@ pub(crate) struct Volume<D> {
     pending_frees: PendingFrees,
     /// The operation in progress, when one is.
     operation: Option<OperationLog>,
+    /// The commit whose I/O is running or has not landed yet.
+    in_flight: Option<InFlight>,
+    /// Commits frozen so far (names each one).
+    commits: u64,
 }
 
 impl<D: BlockDevice> Volume<D> {
@@ -137,6 +192,8 @@ impl<D: BlockDevice> Volume<D> {
             journal_inode: None,
             pending_frees: PendingFrees::default(),
             operation: None,
+            in_flight: None,
+            commits: 0,
         }
     }
 
@@ -333,13 +390,8 @@ impl<D: BlockDevice> Volume<D> {
 
     /// Puts the in-memory superblock (and extension record) into block 0.
     pub fn store_superblock(&mut self) -> Result<()> {
-        let superblock = self.superblock;
-        let extension = self.extension;
-        let block = self.block_mut(0)?;
-        superblock.encode_block(block);
-        if let Some(extension) = extension {
-            extension.encode_block(block);
-        }
+        let (superblock, extension) = (self.superblock, self.extension);
+        encode_block0(&superblock, extension.as_ref(), self.block_mut(0)?);
         self.superblock_dirty = false;
         Ok(())
     }
@@ -350,56 +402,136 @@ impl<D: BlockDevice> Volume<D> {
     /// Returns the number of home blocks written. A failure part-way
     /// aborts the volume (read-only from then on): the device holds the
     /// last committed state, or this one once the journal is replayed.
+    ///
+    /// This runs the whole commit under the caller's lock; `FileSystem`
+    /// releases its lock for the I/O (`freeze_commit`, then
+    /// `CommitTicket::write`, then `land_commit`).
     pub fn commit(&mut self, now: u32) -> Result<usize> {
         debug_assert!(self.operation.is_none(), "commits happen between operations");
-        if self.is_read_only() {
-            return Ok(0);
-        }
-        self.check_writable()?;
-        let result = self.commit_running(now);
-        if result.is_err() {
-            self.store.abort();
-        }
+        let Some(mut ticket) = self.freeze_commit(now)? else { return Ok(0) };
+        let outcome = ticket.outcome();
+        let mut report = outcome.lock();
+        let result = ticket.write(&mut report);
+        drop(report);
+        self.land_commit(ticket.id())?;
         result
     }
 
-    fn commit_running(&mut self, now: u32) -> Result<usize> {
-        for block in self.take_pending_frees() {
-            self.set_block_bit(block, false)?;
-            self.superblock.free_blocks += 1;
-            self.superblock_dirty = true;
+    /// Takes the running transaction for a commit, after landing the one
+    /// before it (waiting for its I/O if it is still running). Returns
+    /// `None` when there is nothing to commit or nothing may be written.
+    ///
+    /// The blocks the transaction freed are free in the frozen bitmap and
+    /// superblock copies only: the live bitmap keeps them allocated until
+    /// the commit lands, so nothing reuses (and overwrites) a block that a
+    /// crash before then would give back to its old owner.
+    pub fn freeze_commit(&mut self, now: u32) -> Result<Option<CommitTicket<D>>> {
+        self.land_in_flight()?;
+        if self.is_read_only() {
+            return Ok(None);
         }
-        if self.superblock_dirty || self.store.cache().dirty_blocks() > 0 {
-            self.superblock.write_time = now as u64;
-            self.store_superblock()?;
+        self.check_writable()?;
+        if !self.has_changes() {
+            return Ok(None);
         }
-        let Some(journal) = self.journal.as_mut() else {
-            return self.store.write_back_all();
-        };
-        let data = self.store.write_back_data()?;
-        let metadata = self.store.dirty_metadata();
-        if metadata.is_empty() {
-            if data > 0 {
-                self.store.flush()?;
+        let frees = self.take_pending_frees();
+        self.superblock.write_time = now as u64;
+        let frozen = self.store_superblock().and_then(|()| {
+            let (data, metadata) = self.store.freeze();
+            let mut frozen = Frozen::new(data, metadata, self.journal.clone());
+            self.free_in_frozen(&mut frozen, &frees)?;
+            Ok(frozen)
+        });
+        let frozen = match frozen {
+            Ok(frozen) => frozen,
+            Err(error) => {
+                // The cache has handed its dirty blocks over: there is no
+                // way back to a running transaction.
+                self.store.abort();
+                return Err(error);
             }
-            return Ok(data);
+        };
+        self.commits += 1;
+        let outcome = Arc::new(Mutex::new(None));
+        self.in_flight = Some(InFlight {
+            id: self.commits,
+            blocks: frozen.blocks().collect(),
+            frees,
+            outcome: outcome.clone(),
+        });
+        Ok(Some(CommitTicket { id: self.commits, frozen, device: self.store.shared_device(), outcome }))
+    }
+
+    /// Clears the bits of `frees` in the frozen bitmap and counts them in
+    /// the frozen superblock.
+    fn free_in_frozen(&mut self, frozen: &mut Frozen, frees: &BTreeSet<u32>) -> Result<()> {
+        if frees.is_empty() {
+            return Ok(());
         }
-        // Operations reserve room before they start and roll back when
-        // they outgrow it, so the transaction always fits: no metadata
-        // ever goes home unlogged.
-        if metadata.len() > journal.capacity() {
-            return Err(Error::TooLargeForJournal);
+        for &block in frees {
+            let (bitmap_block, bit) = self.geometry.bitmap_location(block);
+            if frozen.metadata_mut(bitmap_block).is_none() {
+                let copy = Box::new(*self.store.block(bitmap_block)?);
+                self.store.hold_in_flight(bitmap_block);
+                frozen.add_metadata(bitmap_block, copy);
+            }
+            let bytes = frozen.metadata_mut(bitmap_block).expect("added above");
+            bytes[(bit / 8) as usize] &= !(1u8 << (bit % 8));
         }
-        self.store.flush()?;
-        self.store.log_metadata(journal, &metadata)?;
-        self.store.flush()?;
-        let written = self.store.write_back()?;
-        self.store.flush()?;
-        // Durable with the next commit's first flush, before the journal
-        // is written again.
-        journal.mark_checkpointed(self.store.device_mut())?;
+        let mut superblock = self.superblock;
+        superblock.free_blocks += frees.len() as u32;
+        let block0 = frozen.metadata_mut(0).expect("block 0 is stored at every commit");
+        encode_block0(&superblock, self.extension.as_ref(), block0);
+        Ok(())
+    }
+
+    /// Lands the commit in flight, if there is one, waiting for its I/O:
+    /// its blocks become ordinary cache blocks and its frees free. After
+    /// a failed commit the volume is aborted and this returns the error.
+    pub fn land_in_flight(&mut self) -> Result<()> {
+        let Some(in_flight) = self.in_flight.take() else { return Ok(()) };
+        // Blocks until the writer reports (it holds the lock meanwhile).
+        let outcome = in_flight.outcome.lock().take();
+        let journal = match outcome {
+            Some(Ok(journal)) => journal,
+            Some(Err(error)) => {
+                self.store.abort();
+                return Err(error);
+            }
+            // The writer stopped without a word (it panicked).
+            None => {
+                self.store.abort();
+                return Err(Error::Aborted);
+            }
+        };
+        self.journal = journal;
+        for &block in &in_flight.frees {
+            let (bitmap_block, bit) = self.geometry.bitmap_location(block);
+            self.store.patch(bitmap_block, |bytes| bytes[(bit / 8) as usize] &= !(1u8 << (bit % 8)));
+        }
+        self.superblock.free_blocks += in_flight.frees.len() as u32;
+        if !self.superblock_dirty {
+            // Block 0 on the device now says this; so does the cache.
+            let (superblock, extension) = (self.superblock, self.extension);
+            self.store.patch(0, |block| encode_block0(&superblock, extension.as_ref(), block));
+        }
+        self.store.land(in_flight.blocks.into_iter());
         self.store.shrink_to_budget();
-        Ok(data + written)
+        Ok(())
+    }
+
+    /// Lands commit `id` if nobody has yet.
+    pub fn land_commit(&mut self, id: u64) -> Result<()> {
+        match &self.in_flight {
+            Some(in_flight) if in_flight.id == id => self.land_in_flight(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Blocks freed but not yet free: by the running transaction, and by
+    /// the commit in flight.
+    pub fn frees_awaiting_commit(&self) -> usize {
+        self.pending_frees.len() + self.in_flight.as_ref().map_or(0, |in_flight| in_flight.frees.len())
     }
 
     /// Whether the running transaction should commit at the next operation

@@ -16,7 +16,7 @@ use crate::format::geometry::Geometry;
 use crate::format::inode::{DiskInode, FileType};
 use crate::format::superblock::{Superblock, STATE_CLEAN};
 use crate::format::BLOCK_SIZE;
-use crate::sync::Mutex;
+use crate::sync::{Mutex, MutexGuard};
 use crate::volume::Volume;
 
 mod data;
@@ -288,7 +288,7 @@ impl<D: BlockDevice> State<D> {
             let retry = !retried
                 && match error {
                     Error::TooLargeForJournal => self.volume.has_changes(),
-                    Error::NoSpace => !self.volume.pending_frees().is_empty(),
+                    Error::NoSpace => self.volume.frees_awaiting_commit() > 0,
                     _ => false,
                 };
             if !retry {
@@ -417,9 +417,25 @@ impl<D: BlockDevice> FileSystem<D> {
         // (and on the orphan chain) and is retried later.
         let _ = state.reclaim_queued(now);
         if state.volume.commit_due() {
-            state.volume.commit(now)?;
+            self.commit(state, now)?;
         }
         Ok(value)
+    }
+
+    /// Commits the running transaction, holding the lock only to freeze
+    /// it and to land it: reads and other operations go on during the
+    /// commit's I/O (docs/DESIGN.md, "Commit").
+    fn commit(&self, mut state: MutexGuard<'_, State<D>>, now: u32) -> Result<usize> {
+        let Some(mut ticket) = state.volume.freeze_commit(now)? else { return Ok(0) };
+        let outcome = ticket.outcome();
+        // Taken before the lock is let go: whoever lands the commit first
+        // waits here for the I/O.
+        let mut report = outcome.lock();
+        drop(state);
+        let result = ticket.write(&mut report);
+        drop(report);
+        self.state.lock().volume.land_commit(ticket.id())?;
+        result
     }
 
     /// Runs an operation that hands out a reference to the inode whose
@@ -440,7 +456,7 @@ impl<D: BlockDevice> FileSystem<D> {
             block_size: BLOCK_SIZE as u32,
             blocks: volume.geometry.block_count,
             // Blocks freed by the running transaction count as free.
-            free_blocks: volume.superblock.free_blocks + volume.pending_frees().len() as u32,
+            free_blocks: volume.superblock.free_blocks + volume.frees_awaiting_commit() as u32,
             inodes: volume.geometry.usable_inodes(),
             free_inodes: volume.superblock.free_inodes,
             name_max: MAX_NAME_LEN as u32,
@@ -693,7 +709,7 @@ impl<D: BlockDevice> FileSystem<D> {
         let now = (self.options.clock)();
         let mut state = self.state.lock();
         let _ = state.reclaim_queued(now);
-        state.volume.commit(now)
+        self.commit(state, now)
     }
 
     /// Makes inode `ino`'s data and metadata durable. Metadata is only
@@ -703,7 +719,7 @@ impl<D: BlockDevice> FileSystem<D> {
         let now = (self.options.clock)();
         let mut state = self.state.lock();
         state.live_inode(ino)?;
-        state.volume.commit(now)
+        self.commit(state, now)
     }
 }
 

@@ -174,7 +174,7 @@ pub(super) fn open_volume<D: BlockDevice>(
     if !options.read_only {
         if let Some(journal) = journal.as_mut() {
             // Flushed with block 0, before any transaction is logged.
-            journal.upgrade(volume.store_mut().device_mut())?;
+            journal.upgrade(volume.store().device())?;
         }
         volume.superblock.state = STATE_DIRTY;
         if options.record_mount {

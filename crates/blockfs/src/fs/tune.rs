@@ -40,7 +40,7 @@ impl<D: BlockDevice> FileSystem<D> {
         };
         let (JournalAdded::Created { inode, first_block, blocks }
         | JournalAdded::Reattached { inode, first_block, blocks }) = added;
-        let journal = Journal::create(volume.store_mut().device_mut(), first_block, blocks)?;
+        let journal = Journal::create(volume.store().device(), first_block, blocks)?;
         let extension = volume.extension.get_or_insert_with(|| Extension::new(uuid, b"", now as u64));
         extension.compat_features |= FEATURE_JOURNAL;
         extension.journal_inode = inode;

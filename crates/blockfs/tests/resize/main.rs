@@ -244,10 +244,7 @@ impl BlockDevice for CutAfter {
     fn block_count(&self) -> u32 {
         self.inner.block_count()
     }
-    fn read_block(&self,
-        index: u32,
-        buf: &mut blockfs::format::Block,
-    ) -> Result<(), blockfs::DeviceError> {
+    fn read_block(&self, index: u32, buf: &mut blockfs::format::Block) -> Result<(), blockfs::DeviceError> {
         self.inner.read_block(index, buf)
     }
     fn write_block(&self, index: u32, buf: &blockfs::format::Block) -> Result<(), blockfs::DeviceError> {
@@ -257,7 +254,11 @@ impl BlockDevice for CutAfter {
         self.inner.write_block(index, buf)
     }
     fn flush(&self) -> Result<(), blockfs::DeviceError> {
-        let _ = self.flushes.fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| n.checked_sub(1));
+        let _ = self.flushes.fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        );
         Ok(())
     }
 }
