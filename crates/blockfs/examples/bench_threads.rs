@@ -1,0 +1,138 @@
+//! Library-level thread benchmark: no FUSE, a file-backed image.
+//!
+//! Formats an image in WORKDIR (default `target/bench`), mounts it with
+//! [`FileSystem::mount`] and, for 1 and then 2 threads (a fresh image
+//! each), runs for a fixed time a loop per thread on independent files in
+//! the thread's own directory: create a file, write 16 KiB, read it back,
+//! stat it, unlink it. Each of those five calls counts as one operation.
+//! Prints operations per second for each thread count and the ratio.
+//!
+//! ```text
+//! cargo run --release -p blockfs --example bench_threads -- [WORKDIR]
+//! ```
+//!
+//! Environment: `BENCH_SECONDS` (default 5) is the time per thread count;
+//! `BENCH_THREADS` (default "1 2") the thread counts to run;
+//! `BENCH_NO_JOURNAL=1` formats without a journal; `BENCH_SIZE_MB`
+//! (default 256) is the image size.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use blockfs::format::BLOCK_SIZE;
+use blockfs::fs::{format, NewInode};
+use blockfs::{FileDevice, FileSystem, FormatOptions, MountOptions, ROOT_INO};
+
+const FILE_BYTES: usize = 16 * 1024;
+const OPS_PER_ROUND: u64 = 5;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(value) => value.parse().unwrap_or_else(|_| panic!("{name}={value:?} is not valid")),
+        Err(_) => default,
+    }
+}
+
+fn make_image(path: &Path, size_mb: u64, journal: bool) -> FileSystem<FileDevice> {
+    let length = size_mb * 1024 * 1024;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    file.set_len(length).expect("sizing the image");
+    let device = FileDevice::from_file(file, true).expect("opening the image");
+    let mut options = FormatOptions::new((length / BLOCK_SIZE as u64) as u32);
+    options.journal = journal;
+    let device = format(device, &options).expect("format");
+    FileSystem::mount(device, MountOptions::default()).expect("mount")
+}
+
+/// One thread's loop; returns the operations it completed.
+fn worker(fs: &FileSystem<FileDevice>, dir: u32, stop: &AtomicBool) -> u64 {
+    let new = NewInode { perm: 0o644, uid: 0, gid: 0 };
+    let data: Vec<u8> = (0..FILE_BYTES).map(|i| (i * 7 + dir as usize) as u8).collect();
+    let mut back = vec![0u8; FILE_BYTES];
+    let mut ops = 0;
+    let mut n: u64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let name = format!("f{n}");
+        let attr = fs.create(dir, name.as_bytes(), new).expect("create");
+        assert_eq!(fs.write(attr.ino, 0, &data).expect("write"), FILE_BYTES);
+        assert_eq!(fs.read(attr.ino, 0, &mut back).expect("read"), FILE_BYTES);
+        assert!(back == data, "read back differs from what was written");
+        assert_eq!(fs.getattr(attr.ino).expect("getattr").size, FILE_BYTES as u64);
+        fs.unlink(dir, name.as_bytes()).expect("unlink");
+        ops += OPS_PER_ROUND;
+        n += 1;
+    }
+    ops
+}
+
+/// Runs `threads` workers for `duration` on a fresh image; returns the
+/// total operations and the seconds they took.
+fn run(work: &Path, threads: usize, duration: Duration, size_mb: u64, journal: bool) -> (u64, f64) {
+    let image = work.join(format!("bench-threads-{threads}.img"));
+    let fs = Arc::new(make_image(&image, size_mb, journal));
+    let new = NewInode { perm: 0o755, uid: 0, gid: 0 };
+    let dirs: Vec<u32> = (0..threads)
+        .map(|t| fs.mkdir(ROOT_INO, format!("t{t}").as_bytes(), new).expect("mkdir").ino)
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Arc::new(Barrier::new(threads + 1));
+    let handles: Vec<_> = dirs
+        .into_iter()
+        .map(|dir| {
+            let (fs, stop, start) = (Arc::clone(&fs), Arc::clone(&stop), Arc::clone(&start));
+            std::thread::spawn(move || {
+                start.wait();
+                worker(&fs, dir, &stop)
+            })
+        })
+        .collect();
+    start.wait();
+    let began = Instant::now();
+    std::thread::sleep(duration);
+    stop.store(true, Ordering::Relaxed);
+    let ops: u64 = handles.into_iter().map(|h| h.join().expect("worker panicked")).sum();
+    let seconds = began.elapsed().as_secs_f64();
+    let fs = Arc::try_unwrap(fs).expect("workers still hold the filesystem");
+    fs.unmount().expect("unmount");
+    std::fs::remove_file(&image).ok();
+    (ops, seconds)
+}
+
+fn main() {
+    let work = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "target/bench".into()));
+    std::fs::create_dir_all(&work).unwrap_or_else(|e| panic!("{}: {e}", work.display()));
+    let seconds: f64 = env_or("BENCH_SECONDS", 5.0);
+    let size_mb: u64 = env_or("BENCH_SIZE_MB", 256);
+    let journal = env_or::<u8>("BENCH_NO_JOURNAL", 0) == 0;
+    let counts: Vec<usize> = std::env::var("BENCH_THREADS")
+        .unwrap_or_else(|_| "1 2".into())
+        .split_whitespace()
+        .map(|t| t.parse().expect("BENCH_THREADS: thread counts"))
+        .collect();
+    println!(
+        "bench_threads: {} s per run, {} MiB image in {}, journal {}; one op = create, write 16 KiB, read, stat or unlink",
+        seconds,
+        size_mb,
+        work.display(),
+        if journal { "on" } else { "off" }
+    );
+    let mut first: Option<(usize, f64)> = None;
+    for threads in counts {
+        let (ops, took) = run(&work, threads, Duration::from_secs_f64(seconds), size_mb, journal);
+        let rate = ops as f64 / took;
+        let (base_threads, base_rate) = *first.get_or_insert((threads, rate));
+        println!(
+            "threads {threads}: {ops} ops in {took:.2} s = {rate:.0} ops/s, {:.2}x the {base_threads}-thread rate",
+            rate / base_rate
+        );
+    }
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Library-level thread benchmark (no FUSE): operations per second with 1
+# and 2 threads, each on independent files in its own directory of one
+# mounted, file-backed image. See crates/blockfs/examples/bench_threads.rs.
+#
+#   scripts/bench-threads.sh [WORKDIR]       (default WORKDIR: target/bench)
+#
+# BENCH_SECONDS (default 5) per thread count, BENCH_THREADS (default "1 2"),
+# BENCH_NO_JOURNAL=1, BENCH_SIZE_MB (default 256) are passed through.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORK=$(realpath -m "${1:-target/bench}")
+mkdir -p "$WORK"
+cargo build --release --quiet -p blockfs --example bench_threads
+exec target/release/examples/bench_threads "$WORK"
