@@ -37,6 +37,9 @@ use crate::device::{write_runs, BlockDevice};
 use crate::error::DeviceError;
 use crate::format::{Block, BLOCK_SIZE};
 
+/// Copies of blocks, with their numbers, in block order.
+pub type BlockCopies = Vec<(u32, Box<Block>)>;
+
 /// The smallest budget that lets every operation hold the blocks it needs
 /// at once (an inode-table block, indirect blocks and a data block).
 pub const MIN_CACHE_BLOCKS: usize = 8;
@@ -300,7 +303,7 @@ impl BlockCache {
     /// Takes the running transaction for a commit: copies of every dirty
     /// block, file data and metadata apart, each in block order. The
     /// slots become clean and in flight (see the module comment).
-    pub fn freeze(&mut self) -> (Vec<(u32, Box<Block>)>, Vec<(u32, Box<Block>)>) {
+    pub fn freeze(&mut self) -> (BlockCopies, BlockCopies) {
         debug_assert!(self.undo.is_none(), "commits happen between operations");
         let (mut data, mut metadata) = (Vec::new(), Vec::new());
         for slot in 0..self.slots.len() {
@@ -526,44 +529,44 @@ mod tests {
         let mut device = MemDevice::new(64);
         let mut cache = BlockCache::new(MIN_CACHE_BLOCKS);
         for block in 0..64u32 {
-            cache.modify(&mut device, block, BlockKind::Data).unwrap()[0] = block as u8 + 1;
+            cache.modify(&device, block, BlockKind::Data).unwrap()[0] = block as u8 + 1;
             assert!(cache.slots.len() <= MIN_CACHE_BLOCKS);
         }
-        cache.write_back(&mut device).unwrap();
+        cache.write_back(&device).unwrap();
         assert_eq!(cache.dirty_blocks(), 0);
         for block in 0..64u32 {
             assert_eq!(device.as_bytes()[block as usize * BLOCK_SIZE], block as u8 + 1);
-            assert_eq!(cache.read(&mut device, block).unwrap()[0], block as u8 + 1);
+            assert_eq!(cache.read(&device, block).unwrap()[0], block as u8 + 1);
         }
     }
 
     #[test]
     fn write_back_writes_only_dirty_blocks() {
-        let mut device = MemDevice::new(16);
+        let device = MemDevice::new(16);
         let mut cache = BlockCache::new(16);
         for block in 0..16 {
-            cache.read(&mut device, block).unwrap();
+            cache.read(&device, block).unwrap();
         }
-        cache.modify(&mut device, 3, BlockKind::Data).unwrap()[7] = 9;
-        cache.modify(&mut device, 4, BlockKind::Metadata).unwrap()[7] = 9;
+        cache.modify(&device, 3, BlockKind::Data).unwrap()[7] = 9;
+        cache.modify(&device, 4, BlockKind::Metadata).unwrap()[7] = 9;
         let before = cache.stats().blocks_written;
-        assert_eq!(cache.write_back(&mut device).unwrap(), 2);
+        assert_eq!(cache.write_back(&device).unwrap(), 2);
         assert_eq!(cache.stats().blocks_written - before, 2);
-        assert_eq!(cache.write_back(&mut device).unwrap(), 0);
+        assert_eq!(cache.write_back(&device).unwrap(), 0);
     }
 
     #[test]
     fn forgotten_blocks_are_not_written() {
         let mut device = MemDevice::new(16);
         let mut cache = BlockCache::new(16);
-        cache.overwrite(&mut device, 5, BlockKind::Data).unwrap()[0] = 1;
-        cache.overwrite(&mut device, 6, BlockKind::Data).unwrap()[0] = 2;
+        cache.overwrite(&device, 5, BlockKind::Data).unwrap()[0] = 1;
+        cache.overwrite(&device, 6, BlockKind::Data).unwrap()[0] = 2;
         cache.discard(5);
-        cache.write_back(&mut device).unwrap();
+        cache.write_back(&device).unwrap();
         assert_eq!(device.as_bytes()[5 * BLOCK_SIZE], 0);
         assert_eq!(device.as_bytes()[6 * BLOCK_SIZE], 2);
         assert!(!cache.is_cached(5));
-        assert_eq!(cache.read(&mut device, 6).unwrap()[0], 2);
+        assert_eq!(cache.read(&device, 6).unwrap()[0], 2);
     }
 
     #[test]
@@ -572,11 +575,11 @@ mod tests {
         let mut cache = BlockCache::new(MIN_CACHE_BLOCKS);
         cache.set_pin_metadata(true);
         for block in 0..12u32 {
-            cache.modify(&mut device, block, BlockKind::Metadata).unwrap()[0] = 7;
+            cache.modify(&device, block, BlockKind::Metadata).unwrap()[0] = 7;
         }
         assert_eq!(cache.overflow(), 12 - MIN_CACHE_BLOCKS);
         for block in 20..40u32 {
-            cache.overwrite(&mut device, block, BlockKind::Data).unwrap()[0] = 9;
+            cache.overwrite(&device, block, BlockKind::Data).unwrap()[0] = 9;
         }
         // Data went home under pressure; metadata did not.
         assert_eq!(device.as_bytes()[20 * BLOCK_SIZE], 9);
@@ -592,12 +595,12 @@ mod tests {
         assert_eq!(cache.dirty_blocks(), 0);
         // In flight: resident and never written back, even when changed
         // again, until the commit lands.
-        cache.modify(&mut device, 3, BlockKind::Data).unwrap()[0] = 8;
+        cache.modify(&device, 3, BlockKind::Data).unwrap()[0] = 8;
         cache.shrink_to_budget();
-        assert_eq!(cache.write_back(&mut device).unwrap(), 0);
+        assert_eq!(cache.write_back(&device).unwrap(), 0);
         assert!((0..12).all(|block| cache.is_cached(block)));
         cache.land(data.iter().chain(&metadata).map(|(block, _)| *block));
-        assert_eq!(cache.write_back(&mut device).unwrap(), 1);
+        assert_eq!(cache.write_back(&device).unwrap(), 1);
         assert_eq!(device.as_bytes()[3 * BLOCK_SIZE], 8);
         cache.shrink_to_budget();
         assert_eq!(cache.overflow(), 0);
@@ -605,16 +608,16 @@ mod tests {
 
     #[test]
     fn a_block_in_flight_that_is_freed_stays_resident_until_it_lands() {
-        let mut device = MemDevice::new(16);
+        let device = MemDevice::new(16);
         let mut cache = BlockCache::new(MIN_CACHE_BLOCKS);
         cache.set_pin_metadata(true);
-        cache.modify(&mut device, 2, BlockKind::Metadata).unwrap()[0] = 5;
+        cache.modify(&device, 2, BlockKind::Metadata).unwrap()[0] = 5;
         let (_, metadata) = cache.freeze();
         assert_eq!(metadata.len(), 1);
         cache.begin();
         cache.discard(2);
         cache.keep();
-        assert_eq!(cache.read(&mut device, 2).unwrap()[0], 5, "the device does not hold it yet");
+        assert_eq!(cache.read(&device, 2).unwrap()[0], 5, "the device does not hold it yet");
         cache.land([2].into_iter());
         cache.discard(2);
         assert!(!cache.is_cached(2));
@@ -622,13 +625,13 @@ mod tests {
 
     #[test]
     fn failed_reads_leave_the_cache_consistent() {
-        let mut device = MemDevice::new(4);
+        let device = MemDevice::new(4);
         let mut cache = BlockCache::new(8);
-        cache.read(&mut device, 1).unwrap();
-        assert!(cache.read(&mut device, 99).is_err());
+        cache.read(&device, 1).unwrap();
+        assert!(cache.read(&device, 99).is_err());
         assert!(!cache.is_cached(99));
         assert!(cache.is_cached(1));
-        assert_eq!(cache.read(&mut device, 1).unwrap()[0], 0);
+        assert_eq!(cache.read(&device, 1).unwrap()[0], 0);
     }
 }
 
@@ -643,16 +646,16 @@ mod undo_tests {
         let mut cache = BlockCache::new(MIN_CACHE_BLOCKS);
         cache.set_pin_metadata(true);
         for block in 40..48 {
-            cache.read(&mut device, block).unwrap();
+            cache.read(&device, block).unwrap();
         }
         cache.begin();
-        cache.modify(&mut device, 1, BlockKind::Data).unwrap()[0] = 1;
+        cache.modify(&device, 1, BlockKind::Data).unwrap()[0] = 1;
         for block in 2..20 {
-            cache.overwrite(&mut device, block, BlockKind::Data).unwrap()[0] = 2;
+            cache.overwrite(&device, block, BlockKind::Data).unwrap()[0] = 2;
         }
-        assert!(cache.read(&mut device, 99).is_err());
+        assert!(cache.read(&device, 99).is_err());
         cache.rollback();
-        assert_eq!(cache.write_back(&mut device).unwrap(), 0);
+        assert_eq!(cache.write_back(&device).unwrap(), 0);
         assert!(device.as_bytes().iter().all(|&b| b == 0));
     }
 }

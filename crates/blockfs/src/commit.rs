@@ -11,6 +11,7 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
+use crate::cache::BlockCopies;
 use crate::device::{write_runs, BlockDevice};
 use crate::error::{Error, Result};
 use crate::format::Block;
@@ -18,20 +19,16 @@ use crate::journal::Journal;
 
 pub(crate) struct Frozen {
     /// File data, in block order: home before the commit record.
-    data: Vec<(u32, Box<Block>)>,
+    data: BlockCopies,
     /// Metadata, in block order: logged, then written home.
-    metadata: Vec<(u32, Box<Block>)>,
+    metadata: BlockCopies,
     /// The journal as of the freeze, its sequence advanced by the write;
     /// `None` on an image without one (everything goes home at once).
     journal: Option<Journal>,
 }
 
 impl Frozen {
-    pub fn new(
-        data: Vec<(u32, Box<Block>)>,
-        metadata: Vec<(u32, Box<Block>)>,
-        journal: Option<Journal>,
-    ) -> Self {
+    pub fn new(data: BlockCopies, metadata: BlockCopies, journal: Option<Journal>) -> Self {
         Frozen { data, metadata, journal }
     }
 

@@ -278,44 +278,44 @@ mod tests {
     #[test]
     fn committed_transaction_replays_once() {
         let mut device = MemDevice::new(200);
-        let mut journal = Journal::create(&mut device, 100, 64).unwrap();
+        let mut journal = Journal::create(&device, 100, 64).unwrap();
         let targets = [3u32, 7, 9];
-        journal.write_transaction(&mut device, &targets, |t| Some(filled(t as u8))).unwrap();
-        let mut reopened = Journal::open(&mut device, 100, 64).unwrap();
-        let pending = reopened.pending(&mut device, 200).unwrap().expect("committed");
+        journal.write_transaction(&device, &targets, |t| Some(filled(t as u8))).unwrap();
+        let mut reopened = Journal::open(&device, 100, 64).unwrap();
+        let pending = reopened.pending(&device, 200).unwrap().expect("committed");
         assert_eq!(pending.targets, targets);
-        reopened.replay(&mut device, &pending).unwrap();
+        reopened.replay(&device, &pending).unwrap();
         for target in targets {
             assert_eq!(device.as_bytes()[target as usize * BLOCK_SIZE], target as u8);
         }
-        let again = Journal::open(&mut device, 100, 64).unwrap();
-        assert!(again.pending(&mut device, 200).unwrap().is_none());
+        let again = Journal::open(&device, 100, 64).unwrap();
+        assert!(again.pending(&device, 200).unwrap().is_none());
     }
 
     #[test]
     fn torn_transactions_are_ignored() {
-        let mut device = MemDevice::new(200);
-        let mut journal = Journal::create(&mut device, 100, 64).unwrap();
-        journal.write_transaction(&mut device, &[3, 4], |_| Some(filled(1))).unwrap();
+        let device = MemDevice::new(200);
+        let mut journal = Journal::create(&device, 100, 64).unwrap();
+        journal.write_transaction(&device, &[3, 4], |_| Some(filled(1))).unwrap();
         // Damage one logged copy: the commit CRC no longer matches.
         let copy = (100 + 2) * BLOCK_SIZE;
         let mut bytes = device.into_bytes();
         bytes[copy + 17] ^= 0xff;
-        let mut device = MemDevice::from_bytes(bytes);
-        let journal = Journal::open(&mut device, 100, 64).unwrap();
-        assert!(journal.pending(&mut device, 200).unwrap().is_none());
+        let device = MemDevice::from_bytes(bytes);
+        let journal = Journal::open(&device, 100, 64).unwrap();
+        assert!(journal.pending(&device, 200).unwrap().is_none());
     }
 
     #[test]
     fn large_transactions_use_several_descriptors() {
-        let mut device = MemDevice::new(4000);
-        let mut journal = Journal::create(&mut device, 1500, 2500).unwrap();
+        let device = MemDevice::new(4000);
+        let mut journal = Journal::create(&device, 1500, 2500).unwrap();
         let targets: Vec<u32> = (0..1500).collect();
         assert!(journal.capacity() >= targets.len());
-        journal.write_transaction(&mut device, &targets, |t| Some(filled((t % 251) as u8))).unwrap();
-        let pending = journal.pending(&mut device, 4000).unwrap().unwrap();
+        journal.write_transaction(&device, &targets, |t| Some(filled((t % 251) as u8))).unwrap();
+        let pending = journal.pending(&device, 4000).unwrap().unwrap();
         assert_eq!(pending.targets, targets);
-        let overlay = journal.load(&mut device, &pending).unwrap();
+        let overlay = journal.load(&device, &pending).unwrap();
         assert_eq!(overlay[&1499][0], (1499 % 251) as u8);
     }
 

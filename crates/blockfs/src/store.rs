@@ -6,9 +6,8 @@
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 
-use crate::cache::{BlockCache, BlockKind, CacheStats};
+use crate::cache::{BlockCache, BlockCopies, BlockKind, CacheStats};
 use crate::device::BlockDevice;
 use crate::error::{Corruption, Error, Result};
 use crate::format::{Block, BLOCK_SIZE};
@@ -168,7 +167,7 @@ impl<D: BlockDevice> BlockStore<D> {
 
     /// Hands the running transaction's dirty blocks to a commit (see
     /// `cache`): (file data, metadata), each in block order.
-    pub fn freeze(&mut self) -> (Vec<(u32, Box<Block>)>, Vec<(u32, Box<Block>)>) {
+    pub fn freeze(&mut self) -> (BlockCopies, BlockCopies) {
         self.cache.freeze()
     }
 

@@ -49,7 +49,7 @@ pub fn format<D: BlockDevice>(mut device: D, options: &FormatOptions) -> Result<
         let mut write = |block: u32, data: &Block| Ok(device.write_block(block, data)?);
         let (inode, map_end) = journal_inode(first, length, options.time, &mut write)?;
         inode.encode_slot(&mut table_block, JOURNAL_INODE as usize);
-        Journal::create(&mut device, first, length)?;
+        Journal::create(&device, first, length)?;
         extension.compat_features |= FEATURE_JOURNAL;
         extension.journal_inode = JOURNAL_INODE;
         extension.journal_blocks = length;

@@ -102,15 +102,15 @@ pub(super) fn open_volume<D: BlockDevice>(
     if let Ok(extension) = head.extension.as_ref().copied() {
         if extension.has_journal() {
             let opened = journal_run_is_owned(&mut device, &head.superblock, &extension).and_then(|()| {
-                Journal::open(&mut device, extension.journal_first_block, extension.journal_blocks)
+                Journal::open(&device, extension.journal_first_block, extension.journal_blocks)
             });
             match opened {
                 Ok(mut opened) => {
-                    if let Some(pending) = opened.pending(&mut device, head.superblock.block_count)? {
+                    if let Some(pending) = opened.pending(&device, head.superblock.block_count)? {
                         if options.read_only {
-                            overlay = opened.load(&mut device, &pending)?;
+                            overlay = opened.load(&device, &pending)?;
                         } else {
-                            opened.replay(&mut device, &pending)?;
+                            opened.replay(&device, &pending)?;
                         }
                         match overlay.get(&0) {
                             Some(replayed) => block0 = **replayed,

@@ -168,13 +168,13 @@ mod tests {
     /// pins that layout against the journal's own reader.
     #[test]
     fn copies_are_where_the_journal_reader_finds_them() {
-        let mut device = MemDevice::new(4000);
+        let device = MemDevice::new(4000);
         let targets: Vec<u32> = (0..1500).collect();
         let blocks = super::super::plan::log_size(targets.len());
-        let mut log = Journal::create(&mut device, 2000, blocks).unwrap();
-        log.write_transaction(&mut device, &targets, |t| Some([(t % 251) as u8; BLOCK_SIZE])).unwrap();
-        let pending = log.pending(&mut device, 4000).unwrap().unwrap();
-        let overlay = log.load(&mut device, &pending).unwrap();
+        let mut log = Journal::create(&device, 2000, blocks).unwrap();
+        log.write_transaction(&device, &targets, |t| Some([(t % 251) as u8; BLOCK_SIZE])).unwrap();
+        let pending = log.pending(&device, 4000).unwrap().unwrap();
+        let overlay = log.load(&device, &pending).unwrap();
         let first_copy = 2000 + 1 + pending.targets.len().div_ceil(TARGETS_PER_DESCRIPTOR) as u32;
         let mut block = [0u8; BLOCK_SIZE];
         for (index, target) in pending.targets.iter().enumerate() {
