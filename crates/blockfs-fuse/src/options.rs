@@ -22,8 +22,9 @@ pub struct MountConfig {
     /// `nosuid`. Only root may ask; a root filesystem needs it.
     pub suid: bool,
     /// How long the kernel may cache attributes and names. Longer means
-    /// fewer requests; nothing but this mount changes the image, so the
-    /// cache cannot go stale through another path.
+    /// fewer requests (a walk that ends after the TTL looks every name up
+    /// again before it unlinks it); nothing but this mount changes the
+    /// image, so the cache cannot go stale through another path.
     pub ttl: Duration,
     /// Interval of the background sync that bounds what an abrupt kill
     /// loses; `None` leaves durability to `fsync`, `sync` and unmount.
@@ -47,7 +48,7 @@ impl Default for MountConfig {
             allow_other: false,
             dev: false,
             suid: false,
-            ttl: Duration::from_secs(1),
+            ttl: Duration::from_secs(10),
             writeback: Some(Duration::from_secs(5)),
             cache_blocks: blockfs::fs::DEFAULT_CACHE_BLOCKS,
             threads: default_threads(),

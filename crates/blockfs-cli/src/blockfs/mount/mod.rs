@@ -42,7 +42,7 @@ pub struct MountArgs {
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub writeback_secs: u64,
     /// Seconds the kernel may cache attributes and names (fractions allowed)
-    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_seconds)]
     pub ttl_secs: Duration,
     /// Threads answering requests [default: the number of cores]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
