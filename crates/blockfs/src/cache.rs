@@ -300,6 +300,15 @@ impl BlockCache {
         }
     }
 
+    /// Drops a cached copy of a block the device is about to get new
+    /// contents for, outside the cache (a block just allocated).
+    pub fn drop_stale(&mut self, block: u32) {
+        if let Some(&slot) = self.index.get(&block) {
+            debug_assert!(!self.is_pinned(slot), "a block just allocated is neither changed nor in flight");
+            self.forget(block);
+        }
+    }
+
     /// Takes the running transaction for a commit: copies of every dirty
     /// block, file data and metadata apart, each in block order. The
     /// slots become clean and in flight (see the module comment).

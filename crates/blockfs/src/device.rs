@@ -64,7 +64,7 @@ impl<D: BlockDevice + ?Sized> BlockDevice for &mut D {
 }
 
 /// Largest run of blocks handed to the device in one write.
-const MAX_WRITE_RUN: usize = 256;
+pub(crate) const MAX_WRITE_RUN: usize = 256;
 
 /// Writes `blocks` (sorted by block number), neighbours coalesced into
 /// one request of up to `MAX_WRITE_RUN` blocks. Does not flush.

@@ -139,6 +139,19 @@ impl<D: BlockDevice> BlockStore<D> {
         Ok(self.cache.overwrite(&*self.device, block, kind)?)
     }
 
+    /// Writes whole blocks that were just allocated straight to the
+    /// device. A block allocated that late has no live cached copy (a
+    /// freed block is not reused before its free is committed), so any
+    /// slot left for it is stale and is dropped.
+    pub fn write_fresh(&mut self, first: u32, data: &[u8]) -> Result<()> {
+        let count = (data.len() / BLOCK_SIZE) as u32;
+        self.writable(first + count - 1)?;
+        for block in first..first + count {
+            self.cache.drop_stale(block);
+        }
+        Ok(self.device.write_blocks(first, data)?)
+    }
+
     /// Drops a freed block's cached contents (undoably).
     pub fn discard(&mut self, block: u32) {
         self.cache.discard(block);

@@ -356,6 +356,12 @@ impl<D: BlockDevice> Volume<D> {
         self.store.overwrite(block, BlockKind::Metadata)
     }
 
+    /// Writes whole file-data blocks just allocated straight to the
+    /// device (see `data::write_data`).
+    pub fn write_fresh(&mut self, first: u32, data: &[u8]) -> Result<()> {
+        self.store.write_fresh(first, data)
+    }
+
     /// A file-data block to change (not journaled; ordered before commit).
     pub fn data_block_mut(&mut self, block: u32) -> Result<&mut Block> {
         self.store.modify(block, BlockKind::Data)

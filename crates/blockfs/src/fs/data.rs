@@ -1,7 +1,7 @@
 //! File contents: reading, writing and truncating through the block map.
 //! File data blocks are not journaled (ordered mode); see `journal`.
 
-use crate::device::BlockDevice;
+use crate::device::{BlockDevice, MAX_WRITE_RUN};
 use crate::error::{Error, Result};
 use crate::format::inode::DiskInode;
 use crate::format::BLOCK_SIZE;
@@ -60,6 +60,13 @@ pub(super) fn read_data<D: BlockDevice>(
 /// Writes file bytes at `offset` (the caller has bounded the length),
 /// growing `size`. On running out of space part-way, returns the bytes
 /// written so far if any.
+///
+/// Whole blocks that were just allocated go straight to the device, a
+/// contiguous run per request, without passing through the cache: no one
+/// has them cached, the last commit does not own them (so a crash cannot
+/// expose the new bytes), and they are home before the commit that makes
+/// them reachable, as ordered mode requires. A rolled-back write frees
+/// them again.
 pub(super) fn write_data<D: BlockDevice>(
     volume: &mut Volume<D>,
     ino: u32,
@@ -69,6 +76,7 @@ pub(super) fn write_data<D: BlockDevice>(
 ) -> Result<usize> {
     let mut done = 0;
     let mut previous: Option<u32> = None;
+    let mut fresh_run = FreshRun::default();
     while done < data.len() {
         let position = offset + done as u64;
         let logical = position / BLOCK_SIZE as u64;
@@ -84,18 +92,55 @@ pub(super) fn write_data<D: BlockDevice>(
             Err(Error::NoSpace) if done > 0 => break,
             Err(error) => return Err(error),
         };
-        let block = if fresh || chunk == BLOCK_SIZE {
-            volume.data_block_overwrite(physical)?
+        if fresh && chunk == BLOCK_SIZE {
+            if !fresh_run.extends(physical, done) {
+                fresh_run.write(volume, data)?;
+                fresh_run = FreshRun { first: physical, blocks: 0, from: done };
+            }
+            fresh_run.blocks += 1;
         } else {
-            volume.data_block_mut(physical)?
-        };
-        block[within..within + chunk].copy_from_slice(&data[done..done + chunk]);
+            let block = if fresh || chunk == BLOCK_SIZE {
+                volume.data_block_overwrite(physical)?
+            } else {
+                volume.data_block_mut(physical)?
+            };
+            block[within..within + chunk].copy_from_slice(&data[done..done + chunk]);
+        }
         previous = Some(physical);
         done += chunk;
         let end = (position + chunk as u64) as u32;
         inode.size = inode.size.max(end);
     }
+    fresh_run.write(volume, &data[..done])?;
     Ok(done)
+}
+
+/// Consecutive whole blocks just allocated, waiting to be written as one
+/// request: disk blocks `first..first + blocks` get `data[from..]`.
+#[derive(Default)]
+struct FreshRun {
+    first: u32,
+    blocks: u32,
+    from: usize,
+}
+
+impl FreshRun {
+    /// Whether disk block `physical` with the bytes at `at` continues
+    /// the run.
+    fn extends(&self, physical: u32, at: usize) -> bool {
+        self.blocks > 0
+            && self.first + self.blocks == physical
+            && self.from + self.blocks as usize * BLOCK_SIZE == at
+            && (self.blocks as usize) < MAX_WRITE_RUN
+    }
+
+    fn write<D: BlockDevice>(&self, volume: &mut Volume<D>, data: &[u8]) -> Result<()> {
+        if self.blocks == 0 {
+            return Ok(());
+        }
+        let bytes = &data[self.from..self.from + self.blocks as usize * BLOCK_SIZE];
+        volume.write_fresh(self.first, bytes)
+    }
 }
 
 /// Sets the size, zeroing the tail of the last kept block so a later
