@@ -826,9 +826,11 @@ fn clients_in_own_and_shared_directories_through_the_mount() {
     assert_success(&mkfs(&["-o", text(&image), "-s", "64"]));
     let mnt = scratch.path("mnt");
     let expected = scratch.path("expected");
-    // A 1 MiB cache, so blocks are evicted all the time, and background
-    // syncs every second racing with the clients.
-    let mut mount = Foreground::start(&image, &mnt, &["--cache-mb", "1", "--writeback-secs", "1"]);
+    // A 1 MiB cache, so blocks are evicted all the time, background syncs
+    // every second racing with the clients, and four server threads, so
+    // requests run at once whatever the number of cores.
+    let mut mount =
+        Foreground::start(&image, &mnt, &["--cache-mb", "1", "--writeback-secs", "1", "--threads", "4"]);
     fs::create_dir(mnt.join("shared")).unwrap();
 
     let exe = std::env::current_exe().unwrap();
