@@ -467,3 +467,59 @@ os.close(fd)
     assert_success(&listing);
     assert_eq!(stdout(&listing).split_whitespace().collect::<Vec<_>>(), ["secret"]);
 }
+
+// ---- write-back caching: the kernel holds pages, sizes and mtimes ----
+
+#[test]
+fn write_back_caching_keeps_sizes_and_explicit_times() {
+    use std::io::{Seek, SeekFrom, Write};
+    use std::time::{Duration, SystemTime};
+
+    require_fuse();
+    let scratch = Scratch::new("fuse-write-back");
+    let (image, mounted) = mounted_image(&scratch);
+    let dir = mounted.dir.clone();
+    let past = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    let started = SystemTime::now() - Duration::from_secs(2);
+
+    // Bytes still in the page cache when an explicit mtime is set: the
+    // time set last must win, whenever the pages reach the image.
+    let mut stamped = fs::File::create(dir.join("stamped")).unwrap();
+    stamped.write_all(&[b's'; 5000]).unwrap();
+    stamped.set_modified(past).unwrap();
+    drop(stamped);
+    // A sparse extension, then a write inside it.
+    let mut sparse = fs::File::create(dir.join("sparse")).unwrap();
+    sparse.set_len(100_000).unwrap();
+    sparse.seek(SeekFrom::Start(50_000)).unwrap();
+    sparse.write_all(b"middle").unwrap();
+    drop(sparse);
+    // Shrunk below cached bytes, then written past the new end.
+    let mut shrunk = fs::File::create(dir.join("shrunk")).unwrap();
+    shrunk.write_all(&[b'a'; 5000]).unwrap();
+    shrunk.set_len(3000).unwrap();
+    shrunk.seek(SeekFrom::Start(4000)).unwrap();
+    shrunk.write_all(b"end").unwrap();
+    drop(shrunk);
+    // A plain write gets a current mtime.
+    fs::write(dir.join("plain"), b"plain").unwrap();
+    mounted.unmount();
+    check_clean(&image);
+
+    // What reached the image, through a fresh mount.
+    let mounted = Mounted::new(&image, &scratch.path("mnt"), &["-o", "ro"]);
+    let metadata = |name: &str| fs::metadata(mounted.dir.join(name)).unwrap();
+    assert_eq!(metadata("stamped").len(), 5000);
+    assert_eq!(metadata("stamped").modified().unwrap(), past, "the explicit mtime was lost");
+    assert_eq!(metadata("sparse").len(), 100_000);
+    let sparse = fs::read(mounted.dir.join("sparse")).unwrap();
+    assert_eq!(&sparse[50_000..50_006], b"middle");
+    assert!(sparse[..50_000].iter().chain(&sparse[50_006..]).all(|&byte| byte == 0));
+    let shrunk = fs::read(mounted.dir.join("shrunk")).unwrap();
+    assert_eq!(shrunk.len(), 4003);
+    assert!(shrunk[..3000].iter().all(|&byte| byte == b'a'));
+    assert!(shrunk[3000..4000].iter().all(|&byte| byte == 0), "bytes cut by the truncation came back");
+    assert_eq!(&shrunk[4000..], b"end");
+    assert!(metadata("plain").modified().unwrap() >= started);
+    mounted.unmount();
+}
