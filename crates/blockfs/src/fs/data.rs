@@ -61,8 +61,9 @@ pub(super) fn read_data<D: BlockDevice>(
 /// growing `size`. On running out of space part-way, returns the bytes
 /// written so far if any.
 ///
-/// Whole blocks that were just allocated go straight to the device, a
-/// contiguous run per request, without passing through the cache: no one
+/// Runs of whole blocks that were just allocated (at least
+/// `MIN_DIRECT_RUN`) go straight to the device, a contiguous run per
+/// request, without passing through the cache: no one
 /// has them cached, the last commit does not own them (so a crash cannot
 /// expose the new bytes), and they are home before the commit that makes
 /// them reachable, as ordered mode requires. A rolled-back write frees
@@ -115,6 +116,9 @@ pub(super) fn write_data<D: BlockDevice>(
     Ok(done)
 }
 
+/// Fewest fresh blocks written straight to the device (64 KiB).
+const MIN_DIRECT_RUN: u32 = 16;
+
 /// Consecutive whole blocks just allocated, waiting to be written as one
 /// request: disk blocks `first..first + blocks` get `data[from..]`.
 #[derive(Default)]
@@ -134,12 +138,18 @@ impl FreshRun {
             && (self.blocks as usize) < MAX_WRITE_RUN
     }
 
+    /// Short runs go through the cache after all: a small file often
+    /// dies before the next commit, and then its data never reaches the
+    /// device at all.
     fn write<D: BlockDevice>(&self, volume: &mut Volume<D>, data: &[u8]) -> Result<()> {
-        if self.blocks == 0 {
-            return Ok(());
-        }
         let bytes = &data[self.from..self.from + self.blocks as usize * BLOCK_SIZE];
-        volume.write_fresh(self.first, bytes)
+        if self.blocks >= MIN_DIRECT_RUN {
+            return volume.write_fresh(self.first, bytes);
+        }
+        for (block, contents) in (self.first..).zip(bytes.chunks_exact(BLOCK_SIZE)) {
+            volume.data_block_overwrite(block)?.copy_from_slice(contents);
+        }
+        Ok(())
     }
 }
 
