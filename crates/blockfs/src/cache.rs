@@ -78,6 +78,18 @@ enum Prior {
 }
 
 impl Slot {
+    /// A clean, just-referenced slot (its bytes are filled by the caller).
+    fn new(block: u32) -> Self {
+        Slot {
+            block,
+            data: zeroed_block(),
+            dirty: None,
+            referenced: true,
+            in_operation: false,
+            in_flight: false,
+        }
+    }
+
     fn is_dirty(&self) -> bool {
         self.dirty.is_some()
     }
@@ -154,14 +166,7 @@ impl BlockCache {
                     let slot = match self.index.get(&block) {
                         Some(&slot) => slot,
                         None => {
-                            self.slots.push(Slot {
-                                block,
-                                data: zeroed_block(),
-                                dirty: None,
-                                referenced: true,
-                                in_operation: false,
-                                in_flight: false,
-                            });
+                            self.slots.push(Slot::new(block));
                             self.index.insert(block, self.slots.len() - 1);
                             self.slots.len() - 1
                         }
@@ -458,15 +463,7 @@ impl BlockCache {
         let victim = if self.slots.len() < self.capacity { None } else { self.choose_victim() };
         let slot = match victim {
             None => {
-                let slot = Slot {
-                    block,
-                    data: zeroed_block(),
-                    dirty: None,
-                    referenced: true,
-                    in_operation: false,
-                    in_flight: false,
-                };
-                self.slots.push(slot);
+                self.slots.push(Slot::new(block));
                 self.slots.len() - 1
             }
             Some(victim) => {
