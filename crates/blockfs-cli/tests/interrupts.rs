@@ -70,12 +70,19 @@ fn moments(count: usize, most_ms: u64) -> Vec<Duration> {
 fn sigint_at_random_moments_of_a_large_populate_leaves_no_files() {
     let scratch = Scratch::new("interrupt-mkfs");
     big_tree(&scratch.path("src"));
+    let (image, source) = (scratch.path("image"), scratch.path("src"));
+    let args = ["-o", text(&image), "-s", "96", "-p", text(&source)];
+    // The signals fall within the time an uninterrupted run takes here,
+    // so some runs are interrupted however fast the build and machine.
+    let started = Instant::now();
+    assert_success(&mkfs(&args));
+    let whole_run = started.elapsed().as_millis().max(2) as u64;
+    std::fs::remove_file(&image).unwrap();
     let mut interrupted = 0;
-    for (round, delay) in moments(8, 1500).into_iter().enumerate() {
+    for (round, delay) in moments(8, whole_run).into_iter().enumerate() {
         let (name, code) = if round % 2 == 0 { ("INT", 130) } else { ("TERM", 143) };
-        let image = scratch.path("image");
         let mut command = mkfs_binary();
-        command.args(["-o", text(&image), "-s", "96", "-p", text(&scratch.path("src"))]);
+        command.args(args);
         let child = start(command);
         thread::sleep(delay);
         signal(&child, name);
