@@ -17,6 +17,10 @@
 
 mod common;
 mod fuse_support;
+/// The library's test support: its seeded generator and the operation
+/// mix the library's own stress test uses.
+#[path = "../../blockfs/tests/support/mod.rs"]
+mod support;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
@@ -29,18 +33,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use fuse_support::*;
+use support::stress::{apply_write, bytes, env_number, write_length, write_offset, OWN_NAMES, SHARED_NAMES};
+use support::Rng;
 
 const CLIENTS: usize = 4;
 const DEFAULT_SECS: u64 = 15;
 /// Past the client's run time: generous, as two cores may be shared.
 const DEADLINE_MARGIN: Duration = Duration::from_secs(180);
-/// Names in a client's directories: few, so creates collide and renames
-/// replace.
-const OWN_NAMES: usize = 8;
-/// Names in the shared directory and in its subdirectories.
-const SHARED_NAMES: usize = 6;
-/// Past the direct blocks and the single-indirect range (4 MiB + 48 KiB).
-const FAR_OFFSET: u64 = (12 + 1024) * 4096;
 /// The environment variables that make this binary a client.
 const CLIENT_ENV: &str = "BLOCKFS_STRESS_CLIENT";
 const ROOT_ENV: &str = "BLOCKFS_STRESS_ROOT";
@@ -49,37 +48,6 @@ const SEED_ENV: &str = "BLOCKFS_STRESS_SEED";
 const SECS_ENV: &str = "BLOCKFS_STRESS_SECS";
 /// The test's own name, which a client process is run as.
 const TEST_NAME: &str = "clients_in_own_and_shared_directories_through_the_mount";
-
-fn env_number(name: &str) -> Option<u64> {
-    std::env::var(name).ok().map(|v| v.parse().unwrap_or_else(|_| panic!("{name}={v} is not a number")))
-}
-
-/// Deterministic xorshift, so a seed gives the same operations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-/// Deterministic bytes for one write.
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut rng = Rng(seed | 1);
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        out.extend_from_slice(&rng.next().to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 fn errno(error: &io::Error) -> i32 {
     error.raw_os_error().unwrap_or(0)
@@ -130,17 +98,8 @@ impl Model {
         }
     }
 
-    /// A write of nothing changes nothing, not even the size.
     fn write(&mut self, file: usize, offset: u64, data: &[u8]) {
-        if data.is_empty() {
-            return;
-        }
-        let content = &mut self.files.get_mut(&file).unwrap().data;
-        let end = offset as usize + data.len();
-        if content.len() < end {
-            content.resize(end, 0);
-        }
-        content[offset as usize..end].copy_from_slice(data);
+        apply_write(&mut self.files.get_mut(&file).unwrap().data, offset, data);
     }
 
     /// Each file's names, first name first.
@@ -325,22 +284,6 @@ impl Client {
         names[self.rng.below(names.len())].clone()
     }
 
-    fn offset(&mut self) -> u64 {
-        match self.rng.below(40) {
-            0 => FAR_OFFSET + self.rng.below(64 << 10) as u64,
-            1..=15 => self.rng.below(48 << 10) as u64,
-            _ => self.rng.below(256 << 10) as u64,
-        }
-    }
-
-    fn length(&mut self) -> usize {
-        match self.rng.below(3) {
-            0 => self.rng.below(100),
-            1 => self.rng.below(8 << 10),
-            _ => self.rng.below(40 << 10),
-        }
-    }
-
     /// The next operation; decisions depend only on the rng and the
     /// client's own model.
     fn next_op(&mut self) -> Op {
@@ -352,19 +295,20 @@ impl Client {
         match (roll, file) {
             (35..=37, _) => Op::Mkdir { name: self.own_name() },
             (38..=51, Some((dir, name, file))) => {
-                let (offset, len, seed) = (self.offset(), self.length(), self.rng.next());
+                let (offset, len, seed) =
+                    (write_offset(&mut self.rng), write_length(&mut self.rng), self.rng.next());
                 Op::Write { path: join(&dir, &name), file, offset, len, seed }
             }
             (52..=57, Some((dir, name, file))) => {
                 let size = match self.rng.below(4) {
                     0 => 0,
-                    1 => self.offset(),
+                    1 => write_offset(&mut self.rng),
                     _ => self.rng.below(64 << 10) as u64,
                 };
                 Op::Truncate { path: join(&dir, &name), file, size }
             }
             (58..=65, Some((dir, name, file))) => {
-                let (offset, len) = (self.offset(), self.length());
+                let (offset, len) = (write_offset(&mut self.rng), write_length(&mut self.rng));
                 Op::Read { path: join(&dir, &name), file, offset, len }
             }
             (66..=72, _) => {
@@ -408,7 +352,8 @@ impl Client {
             4 => Op::SharedRmdir { name },
             5 => Op::SharedRename { name, to_name: self.shared_name() },
             6 => {
-                let (offset, len, seed) = (self.rng.below(32 << 10) as u64, self.length(), self.rng.next());
+                let (offset, len, seed) =
+                    (self.rng.below(32 << 10) as u64, write_length(&mut self.rng), self.rng.next());
                 Op::SharedWrite { name, offset, len, seed }
             }
             7 => Op::SharedRead { name },

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use blockfs::check::{check, CheckOptions};
 use blockfs::fs::{format, NewInode, RenameFlags};
 use blockfs::{Error, FileSystem, FileType, FormatOptions, MemDevice, MountOptions, SetAttr, ROOT_INO};
+use support::stress::{apply_write, bytes, env_number, write_length, write_offset, OWN_NAMES, SHARED_NAMES};
 use support::Rng;
 
 /// 64 MiB, so the workers never run out of space; its journal is 256
@@ -39,19 +40,6 @@ const WORKERS: usize = 4;
 /// How long the workers run; the checks afterwards take under a second.
 const DEFAULT_SECS: u64 = 20;
 const DEFAULT_DEADLINE_SECS: u64 = 300;
-
-/// Names in a worker's directories: few, so creates collide and renames
-/// replace.
-const OWN_NAMES: usize = 8;
-/// Names in the shared directory and in its subdirectories.
-const SHARED_NAMES: usize = 6;
-/// Past the 12 direct blocks and the single-indirect range (4 MiB + 48 KiB):
-/// writes here need the double-indirect block.
-const FAR_OFFSET: u64 = (12 + 1024) * 4096;
-
-fn env_number(name: &str) -> Option<u64> {
-    std::env::var(name).ok().map(|v| v.parse().unwrap_or_else(|_| panic!("{name}={v} is not a number")))
-}
 
 fn clock() -> u32 {
     1_700_000_000
@@ -75,17 +63,6 @@ fn shared_name(index: usize) -> Vec<u8> {
 
 fn show(name: &[u8]) -> String {
     String::from_utf8_lossy(name).into_owned()
-}
-
-/// Deterministic bytes for one write.
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut rng = Rng(seed | 1);
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        out.extend_from_slice(&rng.next().to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 // ---------------------------------------------------------------------------
@@ -144,17 +121,8 @@ impl OwnModel {
         }
     }
 
-    /// A write of nothing changes nothing, not even the size.
     fn write(&mut self, ino: u32, offset: u64, data: &[u8]) {
-        if data.is_empty() {
-            return;
-        }
-        let content = &mut self.files.get_mut(&ino).unwrap().data;
-        let end = offset as usize + data.len();
-        if content.len() < end {
-            content.resize(end, 0);
-        }
-        content[offset as usize..end].copy_from_slice(data);
+        apply_write(&mut self.files.get_mut(&ino).unwrap().data, offset, data);
     }
 }
 
@@ -344,24 +312,6 @@ impl Worker {
         show(names[self.rng.below(names.len())])
     }
 
-    /// Offsets in the direct blocks, a little further, and rarely past
-    /// the single-indirect range (a sparse file with a hole of 4 MiB).
-    fn offset(&mut self) -> u64 {
-        match self.rng.below(40) {
-            0 => FAR_OFFSET + self.rng.below(64 << 10) as u64,
-            1..=15 => self.rng.below(48 << 10) as u64,
-            _ => self.rng.below(256 << 10) as u64,
-        }
-    }
-
-    fn length(&mut self) -> usize {
-        match self.rng.below(3) {
-            0 => self.rng.below(100),
-            1 => self.rng.below(8 << 10),
-            _ => self.rng.below(40 << 10),
-        }
-    }
-
     /// The next operation. Decisions depend only on the rng and the
     /// worker's own model, so a seed gives the same sequence every time.
     fn next_op(&mut self) -> Op {
@@ -377,19 +327,20 @@ impl Worker {
             }
             (35..=37, _) => Op::Mkdir { name: self.own_name() },
             (38..=51, Some(ino)) => {
-                let (offset, len, seed) = (self.offset(), self.length(), self.rng.next());
+                let (offset, len, seed) =
+                    (write_offset(&mut self.rng), write_length(&mut self.rng), self.rng.next());
                 Op::Write { ino, offset, len, seed }
             }
             (52..=57, Some(ino)) => {
                 let size = match self.rng.below(4) {
                     0 => 0,
-                    1 => self.offset(),
+                    1 => write_offset(&mut self.rng),
                     _ => self.rng.below(64 << 10) as u64,
                 };
                 Op::Truncate { ino, size }
             }
             (58..=65, Some(ino)) => {
-                let (offset, len) = (self.offset(), self.length());
+                let (offset, len) = (write_offset(&mut self.rng), write_length(&mut self.rng));
                 Op::Read { ino, offset, len }
             }
             (66..=72, _) => {
@@ -444,7 +395,8 @@ impl Worker {
             4 => Op::SharedRmdir { name },
             5 => Op::SharedRename { name, to_name: self.shared_name(), no_replace: self.rng.below(3) == 0 },
             6 => {
-                let (offset, len, seed) = (self.rng.below(32 << 10) as u64, self.length(), self.rng.next());
+                let (offset, len, seed) =
+                    (self.rng.below(32 << 10) as u64, write_length(&mut self.rng), self.rng.next());
                 Op::SharedWrite { name, offset, len, seed }
             }
             7 => Op::SharedRead { name },

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod stress;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
