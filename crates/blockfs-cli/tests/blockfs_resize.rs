@@ -4,12 +4,15 @@
 //! before it is resized.
 
 mod common;
+#[path = "../../blockfs/tests/support/mod.rs"]
+mod support;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 
 use blockfs_cli::image::lock::{open_image, Access};
 use common::*;
+use support::CutAfter;
 
 fn image_with_files(scratch: &Scratch, size_mb: &str) -> String {
     let source = scratch.path("src");
@@ -96,35 +99,6 @@ fn a_dirty_image_is_recovered_then_resized() {
     assert_files_intact(&image);
 }
 
-/// A device whose writes stop landing after `flushes` flushes.
-struct CutAfter {
-    inner: blockfs::FileDevice,
-    flushes: std::sync::atomic::AtomicUsize,
-}
-
-impl blockfs::BlockDevice for CutAfter {
-    fn block_count(&self) -> u32 {
-        self.inner.block_count()
-    }
-    fn read_block(&self, index: u32, buf: &mut blockfs::format::Block) -> Result<(), blockfs::DeviceError> {
-        self.inner.read_block(index, buf)
-    }
-    fn write_block(&self, index: u32, buf: &blockfs::format::Block) -> Result<(), blockfs::DeviceError> {
-        if self.flushes.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-            return Err(blockfs::DeviceError::eio(Some(index)));
-        }
-        self.inner.write_block(index, buf)
-    }
-    fn flush(&self) -> Result<(), blockfs::DeviceError> {
-        let _ = self.flushes.fetch_update(
-            std::sync::atomic::Ordering::SeqCst,
-            std::sync::atomic::Ordering::SeqCst,
-            |n| n.checked_sub(1),
-        );
-        self.inner.flush()
-    }
-}
-
 #[test]
 fn an_interrupted_resize_is_reported_and_finished() {
     let scratch = Scratch::new("resize-interrupted");
@@ -132,7 +106,7 @@ fn an_interrupted_resize_is_reported_and_finished() {
     // Cut the power right after the commit point of a resize to 24 MB.
     fs::OpenOptions::new().write(true).open(&image).unwrap().set_len(24 << 20).unwrap();
     let device = blockfs::FileDevice::open(std::path::Path::new(&image), true).unwrap();
-    let mut cut = CutAfter { inner: device, flushes: 3.into() };
+    let mut cut = CutAfter::new(device, 3);
     let target = blockfs::resize::Target { block_count: 24 * 256, inode_count: 1000 };
     let plan = blockfs::resize::plan(&mut cut, target).unwrap();
     assert!(plan.execute(&mut cut).is_err());

@@ -714,13 +714,7 @@ fn walk_everything(fs: &FileSystem<impl BlockDevice>) -> Result<(), String> {
 }
 
 fn image_of(run: &Run, writes: impl IntoIterator<Item = usize>) -> CrashImage {
-    let mut changed = HashMap::new();
-    for index in writes {
-        if let Event::Write(block, data) = &run.events[index] {
-            changed.insert(*block, data.clone());
-        }
-    }
-    CrashImage { base: run.base.clone(), changed: changed.into() }
+    CowDevice::after_writes(&run.base, &run.events, writes)
 }
 
 /// Builds and verifies every crash state of a workload; returns how many.

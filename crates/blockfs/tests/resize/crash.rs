@@ -8,17 +8,13 @@
 //!
 //! `BLOCKFS_RESIZE_SUBSETS` sets the random subsets per epoch (default 24).
 
-#[path = "../support/mod.rs"]
-mod support;
-
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::support::{CowDevice, Event, Recording, Rng};
 use blockfs::check::{check, CheckOptions};
 use blockfs::format::extension::Extension;
 use blockfs::resize::{plan, Summary, Target};
 use blockfs::{BlockDevice, FileSystem, MemDevice};
-use support::{CowDevice, Event, Recording, Rng};
 
 use crate::image::{self, tree_of, Tree, MB};
 
@@ -56,13 +52,7 @@ fn resize_run(mut device: MemDevice, target: Target) -> Run {
 }
 
 fn image_of(run: &Run, writes: impl IntoIterator<Item = usize>) -> Image {
-    let mut changed = HashMap::new();
-    for index in writes {
-        if let Event::Write(block, data) = &run.events[index] {
-            changed.insert(*block, data.clone());
-        }
-    }
-    CowDevice { base: run.base.clone(), changed: changed.into() }
+    CowDevice::after_writes(&run.base, &run.events, writes)
 }
 
 /// The independent reader's view of a crash image: geometry and tree.

@@ -4,11 +4,14 @@
 
 mod crash;
 mod image;
+#[path = "../support/mod.rs"]
+mod support;
 
 use blockfs::check::{check, CheckOptions};
 use blockfs::resize::{plan, ResizeError, Summary, Target};
 use blockfs::{BlockDevice, FileSystem, MemDevice};
 use image::{formatted, populate, tree_of, Reader, MB};
+use support::CutAfter;
 
 /// Resizes `device` in place (its size must already fit).
 fn resize(device: &mut MemDevice, blocks: u32, inodes: u32) -> Result<Summary, ResizeError> {
@@ -233,40 +236,10 @@ fn growing_with_nothing_in_the_way_is_fast() {
     assert!(took.as_secs_f64() < 5.0, "{took:?}");
 }
 
-/// A device that stops persisting anything after `flushes` flushes, as a
-/// power cut would (writes after it fail).
-struct CutAfter {
-    inner: MemDevice,
-    flushes: std::sync::atomic::AtomicUsize,
-}
-
-impl BlockDevice for CutAfter {
-    fn block_count(&self) -> u32 {
-        self.inner.block_count()
-    }
-    fn read_block(&self, index: u32, buf: &mut blockfs::format::Block) -> Result<(), blockfs::DeviceError> {
-        self.inner.read_block(index, buf)
-    }
-    fn write_block(&self, index: u32, buf: &blockfs::format::Block) -> Result<(), blockfs::DeviceError> {
-        if self.flushes.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-            return Err(blockfs::DeviceError::eio(Some(index)));
-        }
-        self.inner.write_block(index, buf)
-    }
-    fn flush(&self) -> Result<(), blockfs::DeviceError> {
-        let _ = self.flushes.fetch_update(
-            std::sync::atomic::Ordering::SeqCst,
-            std::sync::atomic::Ordering::SeqCst,
-            |n| n.checked_sub(1),
-        );
-        Ok(())
-    }
-}
-
 /// The image right after a resize's commit point (copies, log, block 0
 /// naming the log are durable; nothing of the replay is).
 fn interrupted_after_commit(device: MemDevice, target: Target) -> MemDevice {
-    let mut cut = CutAfter { inner: device, flushes: 3.into() };
+    let mut cut = CutAfter::new(device, 3);
     let plan = plan(&mut cut, target).unwrap();
     assert!(plan.execute(&mut cut).is_err());
     cut.inner

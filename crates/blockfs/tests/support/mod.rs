@@ -7,6 +7,7 @@
 pub mod stress;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use blockfs::error::DeviceError;
@@ -91,6 +92,52 @@ impl<B: AsRef<[u8]> + Send + Sync> BlockDevice for CowDevice<B> {
 
     fn flush(&self) -> Result<(), DeviceError> {
         Ok(())
+    }
+}
+
+impl CowDevice<Arc<[u8]>> {
+    /// The image a crash leaves when of a recorded run over `base` only
+    /// the writes at `writes` (indexes into `events`) reached the device.
+    pub fn after_writes(base: &Arc<[u8]>, events: &[Event], writes: impl IntoIterator<Item = usize>) -> Self {
+        let mut changed = HashMap::new();
+        for index in writes {
+            if let Event::Write(block, data) = &events[index] {
+                changed.insert(*block, data.clone());
+            }
+        }
+        CowDevice { base: base.clone(), changed: changed.into() }
+    }
+}
+
+/// A device that stops persisting anything after `flushes` flushes, as a
+/// power cut would (writes after it fail).
+pub struct CutAfter<D> {
+    pub inner: D,
+    flushes: AtomicUsize,
+}
+
+impl<D> CutAfter<D> {
+    pub fn new(inner: D, flushes: usize) -> Self {
+        CutAfter { inner, flushes: flushes.into() }
+    }
+}
+
+impl<D: BlockDevice> BlockDevice for CutAfter<D> {
+    fn block_count(&self) -> u32 {
+        self.inner.block_count()
+    }
+    fn read_block(&self, index: u32, buf: &mut Block) -> Result<(), DeviceError> {
+        self.inner.read_block(index, buf)
+    }
+    fn write_block(&self, index: u32, buf: &Block) -> Result<(), DeviceError> {
+        if self.flushes.load(Ordering::SeqCst) == 0 {
+            return Err(DeviceError::eio(Some(index)));
+        }
+        self.inner.write_block(index, buf)
+    }
+    fn flush(&self) -> Result<(), DeviceError> {
+        let _ = self.flushes.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        self.inner.flush()
     }
 }
 
