@@ -21,6 +21,10 @@
 #   BLOCKFS_MOUNT_OPTS   extra arguments for our `blockfs mount` (ours and
 #                   nojournal), e.g. "--threads 2"
 #   BASELINE_MOUNT_OPTS  the same for the baseline build (default none)
+#   WORKLOADS       the workloads to run, in order (default all of them; a
+#                   workload may depend on an earlier one: files_stat,
+#                   files_list and files_delete on files_create, remove_tree
+#                   on untar)
 #   RUNS            rounds (default 3); the fastest time of each is kept
 #   SIZE_MB         image size (default 3072); SEQ_MB sequential file
 #                   size (default 1024)
@@ -267,7 +271,7 @@ parallel_untar() {
 }
 c_build() { cp -r "$PROJECT" "$MNT/cproject" && make -s -C "$MNT/cproject" -j2 && "$MNT/cproject/prog" && sync -f "$MNT"; }
 
-workloads=(seq_write seq_read random_read files_create files_stat files_list files_delete untar remove_tree parallel_untar c_build)
+read -ra workloads <<< "${WORKLOADS:-seq_write seq_read random_read files_create files_stat files_list files_delete untar remove_tree parallel_untar c_build}"
 # The speed-up over fuse2fs each workload should reach (issue 14).
 declare -A target=(
     [seq_write]=2 [seq_read]=1 [random_read]=1 [files_create]=5 [files_stat]=5 [files_list]=1

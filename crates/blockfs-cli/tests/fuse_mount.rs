@@ -380,6 +380,110 @@ fn allow_other_lets_other_users_in_and_the_kernel_checks_permissions() {
     mounted.unmount();
 }
 
+/// Permission probes for root, run on a mount and on a host directory:
+/// each prints its name and "ok" or the errno, and set-ID bits after a
+/// change of owner print as octal modes. The two outputs must agree.
+const ROOT_PROBES: &str = r##"
+import errno, os, stat, subprocess, sys
+os.chdir(sys.argv[1])
+
+def probe(name, action):
+    try:
+        result = action()
+        print(name, "ok" if result is None else result)
+    except OSError as error:
+        print(name, errno.errorcode[error.errno])
+
+def make(path, mode, content=b"#!/bin/sh\necho ran\n", owner=(0, 0)):
+    with open(path, "wb") as f:
+        f.write(content)
+    os.chown(path, *owner)
+    os.chmod(path, mode)
+
+def mode_after(path, mode, change):
+    os.chmod(path, mode)
+    change()
+    return oct(stat.S_IMODE(os.stat(path).st_mode))
+
+def run(path):
+    subprocess.run([path], check=True, capture_output=True)
+
+os.mkdir("closed", 0o000)
+os.mkdir("readonly", 0o555)
+os.mkdir("sticky", 0o1777)
+make("plain", 0o644)
+make("nobody", 0o000)
+make("frozen", 0o444)
+make("owner-x", 0o100)
+make("group-x", 0o010)
+make("sticky/theirs", 0o644, owner=(1000, 1000))
+make("private", 0o600, owner=(1000, 1000))
+os.mkdir("setid-dir", 0o755)
+
+probe("create in a closed directory", lambda: make("closed/file", 0o644))
+probe("list a closed directory", lambda: len(os.listdir("closed")))
+probe("chdir into a closed directory", lambda: os.chdir("closed") or os.chdir(".."))
+probe("mkdir in a read-only directory", lambda: os.mkdir("readonly/sub"))
+probe("rename out of a read-only directory", lambda: os.rename("readonly/sub", "moved"))
+probe("remove another user's file from a sticky directory", lambda: os.unlink("sticky/theirs"))
+probe("read a file with mode 000", lambda: len(open("nobody", "rb").read()))
+probe("write a file with mode 444", lambda: open("frozen", "ab").write(b"x"))
+probe("truncate a file with mode 444", lambda: os.truncate("frozen", 1))
+probe("access R_OK|W_OK on mode 000", lambda: os.access("nobody", os.R_OK | os.W_OK))
+probe("access X_OK on mode 644", lambda: os.access("plain", os.X_OK))
+probe("access X_OK on mode 100", lambda: os.access("owner-x", os.X_OK))
+probe("access X_OK on a closed directory", lambda: os.access("closed", os.X_OK))
+probe("run a file with mode 644", lambda: run("./plain"))
+probe("run a file with mode 000", lambda: run("./nobody"))
+probe("run a file with mode 010", lambda: run("./group-x"))
+probe("hard-link another user's private file", lambda: os.link("private", "private-link"))
+probe("set another user's file times", lambda: os.utime("private", (1, 2)))
+probe("chown a set-ID file", lambda: mode_after("plain", 0o6755, lambda: os.chown("plain", 1000, -1)))
+probe("chgrp a set-ID file", lambda: mode_after("plain", 0o6755, lambda: os.chown("plain", -1, 1000)))
+probe("chown a set-group-ID file the group cannot run",
+      lambda: mode_after("plain", 0o2744, lambda: os.chown("plain", 0, 0)))
+probe("chown to the same owner", lambda: mode_after("plain", 0o4755, lambda: os.chown("plain", 1000, 1000)))
+probe("chown a set-ID directory", lambda: mode_after("setid-dir", 0o6755, lambda: os.chown("setid-dir", 1000, 1000)))
+probe("chmod keeps set-ID bits", lambda: mode_after("plain", 0o6755, lambda: None))
+probe("write keeps set-ID bits", lambda: mode_after("plain", 0o6755, lambda: open("plain", "ab").write(b"x")))
+probe("truncate keeps set-ID bits", lambda: mode_after("plain", 0o6755, lambda: os.truncate("plain", 3)))
+"##;
+
+/// A mount made by root without allow_other serves root alone, so the
+/// server skips the kernel's permission checks (`default_permissions`),
+/// answers `access` itself and drops set-ID bits on a change of owner.
+/// Root must see exactly what it sees on a local filesystem, and with
+/// `-o default_permissions` too.
+#[test]
+fn root_sees_the_permissions_of_a_local_filesystem() {
+    require_fuse();
+    let scratch = Scratch::new("fuse-root-perms");
+    let image = scratch.path("image");
+    mkfs_image(&image, 16);
+    let probe = |dir: &Path| {
+        let output = Command::new("python3").args(["-c", ROOT_PROBES, text(dir)]).output().unwrap();
+        assert_success(&output);
+        stdout(&output)
+    };
+    let local = scratch.path("local");
+    fs::create_dir(&local).unwrap();
+    let expected = probe(&local);
+    // The probes mean something: root is refused a few things.
+    assert!(expected.contains("access X_OK on mode 644 False"), "{expected}");
+    assert!(expected.contains("run a file with mode 000 EACCES"), "{expected}");
+    assert!(expected.contains("chown a set-ID file 0o755"), "{expected}");
+    let mnt = scratch.path("mnt");
+    for options in [&[][..], &["-o", "default_permissions"]] {
+        let mounted = Mounted::new(&image, &mnt, options);
+        let dir = mnt.join("probes");
+        fs::create_dir(&dir).unwrap();
+        assert_eq!(probe(&dir), expected, "mount options {options:?}");
+        fs::remove_dir_all(&dir).unwrap();
+        mounted.unmount();
+    }
+    check_clean(&image);
+}
+
 #[test]
 fn a_file_that_is_neither_image_nor_archive_is_refused() {
     require_fuse();

@@ -5,7 +5,9 @@
 //! open handles and the kernel's lookup references (returned by `FORGET`),
 //! so an unlinked inode lives until the kernel lets go of it; it hands out
 //! generations for reused inode numbers and stable readdir cookies; and
-//! the kernel enforces permissions (`default_permissions`).
+//! the kernel enforces permissions (`default_permissions`), except on a
+//! mount only root can use, where the adapter admits root alone and
+//! answers `access` (`Permissions::RootOnly`).
 
 use std::ffi::OsStr;
 use std::io;
@@ -14,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use blockfs::format::inode::S_ISGID;
 use blockfs::fs::{NewInode, RenameFlags};
 use blockfs::{Attr, BlockDevice, Error, FileSystem, FileType, ListedEntry, SetAttr};
 use fuser::{
@@ -24,6 +27,7 @@ use fuser::{
 };
 
 use crate::convert::{self, blockfs_ino};
+use crate::options::Permissions;
 
 /// Largest write the kernel sends in one request: fewer round trips than
 /// FUSE's 128 KiB default for streaming writes.
@@ -48,8 +52,6 @@ fn reply_plus_size(name_len: usize) -> usize {
 /// Background requests (readahead, page write-back) the kernel may have
 /// in flight: enough to keep every server thread busy.
 const MAX_BACKGROUND: u16 = 64;
-/// Set-group-ID bit: a directory carrying it passes on its group.
-const S_ISGID: u16 = 0o2000;
 /// No per-open state: every handle is the same.
 const HANDLE: FileHandle = FileHandle(0);
 /// The image file only changes through this mount (it is locked, or in
@@ -81,13 +83,25 @@ pub struct Adapter<D> {
     ttl: Duration,
     /// The image, named in the messages about errors the errno hides.
     image: PathBuf,
+    permissions: Permissions,
 }
 
 impl<D: BlockDevice> Adapter<D> {
-    pub fn new(fs: Arc<FileSystem<D>>, ttl: Duration, image: &Path) -> Self {
+    pub fn new(fs: Arc<FileSystem<D>>, ttl: Duration, image: &Path, permissions: Permissions) -> Self {
         // Every entry reply hands the kernel a reference it later forgets.
         fs.track_lookups();
-        Adapter { fs, ttl, image: image.to_owned() }
+        Adapter { fs, ttl, image: image.to_owned(), permissions }
+    }
+
+    /// On a mount only root can use, a request that names or opens
+    /// something comes from root: the kernel admits no one else (short of
+    /// its `allow_sys_admin_access` parameter), and anyone else is refused
+    /// here too, since no permission check stands behind the request.
+    fn admit(&self, req: &Request) -> Result<(), Errno> {
+        match self.permissions {
+            Permissions::RootOnly if req.uid() != 0 => Err(Errno::EACCES),
+            _ => Ok(()),
+        }
     }
 
     /// The errno for a library error. Corruption, device errors and the
@@ -129,6 +143,7 @@ impl<D: BlockDevice> Adapter<D> {
     /// except that a set-group-ID directory passes on its group (and the
     /// bit itself to new directories), as Linux's local filesystems do.
     fn new_inode(&self, req: &Request, parent: u32, perm: u16, is_dir: bool) -> Result<NewInode, Errno> {
+        self.admit(req)?;
         let uid = convert::owner_id(req.uid())?;
         let dir = self.check(self.fs.getattr(parent))?;
         let (gid, perm) = if dir.perm & S_ISGID != 0 {
@@ -290,6 +305,15 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
             // An older kernel without one works without it.
             config.add_capabilities(capability).ok();
         }
+        // A change of owner drops a file's set-ID bits. Left to itself the
+        // kernel works out the new mode, fetching the attributes first: a
+        // GETATTR per chown, and a restoring tar chowns every file. With
+        // HANDLE_KILLPRIV we drop them (`SetAttr::drop_privileges`), and
+        // also those a write or truncation drops when the caller lacks
+        // CAP_FSETID, which no caller of a mount only root can use lacks.
+        if self.permissions == Permissions::RootOnly {
+            config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV).ok();
+        }
         Ok(())
     }
 
@@ -306,9 +330,11 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
     /// create, or a compiler's search along an include path, is asked
     /// once. Every change comes through this mount, and the kernel drops
     /// the negative entry itself when it creates the name.
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let result =
-            blockfs_ino(parent).and_then(|parent| self.check(self.fs.lookup(parent, name.as_bytes())));
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let result = self.admit(req).and_then(|()| {
+            let parent = blockfs_ino(parent)?;
+            self.check(self.fs.lookup(parent, name.as_bytes()))
+        });
         match result {
             Err(Errno::ENOENT) => {
                 reply.entry(&self.ttl, &convert::absent_attr(), Generation(0));
@@ -332,7 +358,7 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -356,8 +382,11 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
             size,
             atime: atime.map(convert::stored_time),
             mtime: mtime.map(convert::stored_time),
+            // See `init`: the kernel leaves this to us only on a mount
+            // only root can use.
+            drop_privileges: self.permissions == Permissions::RootOnly && (uid.is_some() || gid.is_some()),
         };
-        let result = blockfs_ino(ino).and_then(|ino| self.check(self.fs.setattr(ino, &changes)));
+        let result = self.admit(req).and_then(|()| self.check(self.fs.setattr(blockfs_ino(ino)?, &changes)));
         self.attr_reply(reply, result);
     }
 
@@ -385,15 +414,15 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
         self.entry_reply(reply, self.mkdir_inner(req, parent, name, mode));
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let result =
-            blockfs_ino(parent).and_then(|parent| self.check(self.fs.unlink(parent, name.as_bytes())));
+            self.admit(req).and_then(|()| self.check(self.fs.unlink(blockfs_ino(parent)?, name.as_bytes())));
         Self::empty_reply(reply, result);
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let result =
-            blockfs_ino(parent).and_then(|parent| self.check(self.fs.rmdir(parent, name.as_bytes())));
+            self.admit(req).and_then(|()| self.check(self.fs.rmdir(blockfs_ino(parent)?, name.as_bytes())));
         Self::empty_reply(reply, result);
     }
 
@@ -403,7 +432,7 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -411,19 +440,21 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
         flags: fuser::RenameFlags,
         reply: ReplyEmpty,
     ) {
-        Self::empty_reply(reply, self.rename_inner(parent, name, newparent, newname, flags));
+        let result =
+            self.admit(req).and_then(|()| self.rename_inner(parent, name, newparent, newname, flags));
+        Self::empty_reply(reply, result);
     }
 
-    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
-        let result = blockfs_ino(ino).and_then(|ino| {
-            let new_parent = blockfs_ino(newparent)?;
+    fn link(&self, req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        let result = self.admit(req).and_then(|()| {
+            let (ino, new_parent) = (blockfs_ino(ino)?, blockfs_ino(newparent)?);
             self.check(self.fs.link(ino, new_parent, newname.as_bytes()))
         });
         self.entry_reply(reply, result);
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match blockfs_ino(ino).and_then(|ino| self.open_inode(ino)) {
+    fn open(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.admit(req).and_then(|()| self.open_inode(blockfs_ino(ino)?)) {
             Ok(_) => reply.opened(HANDLE, OPEN_FLAGS),
             Err(errno) => reply.error(errno),
         }
@@ -503,8 +534,8 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
 
     /// Directories count as open too: one removed while open keeps its
     /// inode until `releasedir`.
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match blockfs_ino(ino).and_then(|ino| self.open_inode(ino)) {
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.admit(req).and_then(|()| self.open_inode(blockfs_ino(ino)?)) {
             Ok(_) => reply.opened(HANDLE, OPENDIR_FLAGS),
             Err(errno) => reply.error(errno),
         }
@@ -597,11 +628,19 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
         );
     }
 
-    /// With `default_permissions` (always set) the kernel checks access
-    /// itself and does not ask; should it ask, the answer is that the
-    /// inode exists.
-    fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
-        let result = blockfs_ino(ino).and_then(|ino| self.check(self.fs.getattr(ino).map(drop)));
+    /// `access(2)` and `chdir`. With `default_permissions` the kernel
+    /// checks itself and does not ask; should it ask, the answer is that
+    /// the inode exists. On a mount only root can use, root may do
+    /// anything but execute a file without any execute bit.
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        let result = self.admit(req).and_then(|()| {
+            let attr = self.check(self.fs.getattr(blockfs_ino(ino)?))?;
+            let executes = mask.contains(AccessFlags::X_OK) && attr.kind != FileType::Directory;
+            match self.permissions {
+                Permissions::RootOnly if executes && attr.perm & 0o111 == 0 => Err(Errno::EACCES),
+                _ => Ok(()),
+            }
+        });
         Self::empty_reply(reply, result);
     }
 

@@ -11,7 +11,8 @@
 //! - [`daemon`] runs a mount in the background once it is up.
 //!
 //! Errors from the library reach the caller as its errno
-//! (`blockfs::Error::errno`); the kernel checks permissions.
+//! (`blockfs::Error::errno`). The kernel checks permissions, except on a
+//! mount only root can use (`options::Permissions`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -71,8 +72,10 @@ fn run_session<D: BlockDevice + 'static>(
     // Before any thread starts, so all of them inherit the blocked set.
     let thread_error = |error| Error::new(mountpoint, Reason::Io(error));
     let signals = signals::block().map_err(thread_error)?;
-    let adapter = Adapter::new(fs.clone(), config.ttl, image);
-    let mut session = Session::new(adapter, mountpoint, &config.fuser_config()).map_err(mount_error)?;
+    let permissions = config.permissions((nix::unistd::getuid(), nix::unistd::getgid()));
+    let adapter = Adapter::new(fs.clone(), config.ttl, image, permissions);
+    let fuser_config = config.fuser_config(permissions);
+    let mut session = Session::new(adapter, mountpoint, &fuser_config).map_err(mount_error)?;
     daemon::detach_if_background().map_err(thread_error)?;
     signals
         .watch(Arc::downgrade(fs), session.unmount_callable(), mountpoint.clone())

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use fuser::{Config, MountOption, SessionACL};
+use nix::unistd::{Gid, Uid};
 
 /// Name and subtype the mount shows in `df` and /proc/mounts.
 const FS_NAME: &str = "blockfs";
@@ -33,6 +34,26 @@ pub struct MountConfig {
     pub cache_blocks: usize,
     /// Threads answering the kernel, each with its own FUSE channel.
     pub threads: usize,
+    /// Have the kernel check permissions even on a mount only root can
+    /// use (`-o default_permissions`); see [`Permissions`].
+    pub kernel_permissions: bool,
+}
+
+/// Who checks permissions on the mount (docs/DESIGN.md §8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Permissions {
+    /// The kernel (`default_permissions`), against the attributes it
+    /// caches, as for a local filesystem. It fetches a directory's
+    /// attributes again after every change inside it, at the cost of a
+    /// GETATTR round trip per create or unlink.
+    Kernel,
+    /// Only root can use the mount: it was made by root without
+    /// `allow_other`, so the kernel admits no caller whose ids are not all
+    /// 0. Those checks would grant root everything but running a file
+    /// without any execute bit, which the kernel still refuses itself
+    /// (`access(X_OK)` the server answers), so they are skipped. A root
+    /// process that dropped its capabilities is served as root.
+    RootOnly,
 }
 
 /// One server thread per two cores. Each request is a round trip from a
@@ -56,21 +77,32 @@ impl Default for MountConfig {
             writeback: Some(Duration::from_secs(5)),
             cache_blocks: blockfs::fs::DEFAULT_CACHE_BLOCKS,
             threads: default_threads(),
+            kernel_permissions: false,
         }
     }
 }
 
 impl MountConfig {
-    pub(crate) fn fuser_config(&self) -> Config {
+    /// Who checks permissions on a mount made by a process whose real ids
+    /// are `mounter` (the kernel admits callers by these ids).
+    pub(crate) fn permissions(&self, mounter: (Uid, Gid)) -> Permissions {
+        if self.kernel_permissions || self.allow_other || !mounter.0.is_root() || mounter.1.as_raw() != 0 {
+            Permissions::Kernel
+        } else {
+            Permissions::RootOnly
+        }
+    }
+
+    pub(crate) fn fuser_config(&self, permissions: Permissions) -> Config {
         let mut config = Config::default();
         config.mount_options = vec![
             MountOption::FSName(FS_NAME.into()),
             MountOption::Subtype(FS_NAME.into()),
-            // The kernel checks permissions from the attributes we return,
-            // as for a local filesystem; the adapter does no checks itself.
-            MountOption::DefaultPermissions,
             if self.read_only { MountOption::RO } else { MountOption::RW },
         ];
+        if permissions == Permissions::Kernel {
+            config.mount_options.push(MountOption::DefaultPermissions);
+        }
         if self.dev {
             config.mount_options.push(MountOption::Dev);
         }
@@ -90,19 +122,34 @@ impl MountConfig {
 mod tests {
     use super::*;
 
+    const ROOT: (Uid, Gid) = (Uid::from_raw(0), Gid::from_raw(0));
+    const USER: (Uid, Gid) = (Uid::from_raw(1000), Gid::from_raw(1000));
+
     #[test]
-    fn permissions_are_always_the_kernels() {
-        let config = MountConfig::default().fuser_config();
+    fn the_kernel_checks_permissions_unless_only_root_can_enter() {
+        let plain = MountConfig::default();
+        assert_eq!(plain.permissions(USER), Permissions::Kernel);
+        assert_eq!(plain.permissions((Uid::from_raw(0), Gid::from_raw(1000))), Permissions::Kernel);
+        assert_eq!(plain.permissions(ROOT), Permissions::RootOnly);
+        let shared = MountConfig { allow_other: true, ..MountConfig::default() };
+        assert_eq!(shared.permissions(ROOT), Permissions::Kernel);
+        let asked = MountConfig { kernel_permissions: true, ..MountConfig::default() };
+        assert_eq!(asked.permissions(ROOT), Permissions::Kernel);
+
+        let config = plain.fuser_config(Permissions::Kernel);
         assert!(config.mount_options.contains(&MountOption::DefaultPermissions));
         assert!(config.mount_options.contains(&MountOption::RW));
         assert!(config.mount_options.contains(&MountOption::FSName("blockfs".into())));
+        assert_eq!(config.acl, SessionACL::Owner);
+        let config = plain.fuser_config(Permissions::RootOnly);
+        assert!(!config.mount_options.contains(&MountOption::DefaultPermissions));
         assert_eq!(config.acl, SessionACL::Owner);
     }
 
     #[test]
     fn read_only_and_allow_other_reach_the_mount() {
         let mount = MountConfig { read_only: true, allow_other: true, ..MountConfig::default() };
-        let config = mount.fuser_config();
+        let config = mount.fuser_config(Permissions::Kernel);
         assert!(config.mount_options.contains(&MountOption::RO));
         assert!(!config.mount_options.contains(&MountOption::RW));
         assert_eq!(config.acl, SessionACL::All);
@@ -110,10 +157,11 @@ mod tests {
 
     #[test]
     fn dev_and_suid_are_off_unless_asked() {
-        let plain = MountConfig::default().fuser_config();
+        let plain = MountConfig::default().fuser_config(Permissions::Kernel);
         assert!(!plain.mount_options.contains(&MountOption::Dev));
         assert!(!plain.mount_options.contains(&MountOption::Suid));
-        let root = MountConfig { dev: true, suid: true, ..MountConfig::default() }.fuser_config();
+        let root =
+            MountConfig { dev: true, suid: true, ..MountConfig::default() }.fuser_config(Permissions::Kernel);
         assert!(root.mount_options.contains(&MountOption::Dev));
         assert!(root.mount_options.contains(&MountOption::Suid));
     }

@@ -17,23 +17,89 @@ const MAX_OFFSET: u64 = 5 << 20;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Create { dir: u16, name: u16, perm: u16 },
-    Mkdir { dir: u16, name: u16 },
-    Symlink { dir: u16, name: u16, target: u16 },
-    Write { file: u16, offset: u64, len: u16, byte: u8 },
-    Truncate { file: u16, size: u64 },
-    Read { file: u16, offset: u64, len: u16 },
-    Unlink { dir: u16, name: u16 },
-    Rmdir { dir: u16, name: u16 },
-    Rename { dir: u16, name: u16, to_dir: u16, to_name: u16, no_replace: bool },
-    Link { file: u16, dir: u16, name: u16 },
-    Chmod { node: u16, perm: u16, uid: u16 },
-    CreateMany { dir: u16, count: u16 },
-    Open { file: u16 },
-    Close { handle: u16 },
-    WriteOpen { handle: u16, offset: u64, len: u16, byte: u8 },
-    ReadOpen { handle: u16 },
-    Readdir { dir: u16, stop_after: u8 },
+    Create {
+        dir: u16,
+        name: u16,
+        perm: u16,
+    },
+    Mkdir {
+        dir: u16,
+        name: u16,
+    },
+    Symlink {
+        dir: u16,
+        name: u16,
+        target: u16,
+    },
+    Write {
+        file: u16,
+        offset: u64,
+        len: u16,
+        byte: u8,
+    },
+    Truncate {
+        file: u16,
+        size: u64,
+    },
+    Read {
+        file: u16,
+        offset: u64,
+        len: u16,
+    },
+    Unlink {
+        dir: u16,
+        name: u16,
+    },
+    Rmdir {
+        dir: u16,
+        name: u16,
+    },
+    Rename {
+        dir: u16,
+        name: u16,
+        to_dir: u16,
+        to_name: u16,
+        no_replace: bool,
+    },
+    Link {
+        file: u16,
+        dir: u16,
+        name: u16,
+    },
+    Chmod {
+        node: u16,
+        perm: u16,
+        uid: u16,
+    },
+    /// A change of owner that drops set-ID bits, as a FUSE server with
+    /// `FUSE_HANDLE_KILLPRIV` asks.
+    Chown {
+        node: u16,
+        uid: u16,
+    },
+    CreateMany {
+        dir: u16,
+        count: u16,
+    },
+    Open {
+        file: u16,
+    },
+    Close {
+        handle: u16,
+    },
+    WriteOpen {
+        handle: u16,
+        offset: u64,
+        len: u16,
+        byte: u8,
+    },
+    ReadOpen {
+        handle: u16,
+    },
+    Readdir {
+        dir: u16,
+        stop_after: u8,
+    },
     Remount,
 }
 
@@ -55,6 +121,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         }),
         1 => (index, index, index).prop_map(|(file, dir, name)| Op::Link { file, dir, name }),
         1 => (index, 0u16..0o7777, 0u16..3).prop_map(|(node, perm, uid)| Op::Chmod { node, perm, uid }),
+        1 => (index, 0u16..3).prop_map(|(node, uid)| Op::Chown { node, uid }),
         1 => (index, 1u16..250).prop_map(|(dir, count)| Op::CreateMany { dir, count }),
         1 => index.prop_map(|file| Op::Open { file }),
         1 => index.prop_map(|handle| Op::Close { handle }),
@@ -428,6 +495,21 @@ impl Harness {
                 let entry = self.model.inodes.get_mut(&ino).unwrap();
                 entry.perm = perm;
                 entry.uid = uid;
+            }
+            Op::Chown { node, uid } => {
+                let ino = self.model.pick(node, None);
+                let changes = SetAttr { uid: Some(uid as u32), drop_privileges: true, ..SetAttr::default() };
+                let attr = self.fs().setattr(ino, &changes).unwrap();
+                let entry = self.model.inodes.get_mut(&ino).unwrap();
+                if !matches!(entry.node, Node::Dir { .. }) {
+                    // Set-user-ID always; set-group-ID when the group may run it.
+                    entry.perm &= !0o4000;
+                    if entry.perm & 0o2010 == 0o2010 {
+                        entry.perm &= !0o2000;
+                    }
+                }
+                entry.uid = uid;
+                assert_eq!((attr.perm, attr.uid), (entry.perm, uid));
             }
             Op::Open { file } => {
                 let files = self.model.files();

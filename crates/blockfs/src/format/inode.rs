@@ -18,6 +18,9 @@ pub const S_IFCHR: u16 = 0o020000;
 pub const S_IFIFO: u16 = 0o010000;
 /// The 12 permission bits (rwx for three classes plus setuid/setgid/sticky).
 pub const PERMISSION_BITS: u16 = 0o7777;
+const S_ISUID: u16 = 0o4000;
+pub const S_ISGID: u16 = 0o2000;
+const S_IXGRP: u16 = 0o0010;
 /// `flags` bit of hidden system inodes (the journal): linked from no
 /// directory, never shown, never freed by an older driver (links >= 1).
 pub const SYSTEM_INODE_FLAG: u32 = 0x8000_0000;
@@ -181,6 +184,14 @@ impl DiskInode {
 
     pub fn permissions(&self) -> u16 {
         self.mode & PERMISSION_BITS
+    }
+
+    /// The bits that run a file with its owner's privileges: set-user-ID,
+    /// and set-group-ID when the group may execute (without that, the bit
+    /// marks mandatory locking).
+    pub fn privilege_bits(&self) -> u16 {
+        let group_privilege = if self.mode & (S_ISGID | S_IXGRP) == S_ISGID | S_IXGRP { S_ISGID } else { 0 };
+        self.mode & S_ISUID | group_privilege
     }
 
     /// Device number of a character or block device inode, stored as ext2

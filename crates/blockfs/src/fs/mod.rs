@@ -200,6 +200,11 @@ pub struct SetAttr {
     pub size: Option<u64>,
     pub atime: Option<u32>,
     pub mtime: Option<u32>,
+    /// Clear set-user-ID, and set-group-ID when the group may execute,
+    /// from a file that is not a directory, as Linux does when a file
+    /// changes owner; an explicit `perm` wins. For a caller (a FUSE server
+    /// with `FUSE_HANDLE_KILLPRIV`) that pairs it with `uid` or `gid`.
+    pub drop_privileges: bool,
 }
 
 /// Ownership and permissions of a new inode.

@@ -132,6 +132,9 @@ impl<D: BlockDevice> State<D> {
             }
             inode.mtime = now;
         }
+        if changes.drop_privileges && kind != FileType::Directory {
+            inode.mode &= !inode.privilege_bits();
+        }
         if let Some(perm) = changes.perm {
             inode.mode = (inode.mode & S_IFMT) | (perm & PERMISSION_BITS);
         }

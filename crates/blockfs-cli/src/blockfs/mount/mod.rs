@@ -62,6 +62,11 @@ pub enum MountFlag {
     Dev,
     /// Honour setuid and setgid bits (root only; default nosuid)
     Suid,
+    /// Have the kernel check permissions even when only root can use the
+    /// mount (it always does with allow_other or for a mount made by
+    /// another user); costs a round trip per change in a directory
+    #[value(name = "default_permissions")]
+    DefaultPermissions,
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -80,6 +85,7 @@ impl MountArgs {
             writeback: (self.writeback_secs > 0).then(|| Duration::from_secs(self.writeback_secs)),
             cache_blocks: self.cache_mb as usize * BLOCKS_PER_MIB,
             threads: self.threads.map_or_else(blockfs_fuse::default_threads, usize::from),
+            kernel_permissions: self.options.contains(&MountFlag::DefaultPermissions),
         }
     }
 }
