@@ -20,11 +20,9 @@ use hashbrown::HashMap;
 
 use crate::bmap::MAX_LOGICAL_BLOCKS;
 use crate::device::BlockDevice;
+use crate::dirstream::{self, DirBlocks};
 use crate::error::{Corruption, Error, Result};
-use crate::format::dirent::{
-    entry_size, is_dot_or_dotdot, write_entry, BlockEnd, BlockWalk, DirentHeader, DIRENT_HEADER_SIZE,
-    MAX_NAME_LEN,
-};
+use crate::format::dirent::{entry_size, is_dot_or_dotdot, write_entry, BlockEnd, BlockWalk, DirentHeader};
 use crate::format::inode::{DiskInode, FileType, DIRECT_BLOCKS};
 use crate::format::{le_u32, Block, BLOCK_SIZE, POINTERS_PER_BLOCK};
 use crate::volume::Volume;
@@ -33,14 +31,6 @@ use crate::volume::Volume;
 const MAX_LEGACY_DIR_SIZE: u32 = 64 << 20;
 /// Estimated bytes an index entry costs beyond its name.
 const INDEX_ENTRY_OVERHEAD: usize = 48;
-
-/// The one directory block the stream reader holds: its logical index
-/// and contents (`None` for a hole).
-#[derive(Default)]
-struct StreamWindow {
-    index: Option<u64>,
-    block: Option<Box<Block>>,
-}
 
 /// A live entry as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -253,6 +243,30 @@ pub(crate) fn check_name(name: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// A directory's blocks through the volume's cache, for the stream
+/// reader; a bad pointer is reported as corruption.
+struct VolumeDirBlocks<'v, D> {
+    volume: &'v mut Volume<D>,
+    ino: u32,
+    inode: &'v DiskInode,
+}
+
+impl<D: BlockDevice> DirBlocks for VolumeDirBlocks<'_, D> {
+    fn read_logical(&mut self, logical: u64, out: &mut Block) -> Result<bool> {
+        match self.volume.map_block(self.ino, self.inode, logical)? {
+            Some(physical) => {
+                out.copy_from_slice(self.volume.block(physical)?);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn next_mapped(&mut self, from: u64, end: u64) -> Result<Option<u64>> {
+        self.volume.next_mapped_block(self.ino, self.inode, from, end)
+    }
+}
+
 impl<D: BlockDevice> Volume<D> {
     fn dir_block_count(inode: &DiskInode) -> u64 {
         (inode.size as u64).div_ceil(BLOCK_SIZE as u64)
@@ -307,115 +321,26 @@ impl<D: BlockDevice> Volume<D> {
         Ok(clean)
     }
 
-    /// Reads a directory as the older tool wrote it: one stream of records
-    /// up to `size`, crossing blocks freely, with zero gaps to a block
-    /// boundary where a later driver started a fresh block. Returns whether
-    /// the stream parsed exactly up to `size`. One block is held at a
-    /// time and a run of holes is stepped over at once, so memory and
-    /// time follow what the directory holds, not the size it claims.
+    /// Reads a directory in the older tool's layout, as one stream
+    /// (`dirstream`), calling `visit` for every live record until it
+    /// returns false. Returns whether the stream parsed exactly up to the
+    /// directory's size.
     fn walk_stream(
         &mut self,
         ino: u32,
         inode: &DiskInode,
         visit: &mut dyn FnMut(DirEntry) -> bool,
     ) -> Result<bool> {
-        let size = inode.size as u64;
-        let mut window = StreamWindow::default();
-        let mut head = [0u8; DIRENT_HEADER_SIZE];
-        let mut name = [0u8; MAX_NAME_LEN];
-        let mut position = 0u64;
-        while position < size {
-            if size - position < DIRENT_HEADER_SIZE as u64 {
-                return Ok(false);
-            }
-            self.stream_copy(ino, inode, &mut window, position, &mut head)?;
-            let header = DirentHeader::decode(&head);
-            if !header.rec_len_plausible() {
-                match self.skip_padding(ino, inode, &mut window, position)? {
-                    Some(next) => {
-                        position = next;
-                        continue;
-                    }
-                    None => return Ok(false),
-                }
-            }
-            let (rec_len, name_len) = (header.rec_len as u64, header.name_len as usize);
-            if position + rec_len > size || (DIRENT_HEADER_SIZE + name_len) as u64 > rec_len {
-                return Ok(false);
-            }
-            let name = &mut name[..name_len];
-            self.stream_copy(ino, inode, &mut window, position + DIRENT_HEADER_SIZE as u64, name)?;
-            if header.inode != 0 || is_dot_or_dotdot(name) {
-                let entry = DirEntry {
-                    position: position as u32,
-                    ino: header.inode,
-                    file_type: header.file_type,
-                    name: name.to_vec(),
-                };
-                if !visit(entry) {
-                    return Ok(true);
-                }
-            }
-            position += rec_len;
-        }
-        Ok(true)
-    }
-
-    /// Copies the stream's bytes at `position` into `out`, through the
-    /// window's one block (a hole reads as zeros).
-    fn stream_copy(
-        &mut self,
-        ino: u32,
-        inode: &DiskInode,
-        window: &mut StreamWindow,
-        position: u64,
-        out: &mut [u8],
-    ) -> Result<()> {
-        let mut done = 0;
-        while done < out.len() {
-            let at = position + done as u64;
-            let (index, within) = (at / BLOCK_SIZE as u64, (at % BLOCK_SIZE as u64) as usize);
-            let chunk = (BLOCK_SIZE - within).min(out.len() - done);
-            if window.index != Some(index) {
-                window.block = self.dir_block(ino, inode, index)?;
-                window.index = Some(index);
-            }
-            match &window.block {
-                Some(block) => out[done..done + chunk].copy_from_slice(&block[within..within + chunk]),
-                None => out[done..done + chunk].fill(0),
-            }
-            done += chunk;
-        }
-        Ok(())
-    }
-
-    /// Where the stream resumes after the padding at `position`, if the
-    /// bytes from there to the next block boundary (or the end) are zero.
-    /// A hole at a boundary is zero to its end, and so is every hole after
-    /// it: the stream resumes at the next mapped block, or, with none
-    /// left, on the last boundary before the end, which the loop then
-    /// judges as the older reader did.
-    fn skip_padding(
-        &mut self,
-        ino: u32,
-        inode: &DiskInode,
-        window: &mut StreamWindow,
-        position: u64,
-    ) -> Result<Option<u64>> {
-        let block_size = BLOCK_SIZE as u64;
-        let size = inode.size as u64;
-        let (index, boundary) = (position / block_size, (position / block_size + 1) * block_size);
-        let count = Self::dir_block_count(inode);
-        if position % block_size == 0 && self.map_block(ino, inode, index)?.is_none() {
-            return Ok(Some(match self.next_mapped_block(ino, inode, index + 1, count)? {
-                Some(next) => next * block_size,
-                None => boundary.max((count - 1) * block_size),
-            }));
-        }
-        let mut gap = [0u8; BLOCK_SIZE];
-        let gap = &mut gap[..(boundary.min(size) - position) as usize];
-        self.stream_copy(ino, inode, window, position, gap)?;
-        Ok(gap.iter().all(|&b| b == 0).then_some(boundary))
+        let mut blocks = VolumeDirBlocks { volume: self, ino, inode };
+        dirstream::walk_stream(&mut blocks, inode.size as u64, &mut |_, record| {
+            Ok(!record.is_live()
+                || visit(DirEntry {
+                    position: record.position as u32,
+                    ino: record.header.inode,
+                    file_type: record.header.file_type,
+                    name: record.name.to_vec(),
+                }))
+        })
     }
 
     /// The first mapped logical block of `inode` in `from..end`. A missing

@@ -22,6 +22,7 @@ mod commit;
 pub mod crc;
 pub mod device;
 mod dir;
+mod dirstream;
 pub mod error;
 pub mod format;
 pub mod fs;

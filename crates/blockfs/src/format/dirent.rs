@@ -58,9 +58,15 @@ pub struct RawEntry<'a> {
     pub name: &'a [u8],
 }
 
+/// Whether a record names something: free records hold inode 0, except
+/// `.` and `..` (the root's `..` may).
+pub fn is_live_record(header: &DirentHeader, name: &[u8]) -> bool {
+    header.inode != 0 || is_dot_or_dotdot(name)
+}
+
 impl RawEntry<'_> {
     pub fn is_live(&self) -> bool {
-        self.header.inode != 0 || is_dot_or_dotdot(self.name)
+        is_live_record(&self.header, self.name)
     }
 
     /// Bytes of this record not needed by its own name (free for reuse).
