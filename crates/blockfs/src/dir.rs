@@ -18,13 +18,12 @@ use alloc::vec::Vec;
 
 use hashbrown::HashMap;
 
-use crate::bmap::MAX_LOGICAL_BLOCKS;
 use crate::device::BlockDevice;
 use crate::dirstream::{self, DirBlocks};
 use crate::error::{Corruption, Error, Result};
 use crate::format::dirent::{entry_size, is_dot_or_dotdot, write_entry, BlockEnd, BlockWalk, DirentHeader};
-use crate::format::inode::{DiskInode, FileType, DIRECT_BLOCKS};
-use crate::format::{le_u32, Block, BLOCK_SIZE, POINTERS_PER_BLOCK};
+use crate::format::inode::{DiskInode, FileType};
+use crate::format::{Block, BLOCK_SIZE};
 use crate::volume::Volume;
 
 /// Largest directory the legacy-stream reader will rewrite in memory.
@@ -341,42 +340,6 @@ impl<D: BlockDevice> Volume<D> {
                     name: record.name.to_vec(),
                 }))
         })
-    }
-
-    /// The first mapped logical block of `inode` in `from..end`. A missing
-    /// single- or double-indirect block, or a missing middle block of the
-    /// double-indirect tree, is a run of holes passed in one step.
-    fn next_mapped_block(&mut self, ino: u32, inode: &DiskInode, from: u64, end: u64) -> Result<Option<u64>> {
-        let per_block = POINTERS_PER_BLOCK as u64;
-        let single_start = DIRECT_BLOCKS as u64;
-        let double_start = single_start + per_block;
-        let mut logical = from;
-        while logical < end.min(MAX_LOGICAL_BLOCKS) {
-            if (single_start..double_start).contains(&logical) && inode.indirect == 0 {
-                logical = double_start;
-                continue;
-            }
-            if logical >= double_start {
-                if inode.double_indirect == 0 {
-                    return Ok(None);
-                }
-                let outer = (logical - double_start) / per_block;
-                // A pointer out of range is left to map_block to report.
-                let middle = match self.geometry.is_data_block(inode.double_indirect) {
-                    true => le_u32(self.block(inode.double_indirect)?, outer as usize * 4),
-                    false => inode.double_indirect,
-                };
-                if middle == 0 {
-                    logical = double_start + (outer + 1) * per_block;
-                    continue;
-                }
-            }
-            if self.map_block(ino, inode, logical)?.is_some() {
-                return Ok(Some(logical));
-            }
-            logical += 1;
-        }
-        Ok(None)
     }
 
     /// Whether a directory needs the stream reader, and its index when it

@@ -9,18 +9,14 @@
 //! descended into twice (the caller says `Skip`).
 
 use alloc::boxed::Box;
+use alloc::vec::Vec;
 
 use super::context::Checker;
+use crate::bmap::{self, path_of, Path, PointerSource, DOUBLE_START, PER_BLOCK, SINGLE_START};
 use crate::device::BlockDevice;
 use crate::error::Result;
-use crate::format::inode::{DiskInode, DIRECT_BLOCKS};
+use crate::format::inode::DiskInode;
 use crate::format::{le_u32, put_u32, Block, BLOCK_SIZE, POINTERS_PER_BLOCK};
-
-const PER_BLOCK: u64 = POINTERS_PER_BLOCK as u64;
-const SINGLE_START: u64 = DIRECT_BLOCKS as u64;
-const DOUBLE_START: u64 = SINGLE_START + PER_BLOCK;
-/// One past the last logical block the map can address.
-const MAP_END: u64 = DOUBLE_START + PER_BLOCK * PER_BLOCK;
 /// Logical blocks a u32 size can reach: ⌈(2³² − 1) / 4096⌉.
 pub(super) const SIZE_LIMIT_BLOCKS: u64 = 1 << 20;
 
@@ -137,37 +133,48 @@ fn walk_indirect<'a, D: BlockDevice>(
     Ok(())
 }
 
-/// Maps logical blocks to physical ones for reading, caching the indirect
-/// blocks on the way. Pointers that may not be followed (outside the data
-/// area, or claimed twice) read as holes.
+/// Maps logical blocks to physical ones for reading, with the
+/// filesystem's map reader (`bmap`): pointers that may not be followed
+/// (outside the data area, or claimed twice) read as holes. The indirect
+/// blocks read last are kept, so a walk reads each one once.
 pub(super) struct MapCursor {
-    direct: [u32; DIRECT_BLOCKS],
-    indirect: u32,
-    double: u32,
-    single: Option<Box<Block>>,
-    root: Option<Box<Block>>,
-    middle: Option<(u64, Box<Block>)>,
+    inode: DiskInode,
+    /// Most recent first; a walk in logical order needs at most three (the
+    /// single-indirect block, the double's root and one middle block).
+    indirect: Vec<(u32, Box<Block>)>,
+}
+
+/// Indirect blocks a cursor keeps.
+const KEPT_INDIRECT: usize = 3;
+
+/// The checker's pointers, read from the device through a cursor's
+/// indirect blocks.
+struct CheckerPointers<'c, 'a, D> {
+    ck: &'c mut Checker<'a, D>,
+    indirect: &'c mut Vec<(u32, Box<Block>)>,
+}
+
+impl<D: BlockDevice> PointerSource for CheckerPointers<'_, '_, D> {
+    fn follow(&mut self, pointer: u32) -> Result<bool> {
+        Ok(self.ck.usable(pointer))
+    }
+
+    fn pointer_in(&mut self, block: u32, index: usize) -> Result<u32> {
+        if let Some(kept) = self.indirect.iter().position(|(kept, _)| *kept == block) {
+            let entry = self.indirect.remove(kept);
+            self.indirect.insert(0, entry);
+        } else {
+            let contents = self.ck.read_new(block)?;
+            self.indirect.truncate(KEPT_INDIRECT - 1);
+            self.indirect.insert(0, (block, contents));
+        }
+        Ok(le_u32(&self.indirect[0].1[..], index * 4))
+    }
 }
 
 impl MapCursor {
     pub fn new(inode: &DiskInode) -> Self {
-        MapCursor {
-            direct: inode.direct,
-            indirect: inode.indirect,
-            double: inode.double_indirect,
-            single: None,
-            root: None,
-            middle: None,
-        }
-    }
-
-    /// An indirect block's contents; all holes if it may not be followed.
-    fn load<D: BlockDevice>(ck: &mut Checker<'_, D>, pointer: u32) -> Result<Box<Block>> {
-        if ck.usable(pointer) {
-            ck.read_new(pointer)
-        } else {
-            Ok(Box::new([0u8; BLOCK_SIZE]))
-        }
+        MapCursor { inode: *inode, indirect: Vec::with_capacity(KEPT_INDIRECT) }
     }
 
     /// The first mapped logical block in `from..end`, with its physical
@@ -178,51 +185,14 @@ impl MapCursor {
         from: u64,
         end: u64,
     ) -> Result<Option<(u64, u32)>> {
-        let end = end.min(MAP_END);
-        let mut logical = from;
-        while logical < end {
-            let pointer = if logical < SINGLE_START {
-                self.direct[logical as usize]
-            } else if logical < DOUBLE_START {
-                if !ck.usable(self.indirect) {
-                    logical = DOUBLE_START;
-                    continue;
-                }
-                if self.single.is_none() {
-                    self.single = Some(Self::load(ck, self.indirect)?);
-                }
-                let index = (logical - SINGLE_START) as usize;
-                self.single.as_deref().map_or(0, |b| le_u32(&b[..], index * 4))
-            } else {
-                if !ck.usable(self.double) {
-                    return Ok(None);
-                }
-                let rest = logical - DOUBLE_START;
-                let (outer, inner) = (rest / PER_BLOCK, (rest % PER_BLOCK) as usize);
-                if self.root.is_none() {
-                    self.root = Some(Self::load(ck, self.double)?);
-                }
-                let middle_pointer = self.root.as_deref().map_or(0, |b| le_u32(&b[..], outer as usize * 4));
-                if !ck.usable(middle_pointer) {
-                    logical = DOUBLE_START + (outer + 1) * PER_BLOCK;
-                    continue;
-                }
-                if self.middle.as_ref().is_none_or(|(cached, _)| *cached != outer) {
-                    self.middle = Some((outer, Self::load(ck, middle_pointer)?));
-                }
-                self.middle.as_ref().map_or(0, |(_, b)| le_u32(&b[..], inner * 4))
-            };
-            if ck.usable(pointer) {
-                return Ok(Some((logical, pointer)));
-            }
-            logical += 1;
-        }
-        Ok(None)
+        let mut pointers = CheckerPointers { ck, indirect: &mut self.indirect };
+        bmap::next_mapped(&mut pointers, &self.inode, from, end)
     }
 
     /// The physical block of `logical`, or `None` for a hole.
     pub fn lookup<D: BlockDevice>(&mut self, ck: &mut Checker<'_, D>, logical: u64) -> Result<Option<u32>> {
-        Ok(self.next_mapped(ck, logical, logical + 1)?.map(|(_, physical)| physical))
+        let mut pointers = CheckerPointers { ck, indirect: &mut self.indirect };
+        bmap::map_logical(&mut pointers, &self.inode, logical)
     }
 }
 
@@ -266,32 +236,34 @@ pub(super) fn set_mapping<D: BlockDevice>(
     logical: u64,
     physical: u32,
 ) -> Result<bool> {
-    let (slot_block, index) = if logical < SINGLE_START {
-        inode.direct[logical as usize] = physical;
-        return Ok(true);
-    } else if logical < DOUBLE_START {
-        if inode.indirect == 0 {
-            match new_indirect(ck, inode)? {
-                Some(block) => inode.indirect = block,
+    let (slot_block, index) = match path_of(logical) {
+        None => return Ok(false),
+        Some(Path::Direct(index)) => {
+            inode.direct[index] = physical;
+            return Ok(true);
+        }
+        Some(Path::Single(index)) => {
+            if inode.indirect == 0 {
+                match new_indirect(ck, inode)? {
+                    Some(block) => inode.indirect = block,
+                    None => return Ok(false),
+                }
+            }
+            (inode.indirect, index)
+        }
+        Some(Path::Double(outer, inner)) => {
+            if inode.double_indirect == 0 {
+                match new_indirect(ck, inode)? {
+                    Some(block) => inode.double_indirect = block,
+                    None => return Ok(false),
+                }
+            }
+            let double = inode.double_indirect;
+            match child_or_new(ck, inode, double, outer)? {
+                Some(middle) => (middle, inner),
                 None => return Ok(false),
             }
         }
-        (inode.indirect, (logical - SINGLE_START) as usize)
-    } else if logical < MAP_END {
-        if inode.double_indirect == 0 {
-            match new_indirect(ck, inode)? {
-                Some(block) => inode.double_indirect = block,
-                None => return Ok(false),
-            }
-        }
-        let rest = logical - DOUBLE_START;
-        let double = inode.double_indirect;
-        match child_or_new(ck, inode, double, (rest / PER_BLOCK) as usize)? {
-            Some(middle) => (middle, (rest % PER_BLOCK) as usize),
-            None => return Ok(false),
-        }
-    } else {
-        return Ok(false);
     };
     let mut block = ck.read_new(slot_block)?;
     put_u32(&mut block[..], index * 4, physical);
