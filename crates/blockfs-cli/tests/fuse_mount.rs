@@ -511,6 +511,47 @@ fn check_clean(image: &Path) {
     assert_success(&output);
 }
 
+/// Free blocks and free inodes of the filesystem holding `dir`.
+fn free_space(dir: &Path) -> String {
+    let output = Command::new("stat").args(["-f", "-c", "%f %d"]).arg(dir).output().unwrap();
+    assert_success(&output);
+    stdout(&output)
+}
+
+/// Deleted files give their inodes and blocks back while the mount is up,
+/// whether they were only created, opened again, or still open when
+/// unlinked. The kernel opens files without asking us (`Adapter::open`),
+/// so its lookup references alone keep an unlinked file alive.
+#[test]
+fn deleted_files_give_their_space_back_while_mounted() {
+    require_fuse();
+    let scratch = Scratch::new("fuse-space-back");
+    let (image, mounted) = mounted_image(&scratch);
+    let dir = &mounted.dir;
+    let before = free_space(dir);
+    let name = |i: usize| dir.join(format!("f{i}"));
+    for round in 0..3u8 {
+        for i in 0..200 {
+            fs::write(name(i), vec![round; 5000]).unwrap();
+        }
+        for i in 0..200 {
+            assert_eq!(fs::read(name(i)).unwrap(), vec![round; 5000]);
+        }
+        let mut held = fs::File::open(name(0)).unwrap();
+        for i in 0..200 {
+            fs::remove_file(name(i)).unwrap();
+        }
+        let mut content = Vec::new();
+        std::io::Read::read_to_end(&mut held, &mut content).unwrap();
+        assert_eq!(content, vec![round; 5000], "an unlinked open file keeps its data");
+        assert_ne!(free_space(dir), before, "the open file still holds its inode");
+    }
+    // The kernel returns its last reference (FORGET) just after the close.
+    wait_until("the deleted files' space to come back", || free_space(dir) == before);
+    mounted.unmount();
+    check_clean(&image);
+}
+
 #[test]
 fn a_removed_working_directory_lists_as_empty() {
     require_fuse();
