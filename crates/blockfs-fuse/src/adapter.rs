@@ -2,8 +2,9 @@
 //! `FileSystem` operation and translates the answer (see `convert`).
 //!
 //! The adapter keeps no per-inode or per-handle state: the library counts
-//! open handles and the kernel's lookup references (returned by `FORGET`),
-//! so an unlinked inode lives until the kernel lets go of it; it hands out
+//! the kernel's lookup references (returned by `FORGET`), and open handles
+//! where the kernel still sends OPEN, so an unlinked inode lives until the
+//! kernel lets go of it; it hands out
 //! generations for reused inode numbers and stable readdir cookies; and
 //! the kernel enforces permissions (`default_permissions`), except on a
 //! mount only root can use, where the adapter admits root alone and
