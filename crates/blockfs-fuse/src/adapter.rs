@@ -4,8 +4,8 @@
 //! The adapter keeps no per-inode or per-handle state: the library counts
 //! the kernel's lookup references (returned by `FORGET`), and open handles
 //! where the kernel still sends OPEN, so an unlinked inode lives until the
-//! kernel lets go of it; it hands out
-//! generations for reused inode numbers and stable readdir cookies; and
+//! kernel lets go of it; it hands out generations for reused inode numbers
+//! and stable readdir cookies; and
 //! the kernel enforces permissions (`default_permissions`), except on a
 //! mount only root can use, where the adapter admits root alone and
 //! answers `access` (`Permissions::RootOnly`).
@@ -488,10 +488,11 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
     /// per open. From the first ENOSYS on it sends no RELEASE for created
     /// files either, so on such a kernel no open is counted at all.
     fn open(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        if self.silent_open {
-            return reply.error(Errno::ENOSYS);
-        }
-        match self.admit(req).and_then(|()| self.open_inode(blockfs_ino(ino)?)) {
+        let opened = self.admit(req).and_then(|()| match self.silent_open {
+            true => Err(Errno::ENOSYS),
+            false => self.open_inode(blockfs_ino(ino)?),
+        });
+        match opened {
             Ok(_) => reply.opened(COUNTED_HANDLE, OPEN_FLAGS),
             Err(errno) => reply.error(errno),
         }
@@ -574,10 +575,11 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
     /// as `OPENDIR_FLAGS` ask. Otherwise a directory counts as open, so one
     /// removed while open keeps its inode until `releasedir`.
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        if self.silent_opendir {
-            return reply.error(Errno::ENOSYS);
-        }
-        match self.admit(req).and_then(|()| self.open_inode(blockfs_ino(ino)?)) {
+        let opened = self.admit(req).and_then(|()| match self.silent_opendir {
+            true => Err(Errno::ENOSYS),
+            false => self.open_inode(blockfs_ino(ino)?),
+        });
+        match opened {
             Ok(_) => reply.opened(COUNTED_HANDLE, OPENDIR_FLAGS),
             Err(errno) => reply.error(errno),
         }
