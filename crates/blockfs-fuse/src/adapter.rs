@@ -168,6 +168,20 @@ impl<D: BlockDevice> Adapter<D> {
         self.check(self.fs.open(ino))
     }
 
+    /// Answers OPEN or OPENDIR: ENOSYS where the kernel opens without
+    /// asking (`silent`, see `open`), else an open handle the library
+    /// counts.
+    fn open_reply(&self, req: &Request, ino: INodeNo, silent: bool, flags: FopenFlags, reply: ReplyOpen) {
+        let opened = self.admit(req).and_then(|()| match silent {
+            true => Err(Errno::ENOSYS),
+            false => self.open_inode(blockfs_ino(ino)?),
+        });
+        match opened {
+            Ok(_) => reply.opened(COUNTED_HANDLE, flags),
+            Err(errno) => reply.error(errno),
+        }
+    }
+
     /// Creates and opens a file; the handle says whether the open is
     /// counted (see `open`).
     fn create_inner(
@@ -488,14 +502,7 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
     /// per open. From the first ENOSYS on it sends no RELEASE for created
     /// files either, so on such a kernel no open is counted at all.
     fn open(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let opened = self.admit(req).and_then(|()| match self.silent_open {
-            true => Err(Errno::ENOSYS),
-            false => self.open_inode(blockfs_ino(ino)?),
-        });
-        match opened {
-            Ok(_) => reply.opened(COUNTED_HANDLE, OPEN_FLAGS),
-            Err(errno) => reply.error(errno),
-        }
+        self.open_reply(req, ino, self.silent_open, OPEN_FLAGS, reply);
     }
 
     fn read(
@@ -575,14 +582,7 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
     /// as `OPENDIR_FLAGS` ask. Otherwise a directory counts as open, so one
     /// removed while open keeps its inode until `releasedir`.
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let opened = self.admit(req).and_then(|()| match self.silent_opendir {
-            true => Err(Errno::ENOSYS),
-            false => self.open_inode(blockfs_ino(ino)?),
-        });
-        match opened {
-            Ok(_) => reply.opened(COUNTED_HANDLE, OPENDIR_FLAGS),
-            Err(errno) => reply.error(errno),
-        }
+        self.open_reply(req, ino, self.silent_opendir, OPENDIR_FLAGS, reply);
     }
 
     /// Offsets are the library's cookies (the byte position after each
