@@ -7,11 +7,17 @@
 //! which reads pointers from the device and treats the ones it cannot trust
 //! as holes (`PointerSource`); allocating and freeing are the volume's.
 
+use alloc::boxed::Box;
+
 use crate::device::BlockDevice;
 use crate::error::{Corruption, Error, Result};
 use crate::format::inode::{DiskInode, DIRECT_BLOCKS};
-use crate::format::{le_u32, put_u32, POINTERS_PER_BLOCK};
+use crate::format::{le_u32, put_u32, Block, POINTERS_PER_BLOCK};
 use crate::volume::Volume;
+
+mod walk;
+
+pub(crate) use walk::{walk_map, Action, Level, MapWalk, Pointer};
 
 pub(crate) const PER_BLOCK: u64 = POINTERS_PER_BLOCK as u64;
 pub(crate) const SINGLE_START: u64 = DIRECT_BLOCKS as u64;
@@ -275,71 +281,55 @@ impl<D: BlockDevice> Volume<D> {
     /// Frees every data and indirect block mapping logical blocks at or
     /// past `keep`, and indirect blocks left with no pointers.
     pub fn truncate_blocks(&mut self, ino: u32, inode: &mut DiskInode, keep: u64) -> Result<()> {
-        for index in (keep.min(SINGLE_START) as usize)..DIRECT_BLOCKS {
-            let pointer = self.checked_pointer(inode.direct[index], ino)?;
-            if pointer != 0 {
-                self.free_block(pointer)?;
-                inode.direct[index] = 0;
-                inode.blocks = inode.blocks.saturating_sub(1);
-            }
+        let mut truncation = Truncation { volume: self, ino, keep, freed: 0 };
+        let walked = walk_map(&mut truncation, inode);
+        // Counted as they go, so a failure part-way still matches the map
+        // (the transaction rolls both back anyway).
+        inode.blocks = inode.blocks.saturating_sub(truncation.freed);
+        walked
+    }
+}
+
+/// The walk of a truncation: frees what maps logical blocks at or past
+/// `keep`, and indirect blocks it leaves with no pointers; skips subtrees
+/// wholly before `keep`.
+struct Truncation<'v, D> {
+    volume: &'v mut Volume<D>,
+    ino: u32,
+    keep: u64,
+    freed: u32,
+}
+
+impl<D: BlockDevice> MapWalk for Truncation<'_, D> {
+    type Error = Error;
+
+    fn visit(&mut self, pointer: Pointer) -> Result<Action> {
+        self.volume.checked_pointer(pointer.block, self.ino)?;
+        if pointer.logical + pointer.span() <= self.keep {
+            return Ok(Action::Skip);
         }
-        let single = self.checked_pointer(inode.indirect, ino)?;
-        if self.truncate_tree(ino, inode, single, 1, SINGLE_START, keep)? {
-            inode.indirect = 0;
+        if pointer.level != Level::Data {
+            return Ok(Action::Keep);
         }
-        let double = self.checked_pointer(inode.double_indirect, ino)?;
-        if self.truncate_tree(ino, inode, double, 2, DOUBLE_START, keep)? {
-            inode.double_indirect = 0;
-        }
-        Ok(())
+        self.volume.free_block(pointer.block)?;
+        self.freed += 1;
+        Ok(Action::Clear)
     }
 
-    /// Truncates the subtree under indirect block `block` (of `level` 1 or
-    /// 2) covering logical blocks from `base`. Returns whether `block` was
-    /// freed, so the caller clears its pointer.
-    fn truncate_tree(
-        &mut self,
-        ino: u32,
-        inode: &mut DiskInode,
-        block: u32,
-        level: u32,
-        base: u64,
-        keep: u64,
-    ) -> Result<bool> {
-        let child_span = PER_BLOCK.pow(level - 1);
-        if block == 0 || keep >= base + child_span * PER_BLOCK {
-            return Ok(false);
+    fn read_indirect(&mut self, pointer: Pointer) -> Result<Option<Box<Block>>> {
+        Ok(Some(Box::new(*self.volume.block(pointer.block)?)))
+    }
+
+    fn leave_indirect(&mut self, pointer: Pointer, contents: Box<Block>, changed: bool) -> Result<Action> {
+        if changed {
+            self.volume.block_mut(pointer.block)?.copy_from_slice(&contents[..]);
         }
-        let mut any_left = false;
-        for index in 0..POINTERS_PER_BLOCK {
-            let child = self.pointer_in(block, index, ino)?;
-            if child == 0 {
-                continue;
-            }
-            let child_base = base + index as u64 * child_span;
-            let freed = if level == 1 {
-                if child_base >= keep {
-                    self.free_block(child)?;
-                    inode.blocks = inode.blocks.saturating_sub(1);
-                    true
-                } else {
-                    false
-                }
-            } else {
-                self.truncate_tree(ino, inode, child, level - 1, child_base, keep)?
-            };
-            if freed {
-                put_u32(self.block_mut(block)?, index * 4, 0);
-            } else {
-                any_left = true;
-            }
+        if contents.iter().any(|&byte| byte != 0) {
+            return Ok(Action::Keep);
         }
-        if any_left {
-            return Ok(false);
-        }
-        self.free_block(block)?;
-        inode.blocks = inode.blocks.saturating_sub(1);
-        Ok(true)
+        self.volume.free_block(pointer.block)?;
+        self.freed += 1;
+        Ok(Action::Clear)
     }
 }
 

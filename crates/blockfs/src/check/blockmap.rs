@@ -1,22 +1,20 @@
-//! Inode block maps as the checker sees them: a walk over every pointer
-//! (direct, single and double indirect) that lets the caller keep, skip,
-//! clear or replace each one; a cursor that maps logical blocks for the
-//! directory readers; and the one write the repairs need, mapping a new
-//! block at a logical index.
-//!
-//! Work is bounded by the map, never by `size`: holes cost nothing, the
-//! walk descends at most two levels, and a block claimed twice is not
-//! descended into twice (the caller says `Skip`).
+//! Inode block maps as the checker sees them, read with the filesystem's
+//! own readers (`bmap`): the walk over every pointer, whose visitor keeps,
+//! skips, clears or replaces each one (a block claimed twice is not
+//! descended into twice: the visitor says `Skip`); a cursor that maps
+//! logical blocks for the directory readers; and the one write the
+//! repairs need, mapping a new block at a logical index.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use super::context::Checker;
-use crate::bmap::{self, path_of, Path, PointerSource, DOUBLE_START, PER_BLOCK, SINGLE_START};
+use crate::bmap::{self, path_of, MapWalk, Path, PointerSource, DOUBLE_START, PER_BLOCK, SINGLE_START};
+pub(super) use crate::bmap::{Action, Level, Pointer};
 use crate::device::BlockDevice;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::inode::DiskInode;
-use crate::format::{le_u32, put_u32, Block, BLOCK_SIZE, POINTERS_PER_BLOCK};
+use crate::format::{le_u32, put_u32, Block, BLOCK_SIZE};
 /// Logical blocks a u32 size can reach: ⌈(2³² − 1) / 4096⌉.
 pub(super) const SIZE_LIMIT_BLOCKS: u64 = 1 << 20;
 
@@ -25,112 +23,48 @@ pub(super) fn blocks_for(size: u32) -> u64 {
     (size as u64).div_ceil(BLOCK_SIZE as u64)
 }
 
-/// What a pointer points at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Level {
-    Data,
-    /// A single-indirect block (the inode's, or one under the double).
-    Single,
-    Double,
-}
-
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Pointer {
-    pub block: u32,
-    pub level: Level,
-    /// The first logical block it maps.
-    pub logical: u64,
-}
-
-/// The visitor's decision about one pointer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Action {
-    /// Keep it, and descend into it if it is an indirect block.
-    Keep,
-    /// Keep it but do not descend.
-    Skip,
-    /// Set it to 0 (a hole).
-    Clear,
-    /// Point it at another block.
-    Replace(u32),
-}
-
 pub(super) type Visitor<'v, 'a, D> = dyn FnMut(&mut Checker<'a, D>, Pointer) -> Result<Action> + 'v;
 
-/// Applies `action` to a pointer; returns whether it changed.
-fn apply(pointer: &mut u32, action: Action) -> bool {
-    let new = match action {
-        Action::Keep | Action::Skip => return false,
-        Action::Clear => 0,
-        Action::Replace(block) => block,
-    };
-    *pointer = new;
-    true
+/// The checker's side of the shared walk: indirect blocks from the
+/// device, descended into only when they lie in the data area, written
+/// back at once when a pointer in them changed.
+struct CheckerWalk<'c, 'v, 'a, D> {
+    ck: &'c mut Checker<'a, D>,
+    visit: &'c mut Visitor<'v, 'a, D>,
 }
 
-/// Visits every non-zero pointer of `inode`'s map in logical order (the
-/// triple-indirect pointer is not part of the map). Changes to the inode's
-/// own pointers are made in `inode`; changes inside indirect blocks are
-/// written back at once.
+impl<D: BlockDevice> MapWalk for CheckerWalk<'_, '_, '_, D> {
+    type Error = Error;
+
+    fn visit(&mut self, pointer: Pointer) -> Result<Action> {
+        (self.visit)(self.ck, pointer)
+    }
+
+    fn read_indirect(&mut self, pointer: Pointer) -> Result<Option<Box<Block>>> {
+        if !self.ck.geometry.is_data_block(pointer.block) {
+            return Ok(None);
+        }
+        self.ck.read_new(pointer.block).map(Some)
+    }
+
+    fn leave_indirect(&mut self, pointer: Pointer, contents: Box<Block>, changed: bool) -> Result<Action> {
+        if changed {
+            self.ck.write_block(pointer.block, &contents)?;
+        }
+        Ok(Action::Keep)
+    }
+}
+
+/// Visits every non-zero pointer of `inode`'s map in logical order with
+/// the shared walk (`bmap::walk_map`). Changes to the inode's own pointers
+/// are made in `inode`; changes inside indirect blocks are written back at
+/// once.
 pub(super) fn walk_map<'a, D: BlockDevice>(
     ck: &mut Checker<'a, D>,
     inode: &mut DiskInode,
     visit: &mut Visitor<'_, 'a, D>,
 ) -> Result<()> {
-    for (index, pointer) in inode.direct.iter_mut().enumerate() {
-        if *pointer != 0 {
-            let found = Pointer { block: *pointer, level: Level::Data, logical: index as u64 };
-            apply(pointer, visit(ck, found)?);
-        }
-    }
-    for (pointer, level, logical) in [
-        (&mut inode.indirect, Level::Single, SINGLE_START),
-        (&mut inode.double_indirect, Level::Double, DOUBLE_START),
-    ] {
-        if *pointer != 0 {
-            let found = Pointer { block: *pointer, level, logical };
-            let action = visit(ck, found)?;
-            if action == Action::Keep && ck.geometry.is_data_block(found.block) {
-                walk_indirect(ck, found, visit)?;
-            }
-            apply(pointer, action);
-        }
-    }
-    Ok(())
-}
-
-/// Visits the pointers inside indirect block `parent` (recursing once,
-/// from a double-indirect block into its single-indirect children).
-fn walk_indirect<'a, D: BlockDevice>(
-    ck: &mut Checker<'a, D>,
-    parent: Pointer,
-    visit: &mut Visitor<'_, 'a, D>,
-) -> Result<()> {
-    let (level, span) = match parent.level {
-        Level::Double => (Level::Single, PER_BLOCK),
-        _ => (Level::Data, 1),
-    };
-    let mut block = ck.read_new(parent.block)?;
-    let mut dirty = false;
-    for index in 0..POINTERS_PER_BLOCK {
-        let mut pointer = le_u32(&block[..], index * 4);
-        if pointer == 0 {
-            continue;
-        }
-        let found = Pointer { block: pointer, level, logical: parent.logical + index as u64 * span };
-        let action = visit(ck, found)?;
-        if action == Action::Keep && level == Level::Single && ck.geometry.is_data_block(pointer) {
-            walk_indirect(ck, found, visit)?;
-        }
-        if apply(&mut pointer, action) {
-            put_u32(&mut block[..], index * 4, pointer);
-            dirty = true;
-        }
-    }
-    if dirty {
-        ck.write_block(parent.block, &block)?;
-    }
-    Ok(())
+    bmap::walk_map(&mut CheckerWalk { ck, visit }, inode)
 }
 
 /// Maps logical blocks to physical ones for reading, with the

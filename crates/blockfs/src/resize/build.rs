@@ -6,14 +6,51 @@ use alloc::collections::BTreeMap;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::image::{walk_map, OldImage, Pointer};
+use super::image::{read_boxed, walk_map, OldImage};
 use super::plan::Layout;
 use super::ResizeError;
+use crate::bmap::{self, Action, Level, MapWalk, Pointer};
 use crate::device::BlockDevice;
 use crate::format::dirent::{BlockEnd, BlockWalk};
 use crate::format::geometry::{Geometry, BITS_PER_BITMAP_BLOCK};
 use crate::format::inode::{DiskInode, FileType, DIRECT_BLOCKS, INODES_PER_BLOCK};
-use crate::format::{le_u32, put_u32, Block, BLOCK_SIZE, POINTERS_PER_BLOCK};
+use crate::format::{put_u32, Block, BLOCK_SIZE, POINTERS_PER_BLOCK};
+
+/// The builder's side of the shared walk (`bmap::walk_map`): every
+/// pointer goes to its block's new home; an indirect block in which a
+/// pointer changed, or which moves, is queued at its new home.
+struct RemapWalk<'b, 'a, D> {
+    builder: &'b mut Builder<'a, D>,
+}
+
+impl<D: BlockDevice> MapWalk for RemapWalk<'_, '_, D> {
+    type Error = ResizeError;
+
+    fn visit(&mut self, pointer: Pointer) -> Result<Action, ResizeError> {
+        Ok(match pointer.level {
+            Level::Data => Action::Replace(self.builder.remap(pointer.block)),
+            // Moved once its own pointers are remapped (`leave_indirect`).
+            _ => Action::Keep,
+        })
+    }
+
+    fn read_indirect(&mut self, pointer: Pointer) -> Result<Option<Box<Block>>, ResizeError> {
+        read_boxed(self.builder.device, pointer.block).map(Some)
+    }
+
+    fn leave_indirect(
+        &mut self,
+        pointer: Pointer,
+        contents: Box<Block>,
+        changed: bool,
+    ) -> Result<Action, ResizeError> {
+        let home = self.builder.remap(pointer.block);
+        if changed || home != pointer.block {
+            self.builder.targets.insert(home, contents);
+        }
+        Ok(Action::Replace(home))
+    }
+}
 
 pub(super) struct Built {
     /// Changed blocks by home, block 0 aside.
@@ -32,60 +69,25 @@ impl<D: BlockDevice> Builder<'_, D> {
         self.layout.moves.get(&block).copied().unwrap_or(block)
     }
 
-    /// Rewrites the pointers of indirect block `block`; the result goes to
-    /// the block's new home if anything changed or it moves.
-    fn remap_indirect(&mut self, block: u32) -> Result<(), ResizeError> {
-        let mut content = Box::new([0u8; BLOCK_SIZE]);
-        self.device.read_block(block, &mut content)?;
-        let mut changed = false;
-        for index in 0..POINTERS_PER_BLOCK {
-            let pointer = le_u32(&content[..], index * 4);
-            let to = self.remap(pointer);
-            if pointer != 0 && to != pointer {
-                put_u32(&mut content[..], index * 4, to);
-                changed = true;
-            }
-        }
-        let home = self.remap(block);
-        if changed || home != block {
-            self.targets.insert(home, content);
-        }
-        Ok(())
-    }
-
+    /// Queues the indirect blocks of `inode` whose pointers change or
+    /// that move, each at its new home. (The inode's own pointers are
+    /// remapped with the inode table.)
     fn remap_map_blocks(&mut self, inode: &DiskInode) -> Result<(), ResizeError> {
-        if inode.indirect != 0 {
-            self.remap_indirect(inode.indirect)?;
-        }
-        if inode.double_indirect != 0 {
-            let mut top = [0u8; BLOCK_SIZE];
-            self.device.read_block(inode.double_indirect, &mut top)?;
-            for index in 0..POINTERS_PER_BLOCK {
-                let middle = le_u32(&top, index * 4);
-                if middle != 0 {
-                    self.remap_indirect(middle)?;
-                }
-            }
-            self.remap_indirect(inode.double_indirect)?;
-        }
-        Ok(())
+        bmap::walk_map(&mut RemapWalk { builder: self }, &mut { *inode })
     }
 
     /// Rewrites the entries of directory `ino` that name renumbered inodes.
     fn renumber_entries(&mut self, old: &Geometry, ino: u32, inode: &DiskInode) -> Result<(), ResizeError> {
         let size = inode.size as u64;
         let mut blocks = Vec::new();
-        walk_map(self.device, old, ino, inode, &mut |pointer, block| {
-            if let Pointer::Data(logical) = pointer {
-                if logical * (BLOCK_SIZE as u64) < size {
-                    blocks.push((logical, block));
-                }
+        walk_map(self.device, old, ino, inode, &mut |pointer| {
+            if pointer.level == Level::Data && pointer.logical * (BLOCK_SIZE as u64) < size {
+                blocks.push((pointer.logical, pointer.block));
             }
             Ok(())
         })?;
         for (logical, block) in blocks {
-            let mut content = Box::new([0u8; BLOCK_SIZE]);
-            self.device.read_block(block, &mut content)?;
+            let mut content = read_boxed(self.device, block)?;
             let limit = (size - logical * BLOCK_SIZE as u64).min(BLOCK_SIZE as u64) as usize;
             let mut patches = Vec::new();
             let mut walk = BlockWalk::new(&content, limit);

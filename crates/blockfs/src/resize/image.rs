@@ -1,17 +1,19 @@
 //! The old image as the plan needs it: block 0, the bitmap, the inode
 //! table, and a walk of block maps that validates every pointer.
 
+use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 
 use super::ResizeError;
+use crate::bmap::{self, Action, MapWalk, Pointer};
 use crate::device::BlockDevice;
 use crate::error::{Corruption, Error, Unsupported};
 use crate::format::extension::{Extension, ExtensionError, KNOWN_INCOMPAT};
 use crate::format::geometry::Geometry;
 use crate::format::inode::{DiskInode, INODES_PER_BLOCK};
 use crate::format::superblock::{Superblock, STATE_CLEAN};
-use crate::format::{le_u32, Block, BLOCK_SIZE, POINTERS_PER_BLOCK};
+use crate::format::{Block, BLOCK_SIZE};
 use crate::journal::Journal;
 
 pub(super) struct OldImage {
@@ -105,13 +107,42 @@ impl OldImage {
     }
 }
 
-/// What a pointer of a block map points at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Pointer {
-    /// A data block: logical block `n` of the file.
-    Data(u64),
-    /// An indirect block (single, double, or a double's second level).
-    Map,
+/// Block `block` of the old image, on the heap.
+pub(super) fn read_boxed<D: BlockDevice>(device: &mut D, block: u32) -> Result<Box<Block>, ResizeError> {
+    let mut contents = Box::new([0u8; BLOCK_SIZE]);
+    device.read_block(block, &mut contents)?;
+    Ok(contents)
+}
+
+/// The resizer's side of the shared walk (`bmap::walk_map`): indirect
+/// blocks straight from the device, every pointer checked to lie in the
+/// data area before it is handed on or followed, nothing changed.
+struct CheckedWalk<'w, D> {
+    device: &'w mut D,
+    geometry: &'w Geometry,
+    ino: u32,
+    visit: &'w mut dyn FnMut(Pointer) -> Result<(), ResizeError>,
+}
+
+impl<D: BlockDevice> MapWalk for CheckedWalk<'_, D> {
+    type Error = ResizeError;
+
+    fn visit(&mut self, pointer: Pointer) -> Result<Action, ResizeError> {
+        if !self.geometry.is_data_block(pointer.block) {
+            let corruption = Corruption::BlockOutOfRange(pointer.block);
+            return Err(ResizeError::Fs(Error::corrupt(corruption, Some(self.ino), None)));
+        }
+        (self.visit)(pointer)?;
+        Ok(Action::Keep)
+    }
+
+    fn read_indirect(&mut self, pointer: Pointer) -> Result<Option<Box<Block>>, ResizeError> {
+        read_boxed(self.device, pointer.block).map(Some)
+    }
+
+    fn leave_indirect(&mut self, _: Pointer, _: Box<Block>, _: bool) -> Result<Action, ResizeError> {
+        Ok(Action::Keep)
+    }
 }
 
 /// Calls `visit` for every non-zero pointer of `inode`'s block map (the
@@ -121,58 +152,7 @@ pub(super) fn walk_map<D: BlockDevice>(
     geometry: &Geometry,
     ino: u32,
     inode: &DiskInode,
-    visit: &mut dyn FnMut(Pointer, u32) -> Result<(), ResizeError>,
+    visit: &mut dyn FnMut(Pointer) -> Result<(), ResizeError>,
 ) -> Result<(), ResizeError> {
-    let check = |block: u32| {
-        if geometry.is_data_block(block) {
-            Ok(())
-        } else {
-            Err(ResizeError::Fs(Error::corrupt(Corruption::BlockOutOfRange(block), Some(ino), None)))
-        }
-    };
-    const DIRECT: u64 = crate::format::inode::DIRECT_BLOCKS as u64;
-    const PER: u64 = POINTERS_PER_BLOCK as u64;
-    for (index, &pointer) in inode.direct.iter().enumerate() {
-        if pointer != 0 {
-            check(pointer)?;
-            visit(Pointer::Data(index as u64), pointer)?;
-        }
-    }
-    let mut block = [0u8; BLOCK_SIZE];
-    if inode.indirect != 0 {
-        check(inode.indirect)?;
-        visit(Pointer::Map, inode.indirect)?;
-        device.read_block(inode.indirect, &mut block)?;
-        for index in 0..POINTERS_PER_BLOCK {
-            let pointer = le_u32(&block, index * 4);
-            if pointer != 0 {
-                check(pointer)?;
-                visit(Pointer::Data(DIRECT + index as u64), pointer)?;
-            }
-        }
-    }
-    if inode.double_indirect != 0 {
-        check(inode.double_indirect)?;
-        visit(Pointer::Map, inode.double_indirect)?;
-        let mut top = [0u8; BLOCK_SIZE];
-        device.read_block(inode.double_indirect, &mut top)?;
-        for outer in 0..POINTERS_PER_BLOCK {
-            let middle = le_u32(&top, outer * 4);
-            if middle == 0 {
-                continue;
-            }
-            check(middle)?;
-            visit(Pointer::Map, middle)?;
-            device.read_block(middle, &mut block)?;
-            for inner in 0..POINTERS_PER_BLOCK {
-                let pointer = le_u32(&block, inner * 4);
-                if pointer != 0 {
-                    check(pointer)?;
-                    let logical = DIRECT + PER + outer as u64 * PER + inner as u64;
-                    visit(Pointer::Data(logical), pointer)?;
-                }
-            }
-        }
-    }
-    Ok(())
+    bmap::walk_map(&mut CheckedWalk { device, geometry, ino, visit }, &mut { *inode })
 }

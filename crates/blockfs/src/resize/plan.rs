@@ -123,7 +123,8 @@ pub fn plan<D: BlockDevice>(device: &mut D, target: Target) -> Result<Plan, Resi
         }
         let is_journal = Some(ino) == journal_ino;
         let mut touches = false;
-        walk_map(device, &old, ino, inode, &mut |_, block| {
+        walk_map(device, &old, ino, inode, &mut |pointer| {
+            let block = pointer.block;
             if !claimed.insert(block) {
                 return Err(Error::corrupt(Corruption::DoubleFree(block), Some(ino), Some(block)).into());
             }
