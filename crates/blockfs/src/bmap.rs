@@ -124,6 +124,76 @@ pub(crate) fn next_mapped<S: PointerSource>(
     Ok(None)
 }
 
+/// Where a map writer gets indirect blocks: the volume allocates them in
+/// its transaction, the checker from the bitmap it rebuilds.
+pub(crate) trait MapWriter {
+    /// A fresh zeroed indirect block, counted in `inode.blocks`; `None`
+    /// when there is no space.
+    fn new_indirect(&mut self, inode: &mut DiskInode) -> Result<Option<u32>>;
+    /// Pointer `index` of indirect block `block`.
+    fn pointer_in(&mut self, block: u32, index: usize) -> Result<u32>;
+    fn set_pointer_in(&mut self, block: u32, index: usize, pointer: u32) -> Result<()>;
+}
+
+/// Where a logical block's pointer is stored.
+#[derive(Clone, Copy)]
+pub(crate) enum Slot {
+    Direct(usize),
+    /// Pointer `index` of an indirect block.
+    Indirect(u32, usize),
+}
+
+/// The slot of the logical block at `path`, allocating the indirect
+/// blocks on the way; `None` when there is no space for them.
+pub(crate) fn slot_for<W: MapWriter>(
+    writer: &mut W,
+    inode: &mut DiskInode,
+    path: Path,
+) -> Result<Option<Slot>> {
+    match path {
+        Path::Direct(index) => Ok(Some(Slot::Direct(index))),
+        Path::Single(index) => {
+            let Some(single) = existing_or_new(writer, inode, inode.indirect)? else { return Ok(None) };
+            inode.indirect = single;
+            Ok(Some(Slot::Indirect(single, index)))
+        }
+        Path::Double(outer, inner) => {
+            let Some(double) = existing_or_new(writer, inode, inode.double_indirect)? else {
+                return Ok(None);
+            };
+            inode.double_indirect = double;
+            let middle = writer.pointer_in(double, outer)?;
+            let Some(new_middle) = existing_or_new(writer, inode, middle)? else { return Ok(None) };
+            if middle == 0 {
+                writer.set_pointer_in(double, outer, new_middle)?;
+            }
+            Ok(Some(Slot::Indirect(new_middle, inner)))
+        }
+    }
+}
+
+/// `pointer`, or a new indirect block when it is a hole.
+fn existing_or_new<W: MapWriter>(writer: &mut W, inode: &mut DiskInode, pointer: u32) -> Result<Option<u32>> {
+    if pointer != 0 {
+        return Ok(Some(pointer));
+    }
+    writer.new_indirect(inode)
+}
+
+/// Stores `pointer` in `slot`.
+pub(crate) fn set_slot<W: MapWriter>(
+    writer: &mut W,
+    inode: &mut DiskInode,
+    slot: Slot,
+    pointer: u32,
+) -> Result<()> {
+    match slot {
+        Slot::Direct(index) => inode.direct[index] = pointer,
+        Slot::Indirect(block, index) => writer.set_pointer_in(block, index, pointer)?,
+    }
+    Ok(())
+}
+
 /// The volume's pointers, through its cache, for inode `ino`.
 struct VolumePointers<'v, D> {
     volume: &'v mut Volume<D>,
@@ -137,6 +207,33 @@ impl<D: BlockDevice> PointerSource for VolumePointers<'_, D> {
 
     fn pointer_in(&mut self, block: u32, index: usize) -> Result<u32> {
         Ok(le_u32(self.volume.block(block)?, index * 4))
+    }
+}
+
+/// The volume as a map writer: indirect blocks allocated near `goal` (just
+/// before the data they map, keeping runs) in the running transaction,
+/// pointers checked as they are read.
+struct VolumeWriter<'v, D> {
+    volume: &'v mut Volume<D>,
+    ino: u32,
+    goal: Option<u32>,
+}
+
+impl<D: BlockDevice> MapWriter for VolumeWriter<'_, D> {
+    fn new_indirect(&mut self, inode: &mut DiskInode) -> Result<Option<u32>> {
+        let block = self.volume.allocate_block(self.goal)?;
+        self.volume.block_overwrite(block)?;
+        inode.blocks += 1;
+        Ok(Some(block))
+    }
+
+    fn pointer_in(&mut self, block: u32, index: usize) -> Result<u32> {
+        self.volume.pointer_in(block, index, self.ino)
+    }
+
+    fn set_pointer_in(&mut self, block: u32, index: usize, pointer: u32) -> Result<()> {
+        put_u32(self.volume.block_mut(block)?, index * 4, pointer);
+        Ok(())
     }
 }
 
@@ -172,33 +269,6 @@ impl<D: BlockDevice> Volume<D> {
             .map(|(logical, _)| logical))
     }
 
-    /// A fresh zeroed block for an indirect level, counted in `blocks`.
-    fn new_indirect(&mut self, inode: &mut DiskInode, goal: Option<u32>) -> Result<u32> {
-        let block = self.allocate_block(goal)?;
-        self.block_overwrite(block)?;
-        inode.blocks += 1;
-        Ok(block)
-    }
-
-    /// Pointer slot `index` of indirect block `parent`, allocating a zeroed
-    /// child block when it is a hole.
-    fn child_or_new(
-        &mut self,
-        inode: &mut DiskInode,
-        ino: u32,
-        parent: u32,
-        index: usize,
-        goal: Option<u32>,
-    ) -> Result<u32> {
-        let existing = self.pointer_in(parent, index, ino)?;
-        if existing != 0 {
-            return Ok(existing);
-        }
-        let child = self.new_indirect(inode, goal)?;
-        put_u32(self.block_mut(parent)?, index * 4, child);
-        Ok(child)
-    }
-
     /// Physical block of `logical`, allocating it (and any indirect block
     /// on the way) when it is a hole. Returns the block and whether it was
     /// newly allocated — a new block's contents are undefined until the
@@ -214,31 +284,12 @@ impl<D: BlockDevice> Volume<D> {
             return Ok((physical, false));
         }
         let path = path_of(logical).ok_or(Error::FileTooBig)?;
-        // Indirect blocks go just before the data they map, keeping runs.
-        let (slot_block, slot_index) = match path {
-            Path::Direct(index) => {
-                let block = self.allocate_block(goal)?;
-                inode.direct[index] = block;
-                inode.blocks += 1;
-                return Ok((block, true));
-            }
-            Path::Single(index) => {
-                if inode.indirect == 0 {
-                    inode.indirect = self.new_indirect(inode, goal)?;
-                }
-                (inode.indirect, index)
-            }
-            Path::Double(outer, inner) => {
-                if inode.double_indirect == 0 {
-                    inode.double_indirect = self.new_indirect(inode, goal)?;
-                }
-                let double = inode.double_indirect;
-                (self.child_or_new(inode, ino, double, outer, goal)?, inner)
-            }
-        };
-        let block = self.allocate_block(goal)?;
+        let mut writer = VolumeWriter { volume: self, ino, goal };
+        // The volume's allocation fails with an error, never `None`.
+        let slot = slot_for(&mut writer, inode, path)?.ok_or(Error::NoSpace)?;
+        let block = writer.volume.allocate_block(goal)?;
         inode.blocks += 1;
-        put_u32(self.block_mut(slot_block)?, slot_index * 4, block);
+        set_slot(&mut writer, inode, slot, block)?;
         Ok((block, true))
     }
 
@@ -373,6 +424,57 @@ mod tests {
             self.reads += 1;
             Ok(self.indirect.get(&block).map_or(0, |contents| le_u32(contents, index * 4)))
         }
+    }
+
+    /// A map writer over `MemPointers` that hands out indirect blocks
+    /// from 1000 up while `free` lasts.
+    struct MemWriter {
+        pointers: MemPointers,
+        free: usize,
+        next: u32,
+    }
+
+    impl MapWriter for MemWriter {
+        fn new_indirect(&mut self, inode: &mut DiskInode) -> Result<Option<u32>> {
+            if self.free == 0 {
+                return Ok(None);
+            }
+            self.free -= 1;
+            self.next += 1;
+            inode.blocks += 1;
+            Ok(Some(self.next))
+        }
+
+        fn pointer_in(&mut self, block: u32, index: usize) -> Result<u32> {
+            self.pointers.pointer_in(block, index)
+        }
+
+        fn set_pointer_in(&mut self, block: u32, index: usize, pointer: u32) -> Result<()> {
+            self.pointers.set(block, index, pointer);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn slots_get_their_indirect_blocks_once_and_map_what_is_stored() {
+        let mut writer = MemWriter { pointers: MemPointers::default(), free: 3, next: 1000 };
+        let mut inode = DiskInode::default();
+        let far = DOUBLE_START + 3 * PER_BLOCK + 7;
+        for (round, logical) in [far, far + 1, SINGLE_START + 4, 5].into_iter().enumerate() {
+            let slot = slot_for(&mut writer, &mut inode, path_of(logical).unwrap()).unwrap().unwrap();
+            set_slot(&mut writer, &mut inode, slot, 50 + round as u32).unwrap();
+        }
+        // Root, middle and single: three indirect blocks, counted.
+        assert_eq!((inode.double_indirect, inode.indirect, inode.blocks), (1001, 1003, 3));
+        for (round, logical) in [far, far + 1, SINGLE_START + 4, 5].into_iter().enumerate() {
+            let mapped = map_logical(&mut writer.pointers, &inode, logical).unwrap();
+            assert_eq!(mapped, Some(50 + round as u32), "logical {logical}");
+        }
+        // No space for a second middle block: no slot, and nothing else
+        // changed.
+        let before = inode;
+        assert!(slot_for(&mut writer, &mut inode, path_of(far + PER_BLOCK).unwrap()).unwrap().is_none());
+        assert_eq!(inode, before);
     }
 
     /// An inode mapping logical 0 directly, 12 through the single block

@@ -9,7 +9,7 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use super::context::Checker;
-use crate::bmap::{self, path_of, MapWalk, Path, PointerSource, DOUBLE_START, PER_BLOCK, SINGLE_START};
+use crate::bmap::{self, path_of, MapWalk, MapWriter, PointerSource, DOUBLE_START, PER_BLOCK, SINGLE_START};
 pub(super) use crate::bmap::{Action, Level, Pointer};
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
@@ -130,35 +130,31 @@ impl MapCursor {
     }
 }
 
-/// A zeroed indirect block, counted in the inode's `blocks`.
-fn new_indirect<D: BlockDevice>(ck: &mut Checker<'_, D>, inode: &mut DiskInode) -> Result<Option<u32>> {
-    let Some(block) = ck.allocate_block() else {
-        return Ok(None);
-    };
-    ck.write_block(block, &[0u8; BLOCK_SIZE])?;
-    inode.blocks = inode.blocks.saturating_add(1);
-    Ok(Some(block))
+/// The checker as a map writer: indirect blocks from the bitmap it
+/// rebuilds, written straight to the device.
+struct CheckerWriter<'c, 'a, D> {
+    ck: &'c mut Checker<'a, D>,
 }
 
-/// Pointer `index` of indirect block `parent`, allocating a zeroed child
-/// block when it is a hole.
-fn child_or_new<D: BlockDevice>(
-    ck: &mut Checker<'_, D>,
-    inode: &mut DiskInode,
-    parent: u32,
-    index: usize,
-) -> Result<Option<u32>> {
-    let mut block = ck.read_new(parent)?;
-    let existing = le_u32(&block[..], index * 4);
-    if existing != 0 {
-        return Ok(Some(existing));
+impl<D: BlockDevice> MapWriter for CheckerWriter<'_, '_, D> {
+    fn new_indirect(&mut self, inode: &mut DiskInode) -> Result<Option<u32>> {
+        let Some(block) = self.ck.allocate_block() else {
+            return Ok(None);
+        };
+        self.ck.write_block(block, &[0u8; BLOCK_SIZE])?;
+        inode.blocks = inode.blocks.saturating_add(1);
+        Ok(Some(block))
     }
-    let Some(child) = new_indirect(ck, inode)? else {
-        return Ok(None);
-    };
-    put_u32(&mut block[..], index * 4, child);
-    ck.write_block(parent, &block)?;
-    Ok(Some(child))
+
+    fn pointer_in(&mut self, block: u32, index: usize) -> Result<u32> {
+        Ok(le_u32(&self.ck.read_new(block)?[..], index * 4))
+    }
+
+    fn set_pointer_in(&mut self, block: u32, index: usize, pointer: u32) -> Result<()> {
+        let mut contents = self.ck.read_new(block)?;
+        put_u32(&mut contents[..], index * 4, pointer);
+        self.ck.write_block(block, &contents)
+    }
 }
 
 /// Maps logical block `logical` of `inode` to `physical`, allocating the
@@ -170,38 +166,14 @@ pub(super) fn set_mapping<D: BlockDevice>(
     logical: u64,
     physical: u32,
 ) -> Result<bool> {
-    let (slot_block, index) = match path_of(logical) {
-        None => return Ok(false),
-        Some(Path::Direct(index)) => {
-            inode.direct[index] = physical;
-            return Ok(true);
-        }
-        Some(Path::Single(index)) => {
-            if inode.indirect == 0 {
-                match new_indirect(ck, inode)? {
-                    Some(block) => inode.indirect = block,
-                    None => return Ok(false),
-                }
-            }
-            (inode.indirect, index)
-        }
-        Some(Path::Double(outer, inner)) => {
-            if inode.double_indirect == 0 {
-                match new_indirect(ck, inode)? {
-                    Some(block) => inode.double_indirect = block,
-                    None => return Ok(false),
-                }
-            }
-            let double = inode.double_indirect;
-            match child_or_new(ck, inode, double, outer)? {
-                Some(middle) => (middle, inner),
-                None => return Ok(false),
-            }
-        }
+    let Some(path) = path_of(logical) else {
+        return Ok(false);
     };
-    let mut block = ck.read_new(slot_block)?;
-    put_u32(&mut block[..], index * 4, physical);
-    ck.write_block(slot_block, &block)?;
+    let mut writer = CheckerWriter { ck };
+    let Some(slot) = bmap::slot_for(&mut writer, inode, path)? else {
+        return Ok(false);
+    };
+    bmap::set_slot(&mut writer, inode, slot, physical)?;
     Ok(true)
 }
 
