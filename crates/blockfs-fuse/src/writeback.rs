@@ -80,7 +80,9 @@ mod tests {
         let stopping = Instant::now();
         drop(writeback_with_long_interval.unwrap());
         drop(writeback);
-        assert!(stopping.elapsed() < Duration::from_secs(1));
+        // Far below the hour it would take if stopping waited for the
+        // interval, and far above a loaded machine's scheduling delays.
+        assert!(stopping.elapsed() < Duration::from_secs(30), "stopping waited for the interval");
         assert_eq!(Arc::strong_count(&fs), 1, "the threads let go of the filesystem");
     }
 }

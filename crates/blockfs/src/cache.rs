@@ -639,12 +639,6 @@ mod tests {
         assert!(cache.is_cached(1));
         assert_eq!(cache.read(&device, 1).unwrap()[0], 0);
     }
-}
-
-#[cfg(test)]
-mod undo_tests {
-    use super::*;
-    use crate::device::MemDevice;
 
     #[test]
     fn rollback_after_a_failed_read_forgets_every_change() {
