@@ -3,9 +3,13 @@
 //! pointer is a hole. The triple-indirect pointer is never needed: sizes
 //! are u32, and direct + single + double already cover 4 GiB.
 //!
-//! Reading a map (`map_logical`, `next_mapped`) is shared with the checker,
-//! which reads pointers from the device and treats the ones it cannot trust
-//! as holes (`PointerSource`); allocating and freeing are the volume's.
+//! Everything here is shared by the volume, the checker and the resizer,
+//! each through a source of its own: the lookup reader (`map_logical`,
+//! `next_mapped`, over a `PointerSource`; the checker reads pointers it
+//! cannot trust as holes), the walk over every pointer (`walk_map`, over a
+//! `MapWalk`), and the path that gets a new mapping its indirect blocks
+//! (`slot_for`, over a `MapWriter`). The volume's own sources are at the
+//! end: its cache, its allocator, and corruption for a bad pointer.
 
 use alloc::boxed::Box;
 
