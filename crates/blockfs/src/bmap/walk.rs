@@ -35,14 +35,30 @@ pub(crate) struct Pointer {
     pub logical: u64,
 }
 
-impl Pointer {
-    /// Logical blocks it maps.
-    pub fn span(&self) -> u64 {
-        match self.level {
+impl Level {
+    /// Logical blocks a pointer at this level maps.
+    pub fn span(self) -> u64 {
+        match self {
             Level::Data => 1,
             Level::Single => PER_BLOCK,
             Level::Double => PER_BLOCK * PER_BLOCK,
         }
+    }
+
+    /// The level of the pointers inside an indirect block of this level.
+    fn below(self) -> Level {
+        if self == Level::Double {
+            Level::Single
+        } else {
+            Level::Data
+        }
+    }
+}
+
+impl Pointer {
+    /// Logical blocks it maps.
+    pub fn span(&self) -> u64 {
+        self.level.span()
     }
 }
 
@@ -131,8 +147,8 @@ fn visit_slot<W: MapWalk>(
 /// Visits the pointers inside indirect block `parent` (whose contents are
 /// `contents`); returns whether any changed.
 fn walk_indirect<W: MapWalk>(walk: &mut W, parent: Pointer, contents: &mut Block) -> Result<bool, W::Error> {
-    let level = if parent.level == Level::Double { Level::Single } else { Level::Data };
-    let span = Pointer { block: 0, level, logical: 0 }.span();
+    let level = parent.level.below();
+    let span = level.span();
     let mut changed = false;
     for index in 0..POINTERS_PER_BLOCK {
         let mut slot = le_u32(contents, index * 4);

@@ -236,11 +236,19 @@ impl BlockDevice for Counting<'_> {
     fn block_count(&self) -> u32 {
         self.inner.block_count()
     }
-    fn read_block(&self, index: u32, buf: &mut blockfs::format::Block) -> Result<(), blockfs::error::DeviceError> {
+    fn read_block(
+        &self,
+        index: u32,
+        buf: &mut blockfs::format::Block,
+    ) -> Result<(), blockfs::error::DeviceError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         self.inner.read_block(index, buf)
     }
-    fn write_block(&self, index: u32, buf: &blockfs::format::Block) -> Result<(), blockfs::error::DeviceError> {
+    fn write_block(
+        &self,
+        index: u32,
+        buf: &blockfs::format::Block,
+    ) -> Result<(), blockfs::error::DeviceError> {
         self.writes.fetch_add(1, Ordering::Relaxed);
         self.inner.write_block(index, buf)
     }
