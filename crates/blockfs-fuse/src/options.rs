@@ -35,7 +35,7 @@ pub struct MountConfig {
     /// Threads answering the kernel, each with its own FUSE channel.
     pub threads: usize,
     /// Have the kernel check permissions even on a mount only root can
-    /// use (`-o default_permissions`); see [`Permissions`].
+    /// use (`-o default_permissions`); see `Permissions`.
     pub kernel_permissions: bool,
 }
 

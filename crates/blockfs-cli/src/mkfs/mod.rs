@@ -9,7 +9,7 @@
 //! image before anything is copied, because format() decides what it
 //! spends (root directory, journal). The file is renamed into place only
 //! when complete, and removed on any failure. A block device is
-//! formatted in place instead ([`crate::blockdev`]): opened exclusively,
+//! formatted in place instead ([`crate::image::blockdev`]): opened exclusively,
 //! refused while mounted or (without `--force`) while it holds a
 //! filesystem, and left without a BlockFS magic if the run fails.
 //!

@@ -15,7 +15,7 @@
 //!    homes, and write the relocated journal's empty run; flush. Only
 //!    blocks the old state leaves free are written.
 //! 3. **Log** the new metadata (block 0 included) as one transaction in
-//!    the journal record format ([`crate::journal`]) into a scratch run
+//!    the journal record format ([`crate::format::journal`]) into a scratch run
 //!    that is free in the old state and unused by the new one; flush.
 //! 4. **Commit**: rewrite block 0 as the *old* superblock with an
 //!    extension record naming the log and the incompatible feature
