@@ -5,10 +5,9 @@
 //! the kernel's lookup references (returned by `FORGET`), and open handles
 //! where the kernel still sends OPEN, so an unlinked inode lives until the
 //! kernel lets go of it; it hands out generations for reused inode numbers
-//! and stable readdir cookies; and
-//! the kernel enforces permissions (`default_permissions`), except on a
-//! mount only root can use, where the adapter admits root alone and
-//! answers `access` (`Permissions::RootOnly`).
+//! and stable readdir cookies; and the kernel enforces permissions
+//! (`default_permissions`), except on a mount only root can use, where the
+//! adapter admits root alone and answers `access` (`Permissions::RootOnly`).
 
 use std::ffi::OsStr;
 use std::io;
