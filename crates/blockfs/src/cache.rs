@@ -119,7 +119,7 @@ pub struct BlockCache {
     stats: CacheStats,
 }
 
-fn zeroed_block() -> Box<Block> {
+pub(crate) fn zeroed_block() -> Box<Block> {
     // Built on the heap directly: a 4 KiB array on a kernel stack is unwelcome.
     alloc::vec![0u8; BLOCK_SIZE].into_boxed_slice().try_into().expect("exactly one block")
 }
@@ -244,6 +244,24 @@ impl BlockCache {
     pub fn read<D: BlockDevice + ?Sized>(&mut self, device: &D, block: u32) -> Result<&Block, DeviceError> {
         let slot = self.slot_for(device, block, true)?;
         Ok(&self.slots[slot].data)
+    }
+
+    /// Caches `data` as `block`'s clean contents, read from the device by
+    /// a caller that did not hold the cache meanwhile. A block cached in
+    /// the meantime keeps what it has: that copy is at least as new.
+    pub fn insert_clean<D: BlockDevice + ?Sized>(
+        &mut self,
+        device: &D,
+        block: u32,
+        data: Box<Block>,
+    ) -> Result<(), DeviceError> {
+        if self.index.contains_key(&block) {
+            return Ok(());
+        }
+        let slot = self.slot_for(device, block, false)?;
+        self.slots[slot].data = data;
+        self.stats.blocks_read += 1;
+        Ok(())
     }
 
     /// The block's contents for changing; the block becomes dirty.

@@ -104,6 +104,12 @@ pub enum Error {
     Aborted,
     /// One operation would change more metadata than the journal holds.
     TooLargeForJournal,
+    /// An operation needs a block that is not in memory, and was asked
+    /// not to read the device itself: the caller reads the block without
+    /// the filesystem lock and runs the operation again
+    /// (docs/DESIGN.md, "Locking"). [`FileSystem`](crate::FileSystem)
+    /// never returns it.
+    NotCached(u32),
     Corrupt {
         what: Corruption,
         inode: Option<u32>,
@@ -143,6 +149,7 @@ impl Error {
             Error::NotPermitted => EPERM,
             Error::ReadOnly | Error::Aborted => EROFS,
             Error::TooLargeForJournal => ENOSPC,
+            Error::NotCached(_) => EAGAIN,
             Error::NotBlockFs(_) | Error::BadGeometry(_) | Error::Unsupported(_) => EINVAL,
             Error::Corrupt { .. } => EUCLEAN,
         }
@@ -259,6 +266,7 @@ impl fmt::Display for Error {
                  unmount and run fsck-blockfs)"
             ),
             Error::TooLargeForJournal => write!(f, "operation changes more metadata than the journal holds"),
+            Error::NotCached(block) => write!(f, "block {block} is not in memory"),
             Error::Corrupt { what, inode, block } => {
                 write!(f, "corrupt filesystem: {what}")?;
                 if let Some(ino) = inode {
@@ -281,6 +289,7 @@ pub mod errno {
     pub const EPERM: i32 = 1;
     pub const ENOENT: i32 = 2;
     pub const EIO: i32 = 5;
+    pub const EAGAIN: i32 = 11;
     pub const EEXIST: i32 = 17;
     pub const ENOTDIR: i32 = 20;
     pub const EISDIR: i32 = 21;

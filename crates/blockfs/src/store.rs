@@ -26,6 +26,13 @@ pub(crate) struct BlockStore<D> {
     /// on the device is the last committed state, or will be once the
     /// journal is replayed).
     aborted: bool,
+    /// A miss fails with [`Error::NotCached`] instead of reading the
+    /// device (see `FileSystem::run_then`).
+    defer_misses: bool,
+    /// Writes and commits that changed or may change blocks at their home
+    /// location, other than the cache's own write-backs (which it counts):
+    /// see [`BlockStore::home_version`].
+    home_changes: u64,
 }
 
 impl<D: BlockDevice> BlockStore<D> {
@@ -37,6 +44,8 @@ impl<D: BlockDevice> BlockStore<D> {
             overlay: BTreeMap::new(),
             read_only,
             aborted: false,
+            defer_misses: false,
+            home_changes: 0,
         }
     }
 
@@ -105,7 +114,45 @@ impl<D: BlockDevice> BlockStore<D> {
         if let Some(replayed) = self.overlay.get(&block) {
             return Ok(replayed);
         }
+        self.check_cached(block)?;
         Ok(self.cache.read(&*self.device, block)?)
+    }
+
+    /// While misses are deferred, fails for a block the cache lacks.
+    fn check_cached(&self, block: u32) -> Result<()> {
+        if self.defer_misses && !self.cache.is_cached(block) {
+            Err(Error::NotCached(block))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// From now on, a block read or changed that is not in memory fails
+    /// with [`Error::NotCached`] (`true`), or is read from the device
+    /// (`false`, the default).
+    pub fn set_defer_misses(&mut self, defer: bool) {
+        self.defer_misses = defer;
+    }
+
+    /// A number that changes whenever a block not in the cache may have
+    /// changed on the device: a write home, a write-back, a commit frozen
+    /// or landed. A block read from the device with the lock let go is
+    /// current if this number is the same before and after the read; a
+    /// block the cache lacks is only ever written home by one of these
+    /// (a commit writes home only blocks it keeps resident until it lands,
+    /// and a freed block is reused only after its commit landed).
+    pub fn home_version(&self) -> u64 {
+        self.home_changes + self.cache.stats().blocks_written
+    }
+
+    /// Caches `data`, read from the device without the lock while
+    /// [`BlockStore::home_version`] stayed the same.
+    pub fn insert_clean(&mut self, block: u32, data: Box<Block>) -> Result<()> {
+        self.check_block(block)?;
+        if self.overlay.contains_key(&block) {
+            return Ok(());
+        }
+        Ok(self.cache.insert_clean(&*self.device, block, data)?)
     }
 
     /// Whether a block's current contents are in memory (and so must be
@@ -130,6 +177,7 @@ impl<D: BlockDevice> BlockStore<D> {
     /// A block to change; `kind` says whether the journal logs it.
     pub fn modify(&mut self, block: u32, kind: BlockKind) -> Result<&mut Block> {
         self.writable(block)?;
+        self.check_cached(block)?;
         Ok(self.cache.modify(&*self.device, block, kind)?)
     }
 
@@ -149,6 +197,7 @@ impl<D: BlockDevice> BlockStore<D> {
         for block in first..first + count {
             self.cache.drop_stale(block);
         }
+        self.home_changes += 1;
         Ok(self.device.write_blocks(first, data)?)
     }
 
@@ -173,6 +222,7 @@ impl<D: BlockDevice> BlockStore<D> {
 
     /// Writes every dirty block home and flushes (a plain image's commit).
     pub fn write_back_all(&mut self) -> Result<usize> {
+        self.home_changes += 1;
         let written = self.cache.write_back(&*self.device)?;
         self.device.flush()?;
         Ok(written)
@@ -181,6 +231,7 @@ impl<D: BlockDevice> BlockStore<D> {
     /// Hands the running transaction's dirty blocks to a commit (see
     /// `cache`): (file data, metadata), each in block order.
     pub fn freeze(&mut self) -> (BlockCopies, BlockCopies) {
+        self.home_changes += 1;
         self.cache.freeze()
     }
 
@@ -199,6 +250,7 @@ impl<D: BlockDevice> BlockStore<D> {
 
     /// The commit in flight is home: `blocks` are ordinary again.
     pub fn land(&mut self, blocks: impl Iterator<Item = u32>) {
+        self.home_changes += 1;
         self.cache.land(blocks);
     }
 

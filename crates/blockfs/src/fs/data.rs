@@ -1,6 +1,8 @@
 //! File contents: reading, writing and truncating through the block map.
 //! File data blocks are not journaled (ordered mode); see `journal`.
 
+use alloc::vec::Vec;
+
 use crate::device::{BlockDevice, MAX_WRITE_RUN};
 use crate::error::{Error, Result};
 use crate::format::inode::DiskInode;
@@ -10,16 +12,27 @@ use crate::volume::Volume;
 /// Longest run of blocks read from the device in one request.
 const MAX_READ_RUN: u64 = 256;
 
+/// A run of whole blocks, not cached, that a read leaves to its caller to
+/// fetch from the device into `buf[at..at + len]` without the lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DeviceRun {
+    pub first: u32,
+    pub at: usize,
+    pub len: usize,
+}
+
 /// Reads file bytes at `offset`, holes as zeros, stopping at `size`.
 /// Whole blocks that sit contiguously on disk and are not cached are read
 /// straight into `buf`, a run per device request, without passing through
-/// (and flushing out) the cache.
+/// (and flushing out) the cache; with `later`, those runs are listed
+/// there for the caller to read instead.
 pub(super) fn read_data<D: BlockDevice>(
     volume: &mut Volume<D>,
     ino: u32,
     inode: &DiskInode,
     offset: u64,
     buf: &mut [u8],
+    mut later: Option<&mut Vec<DeviceRun>>,
 ) -> Result<usize> {
     let size = inode.size as u64;
     if offset >= size {
@@ -43,7 +56,10 @@ pub(super) fn read_data<D: BlockDevice>(
                 run += 1;
             }
             let bytes = run as usize * BLOCK_SIZE;
-            volume.read_uncached(first, &mut buf[done..done + bytes])?;
+            match later.as_deref_mut() {
+                Some(runs) => runs.push(DeviceRun { first, at: done, len: bytes }),
+                None => volume.read_uncached(first, &mut buf[done..done + bytes])?,
+            }
             done += bytes;
             continue;
         }

@@ -6,7 +6,7 @@
 
 use alloc::vec::Vec;
 
-use crate::cache::CacheStats;
+use crate::cache::{zeroed_block, CacheStats};
 use crate::device::BlockDevice;
 use crate::dir::DirEntry;
 use crate::error::{Corruption, Error, Result};
@@ -51,6 +51,14 @@ const RELATIME_WINDOW: u32 = 24 * 60 * 60;
 const OPERATION_CREDITS: usize = 24;
 /// Largest piece of a write done as one transaction (1 MiB).
 const WRITE_PIECE: usize = 256 * BLOCK_SIZE;
+/// Times one operation may be run again after reading a missing block
+/// without the lock (see `FileSystem::run_then`); past that it reads the
+/// rest under the lock, so an operation over many cold blocks (a lookup
+/// in a large directory) is not run once per block.
+const MAX_DEFERRED_MISSES: u32 = 8;
+/// Times a read fetches its uncached data without the lock before it
+/// reads under the lock (the device changed under it each time).
+const MAX_DEFERRED_READS: u32 = 3;
 
 /// Seconds since the epoch, as the inode stores them.
 pub type Clock = fn() -> u32;
@@ -409,14 +417,63 @@ impl<D: BlockDevice> FileSystem<D> {
 
     /// `run`, with `then` applied under the same lock once the operation
     /// has succeeded.
+    ///
+    /// The lock is not held across a device read the operation needs: the
+    /// operation runs with misses deferred, and when it needs a block the
+    /// cache lacks it is rolled back, the block is read with the lock let
+    /// go, and the operation runs again (docs/DESIGN.md, "Locking"). After
+    /// `MAX_DEFERRED_MISSES` such rounds, or a failed read, it runs reading
+    /// the device itself, so it always finishes and reports device errors
+    /// as before. The operation must have no effect outside the
+    /// filesystem until it succeeds (see `readdir`).
     fn run_then<T>(
         &self,
+        operation: impl FnMut(&mut State<D>, u32) -> Result<T>,
+        then: impl FnOnce(&mut State<D>, &T),
+    ) -> Result<T> {
+        self.run_with(0, operation, then)
+    }
+
+    /// `run_then` for an operation that must run once (it hands what it
+    /// finds to a caller's callback as it goes): it reads the device
+    /// under the lock.
+    fn run_once_then<T>(
+        &self,
+        operation: impl FnMut(&mut State<D>, u32) -> Result<T>,
+        then: impl FnOnce(&mut State<D>, &T),
+    ) -> Result<T> {
+        self.run_with(MAX_DEFERRED_MISSES, operation, then)
+    }
+
+    /// `run_then`, counting `misses` already spent.
+    fn run_with<T>(
+        &self,
+        mut misses: u32,
         mut operation: impl FnMut(&mut State<D>, u32) -> Result<T>,
         then: impl FnOnce(&mut State<D>, &T),
     ) -> Result<T> {
         let now = (self.options.clock)();
         let mut state = self.state.lock();
-        let value = state.transaction(now, &mut operation)?;
+        let value = loop {
+            let defer = misses < MAX_DEFERRED_MISSES;
+            let outcome = state.transaction(now, &mut |state, now| {
+                state.volume.store_mut().set_defer_misses(defer);
+                let outcome = operation(state, now);
+                state.volume.store_mut().set_defer_misses(false);
+                outcome
+            });
+            match outcome {
+                Err(Error::NotCached(block)) => {
+                    misses += 1;
+                    let loaded;
+                    (state, loaded) = self.load_unlocked(state, block);
+                    if !loaded {
+                        misses = MAX_DEFERRED_MISSES;
+                    }
+                }
+                outcome => break outcome?,
+            }
+        };
         then(&mut state, &value);
         // The operation itself is done: a failed reclamation stays queued
         // (and on the orphan chain) and is retried later.
@@ -425,6 +482,29 @@ impl<D: BlockDevice> FileSystem<D> {
             self.commit(state, now)?;
         }
         Ok(value)
+    }
+
+    /// Reads `block` from the device with the lock let go and caches it,
+    /// unless the device may have changed it meanwhile. Returns the lock
+    /// again, and whether the read succeeded.
+    fn load_unlocked<'a>(
+        &'a self,
+        state: MutexGuard<'a, State<D>>,
+        block: u32,
+    ) -> (MutexGuard<'a, State<D>>, bool) {
+        let version = state.volume.store().home_version();
+        let device = state.volume.store().shared_device();
+        drop(state);
+        let mut data = zeroed_block();
+        let read = device.read_block(block, &mut data).is_ok();
+        let mut state = self.state.lock();
+        if read && state.volume.store().home_version() == version {
+            // A failure to make room (writing back a dirty block) leaves
+            // the block uncached: the next round reads under the lock and
+            // reports it.
+            let _ = state.volume.store_mut().insert_clean(block, data);
+        }
+        (state, read)
     }
 
     /// Commits the running transaction, holding the lock only to freeze
@@ -515,7 +595,33 @@ impl<D: BlockDevice> FileSystem<D> {
 
     pub fn read(&self, ino: u32, offset: u64, buf: &mut [u8]) -> Result<usize> {
         let relatime = self.options.relatime && !self.options.read_only;
-        self.run(|state, now| state.read(ino, offset, buf, relatime.then_some(now)))
+        let mut attempts = 0;
+        loop {
+            // Uncached runs of data are read after the operation, with the
+            // lock let go, then checked as `load_unlocked` checks a block.
+            let defer = attempts < MAX_DEFERRED_READS;
+            let mut runs = Vec::new();
+            let mut unlocked = None;
+            let count = self.run_then(
+                |state, now| {
+                    runs.clear();
+                    state.read(ino, offset, buf, relatime.then_some(now), defer.then_some(&mut runs))
+                },
+                |state, _| {
+                    let store = state.volume.store();
+                    unlocked = Some((store.home_version(), store.shared_device()));
+                },
+            )?;
+            let Some((version, device)) = unlocked.filter(|_| !runs.is_empty()) else { return Ok(count) };
+            let fetched = runs
+                .iter()
+                .all(|run| device.read_blocks(run.first, &mut buf[run.at..run.at + run.len]).is_ok());
+            if fetched && self.state.lock().volume.store().home_version() == version {
+                return Ok(count);
+            }
+            // A failed read is read again under the lock, which reports it.
+            attempts = if fetched { attempts + 1 } else { MAX_DEFERRED_READS };
+        }
     }
 
     /// Writes `data` at `offset`, a transaction per `WRITE_PIECE`. A
@@ -622,22 +728,25 @@ impl<D: BlockDevice> FileSystem<D> {
         offset: u64,
         visit: &mut dyn FnMut(&DirEntry, u64) -> bool,
     ) -> Result<()> {
-        self.run(|state, _| {
-            let inode = state.live_inode(ino)?;
-            if inode.file_type() != Some(FileType::Directory) {
-                return Err(Error::NotDir);
-            }
-            if inode.links_count == 0 {
-                // Removed while something still holds it: empty, as
-                // POSIX has it (not even `.` and `..`).
-                return Ok(());
-            }
-            let from = offset.min(u32::MAX as u64) as u32;
-            state.volume.list_entries(ino, &inode, from, &mut |entry| {
-                let next = entry.position as u64 + 1;
-                visit(&entry, next)
-            })
-        })
+        self.run_once_then(
+            |state, _| {
+                let inode = state.live_inode(ino)?;
+                if inode.file_type() != Some(FileType::Directory) {
+                    return Err(Error::NotDir);
+                }
+                if inode.links_count == 0 {
+                    // Removed while something still holds it: empty, as
+                    // POSIX has it (not even `.` and `..`).
+                    return Ok(());
+                }
+                let from = offset.min(u32::MAX as u64) as u32;
+                state.volume.list_entries(ino, &inode, from, &mut |entry| {
+                    let next = entry.position as u64 + 1;
+                    visit(&entry, next)
+                })
+            },
+            |_, _| {},
+        )
     }
 
     /// `readdir` with each entry's attributes, as FUSE's READDIRPLUS
@@ -651,7 +760,7 @@ impl<D: BlockDevice> FileSystem<D> {
         offset: u64,
         accept: &mut dyn FnMut(&DirEntry) -> bool,
     ) -> Result<Vec<ListedEntry>> {
-        self.run_then(
+        self.run_once_then(
             |state, _| {
                 let inode = state.live_inode(ino)?;
                 if inode.file_type() != Some(FileType::Directory) {

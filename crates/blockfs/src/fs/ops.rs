@@ -13,7 +13,7 @@ use crate::format::geometry::ROOT_INODE;
 use crate::format::inode::{DiskInode, FileType, PERMISSION_BITS, S_IFMT};
 use crate::volume::Volume;
 
-use super::data::{read_data, truncate, write_data};
+use super::data::{read_data, truncate, write_data, DeviceRun};
 use super::{
     Attr, NewInode, RenameFlags, SetAttr, State, LINK_MAX, MAX_FILE_SIZE, MAX_SYMLINK_FOLLOWS,
     MAX_SYMLINK_LEN, RELATIME_WINDOW,
@@ -103,7 +103,7 @@ impl<D: BlockDevice> State<D> {
             return Err(Error::corrupt(Corruption::SymlinkTooLong(inode.size), Some(ino), None));
         }
         let mut target = vec![0u8; inode.size as usize];
-        let read = read_data(&mut self.volume, ino, &inode, 0, &mut target)?;
+        let read = read_data(&mut self.volume, ino, &inode, 0, &mut target, None)?;
         target.truncate(read);
         Ok(target)
     }
@@ -161,6 +161,7 @@ impl<D: BlockDevice> State<D> {
         offset: u64,
         buf: &mut [u8],
         atime_now: Option<u32>,
+        later: Option<&mut Vec<DeviceRun>>,
     ) -> Result<usize> {
         let mut inode = self.live_inode(ino)?;
         match inode.file_type() {
@@ -168,7 +169,7 @@ impl<D: BlockDevice> State<D> {
             Some(FileType::Regular) | Some(FileType::Symlink) => {}
             _ => return Err(Error::InvalidArgument),
         }
-        let read = read_data(&mut self.volume, ino, &inode, offset, buf)?;
+        let read = read_data(&mut self.volume, ino, &inode, offset, buf, later)?;
         if let Some(now) = atime_now {
             let stale = inode.atime <= inode.mtime
                 || inode.atime <= inode.ctime
