@@ -3,9 +3,16 @@
 //! Formats an image in WORKDIR (default `target/bench`), mounts it with
 //! [`FileSystem::mount`] and, for 1 and then 2 threads (a fresh image
 //! each), runs for a fixed time a loop per thread on independent files in
-//! the thread's own directory: create a file, write 16 KiB, read it back,
-//! stat it, unlink it. Each of those five calls counts as one operation.
-//! Prints operations per second for each thread count and the ratio.
+//! the thread's own directory. Prints operations per second for each
+//! thread count and the ratio. Two workloads (`BENCH_WORKLOAD`):
+//!
+//! - `metadata` (default): create a file, write 16 KiB, read it back, stat
+//!   it, unlink it; each of those five calls counts as one operation.
+//! - `cold_read`: each thread first writes 16 files of 4 MiB; the image is
+//!   unmounted, the kernel's page cache dropped (as root) and the image
+//!   mounted again, then each thread reads 4 KiB at random offsets of its
+//!   own files; one read is one operation. This measures whether threads
+//!   wait for the device at the same time.
 //!
 //! ```text
 //! cargo run --release -p blockfs --example bench_threads -- [WORKDIR]
@@ -28,12 +35,29 @@ use blockfs::{FileDevice, FileSystem, FormatOptions, MountOptions, ROOT_INO};
 
 const FILE_BYTES: usize = 16 * 1024;
 const OPS_PER_ROUND: u64 = 5;
+const COLD_FILES: u64 = 16;
+const COLD_FILE_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Workload {
+    Metadata,
+    ColdRead,
+}
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     match std::env::var(name) {
         Ok(value) => value.parse().unwrap_or_else(|_| panic!("{name}={value:?} is not valid")),
         Err(_) => default,
     }
+}
+
+fn open_image(path: &Path) -> FileDevice {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    FileDevice::from_file(file, true).expect("opening the image")
 }
 
 fn make_image(path: &Path, size_mb: u64, journal: bool) -> FileSystem<FileDevice> {
@@ -46,15 +70,22 @@ fn make_image(path: &Path, size_mb: u64, journal: bool) -> FileSystem<FileDevice
         .open(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     file.set_len(length).expect("sizing the image");
-    let device = FileDevice::from_file(file, true).expect("opening the image");
+    drop(file);
     let mut options = FormatOptions::new((length / BLOCK_SIZE as u64) as u32);
     options.journal = journal;
-    let device = format(device, &options).expect("format");
+    let device = format(open_image(path), &options).expect("format");
     FileSystem::mount(device, MountOptions::default()).expect("mount")
 }
 
-/// One thread's loop; returns the operations it completed.
-fn worker(fs: &FileSystem<FileDevice>, dir: u32, stop: &AtomicBool) -> u64 {
+/// Drops the kernel's page cache, so reads of the image reach the disk.
+fn drop_page_cache() {
+    if std::fs::write("/proc/sys/vm/drop_caches", "3").is_err() {
+        eprintln!("bench_threads: cannot drop the page cache (needs root): cold_read reads from memory");
+    }
+}
+
+/// The metadata loop; returns the operations it completed.
+fn metadata_worker(fs: &FileSystem<FileDevice>, dir: u32, stop: &AtomicBool) -> u64 {
     let new = NewInode { perm: 0o644, uid: 0, gid: 0 };
     let data: Vec<u8> = (0..FILE_BYTES).map(|i| (i * 7 + dir as usize) as u8).collect();
     let mut back = vec![0u8; FILE_BYTES];
@@ -74,24 +105,79 @@ fn worker(fs: &FileSystem<FileDevice>, dir: u32, stop: &AtomicBool) -> u64 {
     ops
 }
 
+/// Fills directory `dir` with the cold_read files; returns their inodes.
+fn write_cold_files(fs: &FileSystem<FileDevice>, dir: u32) -> Vec<u32> {
+    let new = NewInode { perm: 0o644, uid: 0, gid: 0 };
+    let data: Vec<u8> = (0..COLD_FILE_BYTES).map(|i| (i / BLOCK_SIZE) as u8).collect();
+    (0..COLD_FILES)
+        .map(|n| {
+            let ino = fs.create(dir, format!("f{n}").as_bytes(), new).expect("create").ino;
+            assert_eq!(fs.write(ino, 0, &data).expect("write"), COLD_FILE_BYTES);
+            ino
+        })
+        .collect()
+}
+
+/// The cold_read loop: 4 KiB at random block offsets of `files`.
+fn cold_read_worker(fs: &FileSystem<FileDevice>, files: &[u32], seed: u64, stop: &AtomicBool) -> u64 {
+    let mut state = seed | 1;
+    let mut buf = vec![0u8; BLOCK_SIZE];
+    let mut ops = 0;
+    while !stop.load(Ordering::Relaxed) {
+        // xorshift64: cheap and good enough to scatter the offsets.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let ino = files[(state % files.len() as u64) as usize];
+        let block = (state >> 32) % (COLD_FILE_BYTES / BLOCK_SIZE) as u64;
+        assert_eq!(fs.read(ino, block * BLOCK_SIZE as u64, &mut buf).expect("read"), BLOCK_SIZE);
+        assert!(buf.iter().all(|&b| b == block as u8), "read returned other bytes than written");
+        ops += 1;
+    }
+    ops
+}
+
 /// Runs `threads` workers for `duration` on a fresh image; returns the
 /// total operations and the seconds they took.
-fn run(work: &Path, threads: usize, duration: Duration, size_mb: u64, journal: bool) -> (u64, f64) {
+fn run(
+    work: &Path,
+    workload: Workload,
+    threads: usize,
+    duration: Duration,
+    size_mb: u64,
+    journal: bool,
+) -> (u64, f64) {
     let image = work.join(format!("bench-threads-{threads}.img"));
-    let fs = Arc::new(make_image(&image, size_mb, journal));
+    let mut fs = make_image(&image, size_mb, journal);
     let new = NewInode { perm: 0o755, uid: 0, gid: 0 };
     let dirs: Vec<u32> = (0..threads)
         .map(|t| fs.mkdir(ROOT_INO, format!("t{t}").as_bytes(), new).expect("mkdir").ino)
         .collect();
+    let mut files: Vec<Vec<u32>> = vec![Vec::new(); threads];
+    if workload == Workload::ColdRead {
+        files = dirs.iter().map(|&dir| write_cold_files(&fs, dir)).collect();
+        drop(fs.unmount().expect("unmount"));
+        drop_page_cache();
+        fs = FileSystem::mount(
+            open_image(&image),
+            MountOptions { relatime: false, ..MountOptions::default() },
+        )
+        .expect("mount");
+    }
+    let fs = Arc::new(fs);
     let stop = Arc::new(AtomicBool::new(false));
     let start = Arc::new(Barrier::new(threads + 1));
     let handles: Vec<_> = dirs
         .into_iter()
-        .map(|dir| {
+        .zip(files)
+        .map(|(dir, files)| {
             let (fs, stop, start) = (Arc::clone(&fs), Arc::clone(&stop), Arc::clone(&start));
             std::thread::spawn(move || {
                 start.wait();
-                worker(&fs, dir, &stop)
+                match workload {
+                    Workload::Metadata => metadata_worker(&fs, dir, &stop),
+                    Workload::ColdRead => cold_read_worker(&fs, &files, dir as u64 * 0x9E37_79B9, &stop),
+                }
             })
         })
         .collect();
@@ -113,13 +199,22 @@ fn main() {
     let seconds: f64 = env_or("BENCH_SECONDS", 5.0);
     let size_mb: u64 = env_or("BENCH_SIZE_MB", 256);
     let journal = env_or::<u8>("BENCH_NO_JOURNAL", 0) == 0;
+    let workload = match std::env::var("BENCH_WORKLOAD").as_deref() {
+        Ok("metadata") | Err(_) => Workload::Metadata,
+        Ok("cold_read") => Workload::ColdRead,
+        Ok(other) => panic!("BENCH_WORKLOAD={other:?}: metadata or cold_read"),
+    };
     let counts: Vec<usize> = std::env::var("BENCH_THREADS")
         .unwrap_or_else(|_| "1 2".into())
         .split_whitespace()
         .map(|t| t.parse().expect("BENCH_THREADS: thread counts"))
         .collect();
+    let what = match workload {
+        Workload::Metadata => "one op = create, write 16 KiB, read, stat or unlink",
+        Workload::ColdRead => "one op = a 4 KiB read at a random offset, page cache dropped first",
+    };
     println!(
-        "bench_threads: {} s per run, {} MiB image in {}, journal {}; one op = create, write 16 KiB, read, stat or unlink",
+        "bench_threads: {} s per run, {} MiB image in {}, journal {}; {what}",
         seconds,
         size_mb,
         work.display(),
@@ -127,7 +222,7 @@ fn main() {
     );
     let mut first: Option<(usize, f64)> = None;
     for threads in counts {
-        let (ops, took) = run(&work, threads, Duration::from_secs_f64(seconds), size_mb, journal);
+        let (ops, took) = run(&work, workload, threads, Duration::from_secs_f64(seconds), size_mb, journal);
         let rate = ops as f64 / took;
         let (base_threads, base_rate) = *first.get_or_insert((threads, rate));
         println!(
