@@ -7,7 +7,7 @@
 #
 # BENCH_SECONDS (default 5) per thread count, BENCH_THREADS (default "1 2"),
 # BENCH_NO_JOURNAL=1, BENCH_SIZE_MB (default 256) and BENCH_WORKLOAD
-# (metadata, the default, or cold_read) are passed through.
+# (metadata, the default, or uncached_read) are passed through.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=$(realpath -m "${1:-target/bench}")

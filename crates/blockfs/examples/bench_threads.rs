@@ -8,11 +8,14 @@
 //!
 //! - `metadata` (default): create a file, write 16 KiB, read it back, stat
 //!   it, unlink it; each of those five calls counts as one operation.
-//! - `cold_read`: each thread first writes 16 files of 4 MiB; the image is
-//!   unmounted, the kernel's page cache dropped (as root) and the image
-//!   mounted again, then each thread reads 4 KiB at random offsets of its
-//!   own files; one read is one operation. This measures whether threads
-//!   wait for the device at the same time.
+//! - `uncached_read`: each thread first writes 16 files of 4 MiB; the
+//!   image is unmounted, the kernel's page cache dropped (as root) and the
+//!   image mounted again, then each thread reads 4 KiB at random offsets of
+//!   its own files; one read is one operation. The block cache does not
+//!   hold file data read this way, so every read goes to the device (for
+//!   an image file, the disk the first time, the kernel's page cache
+//!   after): this measures whether threads wait for the device at the
+//!   same time.
 //!
 //! ```text
 //! cargo run --release -p blockfs --example bench_threads -- [WORKDIR]
@@ -35,13 +38,13 @@ use blockfs::{FileDevice, FileSystem, FormatOptions, MountOptions, ROOT_INO};
 
 const FILE_BYTES: usize = 16 * 1024;
 const OPS_PER_ROUND: u64 = 5;
-const COLD_FILES: u64 = 16;
-const COLD_FILE_BYTES: usize = 4 * 1024 * 1024;
+const UNCACHED_FILES: u64 = 16;
+const UNCACHED_FILE_BYTES: usize = 4 * 1024 * 1024;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Workload {
     Metadata,
-    ColdRead,
+    UncachedRead,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -80,7 +83,7 @@ fn make_image(path: &Path, size_mb: u64, journal: bool) -> FileSystem<FileDevice
 /// Drops the kernel's page cache, so reads of the image reach the disk.
 fn drop_page_cache() {
     if std::fs::write("/proc/sys/vm/drop_caches", "3").is_err() {
-        eprintln!("bench_threads: cannot drop the page cache (needs root): cold_read reads from memory");
+        eprintln!("bench_threads: cannot drop the page cache (needs root): uncached_read reads from memory");
     }
 }
 
@@ -105,21 +108,21 @@ fn metadata_worker(fs: &FileSystem<FileDevice>, dir: u32, stop: &AtomicBool) -> 
     ops
 }
 
-/// Fills directory `dir` with the cold_read files; returns their inodes.
-fn write_cold_files(fs: &FileSystem<FileDevice>, dir: u32) -> Vec<u32> {
+/// Fills directory `dir` with the uncached_read files; returns their inodes.
+fn write_uncached_files(fs: &FileSystem<FileDevice>, dir: u32) -> Vec<u32> {
     let new = NewInode { perm: 0o644, uid: 0, gid: 0 };
-    let data: Vec<u8> = (0..COLD_FILE_BYTES).map(|i| (i / BLOCK_SIZE) as u8).collect();
-    (0..COLD_FILES)
+    let data: Vec<u8> = (0..UNCACHED_FILE_BYTES).map(|i| (i / BLOCK_SIZE) as u8).collect();
+    (0..UNCACHED_FILES)
         .map(|n| {
             let ino = fs.create(dir, format!("f{n}").as_bytes(), new).expect("create").ino;
-            assert_eq!(fs.write(ino, 0, &data).expect("write"), COLD_FILE_BYTES);
+            assert_eq!(fs.write(ino, 0, &data).expect("write"), UNCACHED_FILE_BYTES);
             ino
         })
         .collect()
 }
 
-/// The cold_read loop: 4 KiB at random block offsets of `files`.
-fn cold_read_worker(fs: &FileSystem<FileDevice>, files: &[u32], seed: u64, stop: &AtomicBool) -> u64 {
+/// The uncached_read loop: 4 KiB at random block offsets of `files`.
+fn uncached_read_worker(fs: &FileSystem<FileDevice>, files: &[u32], seed: u64, stop: &AtomicBool) -> u64 {
     let mut state = seed | 1;
     let mut buf = vec![0u8; BLOCK_SIZE];
     let mut ops = 0;
@@ -129,7 +132,7 @@ fn cold_read_worker(fs: &FileSystem<FileDevice>, files: &[u32], seed: u64, stop:
         state ^= state >> 7;
         state ^= state << 17;
         let ino = files[(state % files.len() as u64) as usize];
-        let block = (state >> 32) % (COLD_FILE_BYTES / BLOCK_SIZE) as u64;
+        let block = (state >> 32) % (UNCACHED_FILE_BYTES / BLOCK_SIZE) as u64;
         assert_eq!(fs.read(ino, block * BLOCK_SIZE as u64, &mut buf).expect("read"), BLOCK_SIZE);
         assert!(buf.iter().all(|&b| b == block as u8), "read returned other bytes than written");
         ops += 1;
@@ -154,8 +157,8 @@ fn run(
         .map(|t| fs.mkdir(ROOT_INO, format!("t{t}").as_bytes(), new).expect("mkdir").ino)
         .collect();
     let mut files: Vec<Vec<u32>> = vec![Vec::new(); threads];
-    if workload == Workload::ColdRead {
-        files = dirs.iter().map(|&dir| write_cold_files(&fs, dir)).collect();
+    if workload == Workload::UncachedRead {
+        files = dirs.iter().map(|&dir| write_uncached_files(&fs, dir)).collect();
         drop(fs.unmount().expect("unmount"));
         drop_page_cache();
         fs = FileSystem::mount(
@@ -176,7 +179,9 @@ fn run(
                 start.wait();
                 match workload {
                     Workload::Metadata => metadata_worker(&fs, dir, &stop),
-                    Workload::ColdRead => cold_read_worker(&fs, &files, dir as u64 * 0x9E37_79B9, &stop),
+                    Workload::UncachedRead => {
+                        uncached_read_worker(&fs, &files, dir as u64 * 0x9E37_79B9, &stop)
+                    }
                 }
             })
         })
@@ -201,8 +206,8 @@ fn main() {
     let journal = env_or::<u8>("BENCH_NO_JOURNAL", 0) == 0;
     let workload = match std::env::var("BENCH_WORKLOAD").as_deref() {
         Ok("metadata") | Err(_) => Workload::Metadata,
-        Ok("cold_read") => Workload::ColdRead,
-        Ok(other) => panic!("BENCH_WORKLOAD={other:?}: metadata or cold_read"),
+        Ok("uncached_read") => Workload::UncachedRead,
+        Ok(other) => panic!("BENCH_WORKLOAD={other:?}: metadata or uncached_read"),
     };
     let counts: Vec<usize> = std::env::var("BENCH_THREADS")
         .unwrap_or_else(|_| "1 2".into())
@@ -211,7 +216,7 @@ fn main() {
         .collect();
     let what = match workload {
         Workload::Metadata => "one op = create, write 16 KiB, read, stat or unlink",
-        Workload::ColdRead => "one op = a 4 KiB read at a random offset, page cache dropped first",
+        Workload::UncachedRead => "one op = a 4 KiB read at a random offset, page cache dropped first",
     };
     println!(
         "bench_threads: {} s per run, {} MiB image in {}, journal {}; {what}",
