@@ -1,6 +1,9 @@
 //! The background sync: every interval, everything changed becomes
 //! durable, so killing the mount abruptly (or a power cut) loses at most
-//! one interval of work that nobody fsync'd.
+//! one interval of work that nobody fsync'd. The same thread commits
+//! whenever an operation finds the running transaction grown large, so
+//! that operation's reply does not wait for the commit's writes and
+//! flushes (`FileSystem::hand_off_commits`).
 
 use std::io;
 use std::path::Path;
@@ -11,39 +14,49 @@ use std::time::Duration;
 
 use blockfs::{BlockDevice, FileSystem};
 
+enum Wake {
+    /// An operation found a commit due.
+    CommitDue,
+    Stop,
+}
+
 /// The running sync thread; dropping it stops the thread (without a last
-/// sync: unmount does that).
-pub struct Writeback {
-    stop: mpsc::Sender<()>,
+/// sync: unmount does that) and gives commits back to the operations.
+pub struct Writeback<D: BlockDevice + 'static> {
+    fs: Arc<FileSystem<D>>,
+    wake: mpsc::Sender<Wake>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl Writeback {
-    pub fn start<D: BlockDevice + 'static>(
-        fs: Arc<FileSystem<D>>,
-        every: Duration,
-        image: &Path,
-    ) -> io::Result<Self> {
-        let (stop, stopped) = mpsc::channel();
+impl<D: BlockDevice + 'static> Writeback<D> {
+    pub fn start(fs: Arc<FileSystem<D>>, every: Duration, image: &Path) -> io::Result<Self> {
+        let (wake, woken) = mpsc::channel();
         let image = image.to_owned();
+        let syncing = fs.clone();
         let thread = thread::Builder::new().name("blockfs-writeback".into()).spawn(move || {
             // Waiting on the channel rather than sleeping lets `drop`
             // stop the thread at once.
-            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
-                if let Err(error) = fs.sync() {
+            while let Ok(Wake::CommitDue) | Err(RecvTimeoutError::Timeout) = woken.recv_timeout(every) {
+                if let Err(error) = syncing.sync() {
                     eprintln!("blockfs: {}: background sync failed: {error}", image.display());
                 }
             }
         })?;
-        Ok(Writeback { stop, thread: Some(thread) })
+        let commit_due = wake.clone();
+        fs.hand_off_commits(Some(Box::new(move || {
+            // The thread is gone only once `drop` has taken the helper back.
+            commit_due.send(Wake::CommitDue).ok();
+        })));
+        Ok(Writeback { fs, wake, thread: Some(thread) })
     }
 }
 
-impl Drop for Writeback {
+impl<D: BlockDevice + 'static> Drop for Writeback<D> {
     fn drop(&mut self) {
+        self.fs.hand_off_commits(None);
         // The thread may have ended already (a panic, reported by the
         // panic hook), in which case there is nobody to tell.
-        self.stop.send(()).ok();
+        self.wake.send(Wake::Stop).ok();
         if let Some(thread) = self.thread.take() {
             thread.join().ok();
         }

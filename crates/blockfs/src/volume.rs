@@ -555,4 +555,24 @@ impl<D: BlockDevice> Volume<D> {
             None => false,
         }
     }
+
+    /// Whether the running transaction must commit at the next operation
+    /// boundary even when a helper thread was asked to commit it: it holds
+    /// three quarters of the journal, or pins three quarters of the cache
+    /// budget, or half again the budget is in use.
+    pub fn commit_urgent(&self) -> bool {
+        if self.check_writable().is_err() {
+            return false;
+        }
+        let cache = self.store.cache();
+        match &self.journal {
+            Some(journal) => {
+                let logged = self.transaction_blocks();
+                logged * 4 >= journal.capacity() * 3
+                    || logged * 4 >= cache.capacity() * 3
+                    || cache.overflow() * 2 >= cache.capacity()
+            }
+            None => false,
+        }
+    }
 }

@@ -4,6 +4,7 @@
 //! under one lock (a kernel or a multi-threaded FUSE server may call from
 //! several threads). Inode numbers are the on-disk ones; the root is 0.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use crate::cache::{zeroed_block, CacheStats};
@@ -267,6 +268,10 @@ pub(crate) struct State<D> {
     lifetimes: Lifetimes,
     /// See [`FileSystem::track_lookups`].
     track_lookups: bool,
+    /// See [`FileSystem::hand_off_commits`].
+    commit_helper: Option<Box<dyn Fn() + Send>>,
+    /// The helper was woken and has not committed since.
+    commit_requested: bool,
 }
 
 impl<D: BlockDevice> State<D> {
@@ -343,7 +348,13 @@ impl<D: BlockDevice> FileSystem<D> {
     /// mount count at once, so an unclean shutdown is recognisable.
     pub fn mount(device: D, options: MountOptions) -> Result<Self> {
         let (volume, info) = mount::open_volume(device, &options)?;
-        let mut state = State { volume, lifetimes: Lifetimes::default(), track_lookups: false };
+        let mut state = State {
+            volume,
+            lifetimes: Lifetimes::default(),
+            track_lookups: false,
+            commit_helper: None,
+            commit_requested: false,
+        };
         if !options.read_only {
             let now = (options.clock)();
             state.load_orphans()?;
@@ -479,9 +490,29 @@ impl<D: BlockDevice> FileSystem<D> {
         // (and on the orphan chain) and is retried later.
         let _ = state.reclaim_queued(now);
         if state.volume.commit_due() {
-            self.commit(state, now)?;
+            if state.commit_helper.is_none() || state.volume.commit_urgent() {
+                self.commit(state, now)?;
+            } else if !state.commit_requested {
+                state.commit_requested = true;
+                if let Some(wake) = &state.commit_helper {
+                    wake();
+                }
+            }
         }
         Ok(value)
+    }
+
+    /// Hands the commits that operations find due (the running transaction
+    /// has grown large; see docs/DESIGN.md §3.3) to a helper thread, so
+    /// the operation that finds one due returns without waiting for its
+    /// I/O: it calls `wake` instead (once until the next commit), and the
+    /// helper is to call [`FileSystem::sync`] soon. A transaction that
+    /// keeps growing meanwhile is still committed by the operation that
+    /// finds it urgent. `None` goes back to committing in the operation.
+    pub fn hand_off_commits(&self, wake: Option<Box<dyn Fn() + Send>>) {
+        let mut state = self.state.lock();
+        state.commit_helper = wake;
+        state.commit_requested = false;
     }
 
     /// Reads `block` from the device with the lock let go and caches it,
@@ -511,6 +542,7 @@ impl<D: BlockDevice> FileSystem<D> {
     /// it and to land it: reads and other operations go on during the
     /// commit's I/O (docs/DESIGN.md, "Commit").
     fn commit(&self, mut state: MutexGuard<'_, State<D>>, now: u32) -> Result<usize> {
+        state.commit_requested = false;
         let Some(mut ticket) = state.volume.freeze_commit(now)? else { return Ok(0) };
         let outcome = ticket.outcome();
         // Taken before the lock is let go: whoever lands the commit first
@@ -845,5 +877,63 @@ mod tests {
     fn filesystem_is_send_and_sync() {
         fn check<T: Send + Sync>() {}
         check::<FileSystem<crate::device::MemDevice>>();
+    }
+
+    #[test]
+    fn a_helper_gets_due_commits_and_urgent_ones_are_still_made() {
+        use alloc::format;
+        use alloc::sync::Arc;
+        use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+        use crate::device::MemDevice;
+
+        // 64 MiB: a journal of 256 blocks, so the cache (64 blocks) is what
+        // makes commits due and urgent.
+        let device = format(MemDevice::new(16384), &FormatOptions::new(16384)).unwrap();
+        // A clock that ticks at every call, so a commit's write time is new.
+        static NOW: AtomicU32 = AtomicU32::new(1_700_000_000);
+        let options = MountOptions {
+            cache_blocks: 64,
+            clock: || NOW.fetch_add(1, Ordering::SeqCst),
+            ..MountOptions::default()
+        };
+        let fs = FileSystem::mount(device, options).unwrap();
+        let woken = Arc::new(AtomicUsize::new(0));
+        let counter = woken.clone();
+        fs.hand_off_commits(Some(Box::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        })));
+        let new = NewInode { perm: 0o755, uid: 0, gid: 0 };
+        let committed_at = fs.superblock().write_time;
+        let committed = |fs: &FileSystem<MemDevice>| fs.superblock().write_time != committed_at;
+        // Each directory dirties an inode-table share, its own block and
+        // the root's: the transaction grows until a commit is due.
+        let mut made = 0;
+        while woken.load(Ordering::SeqCst) == 0 {
+            fs.mkdir(ROOT_INO, format!("d{made}").as_bytes(), new).unwrap();
+            made += 1;
+            assert!(made < 200, "no commit came due");
+        }
+        assert!(!committed(&fs), "the operation that found the commit due made it");
+        fs.mkdir(ROOT_INO, b"one-more", new).unwrap();
+        assert_eq!(woken.load(Ordering::SeqCst), 1, "the helper is woken once until it commits");
+        assert!(!committed(&fs));
+        // Nobody commits: the transaction grows until it is urgent, and
+        // then an operation commits it after all.
+        let due_after = made;
+        while !committed(&fs) {
+            fs.mkdir(ROOT_INO, format!("d{made}").as_bytes(), new).unwrap();
+            made += 1;
+            assert!(made < 400, "an urgent commit was not made");
+        }
+        // Urgent at three quarters of the cache, due at half: well before
+        // the journal (256 blocks) would force a commit.
+        assert!(made < 2 * due_after, "commit due after {due_after} operations, made only after {made}");
+        // The helper's commit, as the FUSE server's write-back thread makes it.
+        fs.sync().unwrap();
+        fs.hand_off_commits(None);
+        let device = fs.unmount().unwrap();
+        let fs = FileSystem::mount(device, options).unwrap();
+        assert!(fs.lookup(ROOT_INO, format!("d{}", made - 1).as_bytes()).is_ok());
     }
 }
