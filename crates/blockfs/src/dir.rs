@@ -21,7 +21,9 @@ use hashbrown::HashMap;
 use crate::device::BlockDevice;
 use crate::dirstream::{self, DirBlocks};
 use crate::error::{Corruption, Error, Result};
-use crate::format::dirent::{entry_size, is_dot_or_dotdot, write_entry, BlockEnd, BlockWalk, DirentHeader};
+use crate::format::dirent::{
+    entry_size, is_dot_or_dotdot, write_entry, BlockEnd, BlockWalk, DirentHeader, RawEntry,
+};
 use crate::format::inode::{DiskInode, FileType};
 use crate::format::{Block, BLOCK_SIZE};
 use crate::volume::Volume;
@@ -271,22 +273,16 @@ impl<D: BlockDevice> Volume<D> {
         (inode.size as u64).div_ceil(BLOCK_SIZE as u64)
     }
 
-    /// Copies logical block `index` of a directory; `None` for a hole.
-    fn dir_block(&mut self, ino: u32, inode: &DiskInode, index: u64) -> Result<Option<Box<Block>>> {
-        match self.map_block(ino, inode, index)? {
-            None => Ok(None),
-            Some(physical) => Ok(Some(Box::new(*self.block(physical)?))),
-        }
-    }
-
-    /// Calls `visit` for every live record in block layout from `from`.
-    /// Returns false if some block did not parse cleanly.
+    /// Calls `visit` with the position of every live record in block
+    /// layout from `from`, and the record as it lies in the cached block
+    /// (nothing is copied for records the caller passes over). Returns
+    /// false if some block did not parse cleanly.
     fn walk_blocks(
         &mut self,
         ino: u32,
         inode: &DiskInode,
         from: u32,
-        visit: &mut dyn FnMut(DirEntry) -> bool,
+        visit: &mut dyn FnMut(u32, &RawEntry<'_>) -> bool,
     ) -> Result<bool> {
         let mut clean = true;
         let end = Self::dir_block_count(inode);
@@ -295,23 +291,17 @@ impl<D: BlockDevice> Volume<D> {
         // so a size that claims gigabytes costs what the map holds.
         while let Some(index) = self.next_mapped_block(ino, inode, next, end)? {
             next = index + 1;
-            let Some(block) = self.dir_block(ino, inode, index)? else {
+            let Some(physical) = self.map_block(ino, inode, index)? else {
                 continue;
             };
             let base = index as u32 * BLOCK_SIZE as u32;
-            let mut walk = BlockWalk::new(&block, block_limit(inode.size, index));
+            let mut walk = BlockWalk::new(self.block(physical)?, block_limit(inode.size, index));
             for record in walk.by_ref() {
                 let position = base + record.offset as u32;
                 if position < from || !record.is_live() {
                     continue;
                 }
-                let entry = DirEntry {
-                    position,
-                    ino: record.header.inode,
-                    file_type: record.header.file_type,
-                    name: record.name.to_vec(),
-                };
-                if !visit(entry) {
+                if !visit(position, &record) {
                     return Ok(clean);
                 }
             }
@@ -358,10 +348,10 @@ impl<D: BlockDevice> Volume<D> {
     fn build_index(&mut self, ino: u32, inode: &DiskInode) -> Result<DirIndex> {
         let mut names: HashMap<Box<[u8]>, Slot> = HashMap::new();
         let mut cost = 0;
-        let mut collect = |entry: DirEntry| {
-            cost += entry.name.len() + INDEX_ENTRY_OVERHEAD;
-            let slot = Slot { position: entry.position, ino: entry.ino, file_type: entry.file_type };
-            names.entry(entry.name.into_boxed_slice()).or_insert(slot);
+        let mut collect = |position: u32, record: &RawEntry<'_>| {
+            cost += record.name.len() + INDEX_ENTRY_OVERHEAD;
+            let slot = Slot { position, ino: record.header.inode, file_type: record.header.file_type };
+            names.entry(Box::from(record.name)).or_insert(slot);
             true
         };
         let clean = self.walk_blocks(ino, inode, 0, &mut collect)?;
@@ -384,8 +374,8 @@ impl<D: BlockDevice> Volume<D> {
         let mut room = Vec::new();
         if !legacy {
             for index in 0..Self::dir_block_count(inode) {
-                let space = match self.dir_block(ino, inode, index)? {
-                    Some(block) => room_in_block(&block, block_limit(inode.size, index)),
+                let space = match self.map_block(ino, inode, index)? {
+                    Some(physical) => room_in_block(self.block(physical)?, block_limit(inode.size, index)),
                     None => 0,
                 };
                 room.push(space as u16);
@@ -405,9 +395,9 @@ impl<D: BlockDevice> Volume<D> {
             return Ok(index.names.get(name).copied());
         }
         let mut found = None;
-        self.walk_blocks(ino, inode, 0, &mut |entry| {
-            if entry.name == name {
-                found = Some(Slot { position: entry.position, ino: entry.ino, file_type: entry.file_type });
+        self.walk_blocks(ino, inode, 0, &mut |position, record| {
+            if record.name == name {
+                found = Some(Slot { position, ino: record.header.inode, file_type: record.header.file_type });
                 false
             } else {
                 true
@@ -428,7 +418,14 @@ impl<D: BlockDevice> Volume<D> {
         if self.is_legacy(ino, inode)? {
             self.walk_stream(ino, inode, &mut |entry| entry.position < from || visit(entry))?;
         } else {
-            self.walk_blocks(ino, inode, from, visit)?;
+            self.walk_blocks(ino, inode, from, &mut |position, record| {
+                visit(DirEntry {
+                    position,
+                    ino: record.header.inode,
+                    file_type: record.header.file_type,
+                    name: record.name.to_vec(),
+                })
+            })?;
         }
         Ok(())
     }
