@@ -2,7 +2,8 @@
 //!
 //! [`FileSystem`] is `Send + Sync`: every operation takes `&self` and runs
 //! under one lock (a kernel or a multi-threaded FUSE server may call from
-//! several threads). Inode numbers are the on-disk ones; the root is 0.
+//! several threads), which it lets go while it waits for the device
+//! (docs/DESIGN.md §5). Inode numbers are the on-disk ones; the root is 0.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
