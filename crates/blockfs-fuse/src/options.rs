@@ -56,14 +56,15 @@ pub(crate) enum Permissions {
     RootOnly,
 }
 
-/// One server thread per core. While one thread waits for the device or
-/// for its reply to be taken, another serves the next request: the
-/// filesystem lock is let go during device reads, and due commits are
-/// handed to the write-back thread. Measured on 2 cores
-/// (docs/BENCHMARKS.md, "Server threads"): two threads untar 4–8 %
-/// faster than one and run two untars at once 10–24 % faster.
+/// One server thread per two cores. Each request is a round trip from a
+/// client that waits for the answer, so a client and the thread serving
+/// it share the work of one request; a second thread serves a second
+/// client. Measured on 2 cores (docs/BENCHMARKS.md, "Server threads"):
+/// two threads run two untars at once 10–24 % faster than one, but one
+/// thread removes a tree 8 % faster and untars as fast, so one thread
+/// per two cores serves single clients best; `--threads` says otherwise.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |cores| cores.get())
+    std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1))
 }
 
 impl Default for MountConfig {

@@ -44,7 +44,8 @@ pub struct MountArgs {
     /// Seconds the kernel may cache attributes and names (fractions allowed)
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_seconds)]
     pub ttl_secs: Duration,
-    /// Threads answering requests [default: the number of cores]
+    /// Threads answering requests [default: half the number of cores, at
+    /// least 1]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
 }
