@@ -27,6 +27,16 @@ use crate::journal::Journal;
 use crate::store::BlockStore;
 use crate::sync::Mutex;
 
+/// Metadata blocks the running transaction will log, against the
+/// journal's capacity and the cache's budget, and the blocks the cache
+/// holds past its budget.
+struct TransactionSize {
+    logged: usize,
+    journal: usize,
+    cache: usize,
+    overflow: usize,
+}
+
 /// Blocks freed by the running transaction. Their bitmap bits clear at
 /// commit, so no block is reused (and overwritten with new data) while a
 /// crash could still bring back the old owner.
@@ -540,20 +550,25 @@ impl<D: BlockDevice> Volume<D> {
         self.pending_frees.len() + self.in_flight.as_ref().map_or(0, |in_flight| in_flight.frees.len())
     }
 
+    /// The running transaction against what bounds it, or `None` when
+    /// nothing needs it committed early (a plain or unwritable image).
+    fn transaction_size(&self) -> Option<TransactionSize> {
+        let journal = self.journal.as_ref().filter(|_| self.check_writable().is_ok())?;
+        let cache = self.store.cache();
+        Some(TransactionSize {
+            logged: self.transaction_blocks(),
+            journal: journal.capacity(),
+            cache: cache.capacity(),
+            overflow: cache.overflow(),
+        })
+    }
+
     /// Whether the running transaction should commit at the next operation
     /// boundary: the journal or the cache budget is half used by it.
     pub fn commit_due(&self) -> bool {
-        if self.check_writable().is_err() {
-            return false;
-        }
-        let cache = self.store.cache();
-        match &self.journal {
-            Some(journal) => {
-                let logged = self.transaction_blocks();
-                logged * 2 >= journal.capacity() || cache.overflow() > 0 || logged * 2 >= cache.capacity()
-            }
-            None => false,
-        }
+        self.transaction_size().is_some_and(|size| {
+            size.logged * 2 >= size.journal || size.overflow > 0 || size.logged * 2 >= size.cache
+        })
     }
 
     /// Whether the running transaction must commit at the next operation
@@ -561,18 +576,10 @@ impl<D: BlockDevice> Volume<D> {
     /// three quarters of the journal, or pins three quarters of the cache
     /// budget, or half again the budget is in use.
     pub fn commit_urgent(&self) -> bool {
-        if self.check_writable().is_err() {
-            return false;
-        }
-        let cache = self.store.cache();
-        match &self.journal {
-            Some(journal) => {
-                let logged = self.transaction_blocks();
-                logged * 4 >= journal.capacity() * 3
-                    || logged * 4 >= cache.capacity() * 3
-                    || cache.overflow() * 2 >= cache.capacity()
-            }
-            None => false,
-        }
+        self.transaction_size().is_some_and(|size| {
+            size.logged * 4 >= size.journal * 3
+                || size.logged * 4 >= size.cache * 3
+                || size.overflow * 2 >= size.cache
+        })
     }
 }

@@ -318,6 +318,17 @@ impl<D: BlockDevice> State<D> {
         }
     }
 
+    /// Directory `ino`'s inode for listing, or `None` when it was removed
+    /// while something still holds it: it lists as empty, as POSIX has it
+    /// (not even `.` and `..`).
+    fn listable_directory(&mut self, ino: u32) -> Result<Option<DiskInode>> {
+        let inode = self.live_inode(ino)?;
+        if inode.file_type() != Some(FileType::Directory) {
+            return Err(Error::NotDir);
+        }
+        Ok((inode.links_count > 0).then_some(inode))
+    }
+
     /// What `stat` reports, with the inode's generation.
     fn attr(&self, ino: u32, inode: &DiskInode) -> Result<Attr> {
         let mut attr = Attr::from_inode(ino, inode)?;
@@ -763,15 +774,7 @@ impl<D: BlockDevice> FileSystem<D> {
     ) -> Result<()> {
         self.run_once_then(
             |state, _| {
-                let inode = state.live_inode(ino)?;
-                if inode.file_type() != Some(FileType::Directory) {
-                    return Err(Error::NotDir);
-                }
-                if inode.links_count == 0 {
-                    // Removed while something still holds it: empty, as
-                    // POSIX has it (not even `.` and `..`).
-                    return Ok(());
-                }
+                let Some(inode) = state.listable_directory(ino)? else { return Ok(()) };
                 let from = offset.min(u32::MAX as u64) as u32;
                 state.volume.list_entries(ino, &inode, from, &mut |entry| {
                     let next = entry.position as u64 + 1;
@@ -795,13 +798,7 @@ impl<D: BlockDevice> FileSystem<D> {
     ) -> Result<Vec<ListedEntry>> {
         self.run_once_then(
             |state, _| {
-                let inode = state.live_inode(ino)?;
-                if inode.file_type() != Some(FileType::Directory) {
-                    return Err(Error::NotDir);
-                }
-                if inode.links_count == 0 {
-                    return Ok(Vec::new());
-                }
+                let Some(inode) = state.listable_directory(ino)? else { return Ok(Vec::new()) };
                 let mut entries = Vec::new();
                 let from = offset.min(u32::MAX as u64) as u32;
                 state.volume.list_entries(ino, &inode, from, &mut |entry| {
