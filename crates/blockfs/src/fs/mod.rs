@@ -644,19 +644,22 @@ impl<D: BlockDevice> FileSystem<D> {
             // Uncached runs of data are read after the operation, with the
             // lock let go, then checked as `load_unlocked` checks a block.
             let defer = attempts < MAX_DEFERRED_READS;
-            let mut runs = Vec::new();
             let mut unlocked = None;
-            let count = self.run_then(
+            let (count, runs) = self.run_then(
                 |state, now| {
-                    runs.clear();
-                    state.read(ino, offset, buf, relatime.then_some(now), defer.then_some(&mut runs))
+                    let mut runs = Vec::new();
+                    let count =
+                        state.read(ino, offset, buf, relatime.then_some(now), defer.then_some(&mut runs))?;
+                    Ok((count, runs))
                 },
-                |state, _| {
-                    let store = state.volume.store();
-                    unlocked = Some((store.home_version(), store.shared_device()));
+                |state, (_, runs)| {
+                    if !runs.is_empty() {
+                        let store = state.volume.store();
+                        unlocked = Some((store.home_version(), store.shared_device()));
+                    }
                 },
             )?;
-            let Some((version, device)) = unlocked.filter(|_| !runs.is_empty()) else { return Ok(count) };
+            let Some((version, device)) = unlocked else { return Ok(count) };
             let fetched = runs
                 .iter()
                 .all(|run| device.read_blocks(run.first, &mut buf[run.at..run.at + run.len]).is_ok());
