@@ -14,6 +14,7 @@
 //! (`blockfs::Error::errno`). The kernel checks permissions, except on a
 //! mount only root can use (`options::Permissions`).
 
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -27,14 +28,16 @@ mod error;
 pub mod image;
 mod mountinfo;
 mod options;
+mod poll;
 mod signals;
 mod writeback;
 
 pub use error::{Error, Reason};
 pub use mountinfo::is_mounted;
-pub use options::{default_threads, MountConfig};
+pub use options::{default_poll, default_threads, MountConfig};
 
 use adapter::Adapter;
+use poll::{Activity, Poller};
 use writeback::Writeback;
 
 /// Mounts `fs` (read from `image`, named in messages) at `mountpoint` and
@@ -73,9 +76,14 @@ fn run_session<D: BlockDevice + 'static>(
     let thread_error = |error| Error::new(mountpoint, Reason::Io(error));
     let signals = signals::block().map_err(thread_error)?;
     let permissions = config.permissions((nix::unistd::getuid(), nix::unistd::getgid()));
-    let adapter = Adapter::new(fs.clone(), config.ttl, image, permissions);
+    let mut poller = config.poll.map(Poller::new);
+    let activity = poller.as_ref().map_or_else(Activity::default, Poller::activity);
+    let adapter = Adapter::new(fs.clone(), config.ttl, image, permissions, activity);
     let fuser_config = config.fuser_config(permissions);
     let mut session = Session::new(adapter, mountpoint, &fuser_config).map_err(mount_error)?;
+    if let Some(poller) = &mut poller {
+        poller.start(session.as_fd()).map_err(thread_error)?;
+    }
     daemon::detach_if_background().map_err(thread_error)?;
     signals
         .watch(Arc::downgrade(fs), session.unmount_callable(), mountpoint.clone())

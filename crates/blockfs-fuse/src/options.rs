@@ -32,8 +32,12 @@ pub struct MountConfig {
     pub writeback: Option<Duration>,
     /// Block-cache budget, in 4 KiB blocks.
     pub cache_blocks: usize,
-    /// Threads answering the kernel, each with its own FUSE channel.
+    /// Threads answering the kernel. They share the session's FUSE
+    /// channel, so polling switches all of them at once.
     pub threads: usize,
+    /// How long the server keeps reading the FUSE device without sleeping
+    /// after a request (`poll`); `None` sleeps between requests.
+    pub poll: Option<Duration>,
     /// Have the kernel check permissions even on a mount only root can
     /// use (`-o default_permissions`); see `Permissions`.
     pub kernel_permissions: bool,
@@ -67,6 +71,17 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1))
 }
 
+/// The polling window when the machine has a core to spare for each
+/// server thread beside a client: a round trip costs about a third less
+/// (docs/BENCHMARKS.md, "Polling"). With no core to spare a polling
+/// thread would take the CPU from the client it waits for, so none.
+pub fn default_poll(threads: usize) -> Option<Duration> {
+    let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+    (cores > threads).then_some(DEFAULT_POLL_WINDOW)
+}
+
+const DEFAULT_POLL_WINDOW: Duration = Duration::from_millis(1);
+
 impl Default for MountConfig {
     fn default() -> Self {
         MountConfig {
@@ -78,6 +93,7 @@ impl Default for MountConfig {
             writeback: Some(Duration::from_secs(5)),
             cache_blocks: blockfs::fs::DEFAULT_CACHE_BLOCKS,
             threads: default_threads(),
+            poll: default_poll(default_threads()),
             kernel_permissions: false,
         }
     }
@@ -114,7 +130,8 @@ impl MountConfig {
             config.acl = SessionACL::All;
         }
         config.n_threads = Some(self.threads.max(1));
-        config.clone_fd = true;
+        // One channel for all threads (`poll` switches its reads).
+        config.clone_fd = false;
         config
     }
 }
