@@ -165,6 +165,14 @@ mod tests {
     }
 
     #[test]
+    fn polling_is_on_by_default_only_with_a_core_to_spare() {
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(default_poll(cores), None);
+        assert_eq!(default_poll(cores + 1), None);
+        assert_eq!(default_poll(cores - 1).is_some(), cores > 1);
+    }
+
+    #[test]
     fn read_only_and_allow_other_reach_the_mount() {
         let mount = MountConfig { read_only: true, allow_other: true, ..MountConfig::default() };
         let config = mount.fuser_config(Permissions::Kernel);
