@@ -35,8 +35,9 @@ pub struct MountConfig {
     /// Threads answering the kernel. They share the session's FUSE
     /// channel, so polling switches all of them at once.
     pub threads: usize,
-    /// How long the server keeps reading the FUSE device without sleeping
-    /// after a request (`poll`); `None` sleeps between requests.
+    /// Polling the FUSE device while requests come fast (`poll`): the
+    /// window after which it stops if fewer came than one per 50 µs.
+    /// `None` always sleeps between requests.
     pub poll: Option<Duration>,
     /// Have the kernel check permissions even on a mount only root can
     /// use (`-o default_permissions`); see `Permissions`.

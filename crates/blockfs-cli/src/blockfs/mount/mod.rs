@@ -48,11 +48,12 @@ pub struct MountArgs {
     /// least 1]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
-    /// Microseconds the server keeps reading requests without sleeping
-    /// after each one, which makes a round trip about a third faster at
-    /// the cost of a busy core per thread while requests keep coming; 0
-    /// sleeps between requests [default: 1000 when there are more cores
-    /// than threads, else 0]
+    /// While requests come in quick succession the server reads them
+    /// without sleeping, which makes a round trip about a third faster at
+    /// the cost of a busy core per thread; it goes back to sleeping after
+    /// N microseconds with fewer than one request per 50. 0 always sleeps
+    /// between requests [default: 1000 when there are more cores than
+    /// threads, else 0]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub poll_us: Option<u32>,
 }
