@@ -92,10 +92,6 @@ fn tar(format: &str, source: &Path, archive: &Path) {
     assert_success(&output);
 }
 
-fn mkfs_image(image: &Path, size_mib: u32) {
-    assert_success(&mkfs(&["-o", text(image), "-s", &size_mib.to_string()]));
-}
-
 #[test]
 fn workload_survives_unmount_and_remount() {
     require_fuse();

@@ -70,7 +70,7 @@ fn the_server_polls_while_requests_come_and_sleeps_when_they_stop() {
     require_fuse();
     let scratch = Scratch::new("fuse-poll");
     let image = scratch.path("image");
-    mkfs_image(&image);
+    mkfs_image(&image, 128);
     let mnt = scratch.path("mnt");
 
     let polling = Foreground::start(&image, &mnt, &["--poll-us", "1000"]);
@@ -101,8 +101,4 @@ fn the_server_polls_while_requests_come_and_sleeps_when_they_stop() {
         slept >= 3 * FILES / 2,
         "without polling the server slept only {slept} times over {FILES} creates"
     );
-}
-
-fn mkfs_image(image: &Path) {
-    assert_success(&mkfs(&["-o", text(image), "-s", "128"]));
 }

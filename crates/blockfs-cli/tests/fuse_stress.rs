@@ -768,7 +768,7 @@ fn clients_in_own_and_shared_directories_through_the_mount() {
 
     let scratch = Scratch::new("fuse-stress");
     let image = scratch.path("image");
-    assert_success(&mkfs(&["-o", text(&image), "-s", "64"]));
+    mkfs_image(&image, 64);
     let mnt = scratch.path("mnt");
     let expected = scratch.path("expected");
     // A 1 MiB cache, so blocks are evicted all the time, background syncs

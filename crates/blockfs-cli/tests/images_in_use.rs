@@ -23,7 +23,7 @@ fn mkfs_over_a_mounted_image_is_refused_and_the_mount_stays_intact() {
     require_fuse();
     let scratch = Scratch::new("in-use-mkfs");
     let image = scratch.path("live.img");
-    assert_success(&mkfs(&["-o", text(&image), "-s", "8"]));
+    mkfs_image(&image, 8);
     let mnt = scratch.path("mnt");
     let mounted = Mounted::new(&image, &mnt, &[]);
     fs::write(mnt.join("before"), "written before mkfs\n").unwrap();
@@ -45,7 +45,7 @@ fn read_only_commands_show_a_mounted_image_as_last_committed() {
     require_fuse();
     let scratch = Scratch::new("in-use-read");
     let image = scratch.path("live.img");
-    assert_success(&mkfs(&["-o", text(&image), "-s", "8"]));
+    mkfs_image(&image, 8);
     let mnt = scratch.path("mnt");
     let mounted = Mounted::new(&image, &mnt, &["--writeback-secs", "0"]);
     sh(&mnt, r#"cd "$MNT" && mkdir dir && printf 'synced\n' > dir/file && sync dir/file"#);
@@ -85,7 +85,7 @@ fn mount_onto_a_file_is_refused_before_anything_is_announced() {
     require_fuse();
     let scratch = Scratch::new("in-use-mountpoint");
     let image = scratch.path("image");
-    assert_success(&mkfs(&["-o", text(&image), "-s", "8"]));
+    mkfs_image(&image, 8);
     let file = scratch.path("regular-file");
     fs::write(&file, "not a directory\n").unwrap();
     for args in [&[][..], &["--foreground"][..]] {
@@ -104,7 +104,7 @@ fn an_image_the_filesystem_refuses_is_never_announced() {
     require_fuse();
     let scratch = Scratch::new("in-use-announce");
     let image = scratch.path("image");
-    assert_success(&mkfs(&["-o", text(&image), "-s", "8"]));
+    mkfs_image(&image, 8);
     let file = fs::OpenOptions::new().write(true).open(&image).unwrap();
     file.set_len(4 << 20).unwrap();
     let mnt = scratch.path("mnt");

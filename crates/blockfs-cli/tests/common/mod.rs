@@ -75,6 +75,11 @@ pub fn mkfs<S: AsRef<OsStr>>(args: &[S]) -> Output {
     mkfs_binary().args(args).output().expect("run mkfs-blockfs")
 }
 
+/// Makes an empty image of `size_mib` MiB at `image`, or panics saying why.
+pub fn mkfs_image(image: &Path, size_mib: u32) {
+    assert_success(&mkfs(&["-o", text(image), "-s", &size_mib.to_string()]));
+}
+
 /// Runs the `blockfs` inspection tool.
 pub fn blockfs<S: AsRef<OsStr>>(args: &[S]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_blockfs")).args(args).output().expect("run blockfs")
