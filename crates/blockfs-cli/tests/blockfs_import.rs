@@ -13,7 +13,7 @@ use common::*;
 
 fn empty_image(scratch: &Scratch, name: &str) -> String {
     let image = scratch.path(name);
-    assert_success(&mkfs(&["-o", text(&image), "-s", "64"]));
+    mkfs_image(&image, 64);
     text(&image).to_owned()
 }
 

@@ -23,7 +23,7 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
 
 fn small_image(scratch: &Scratch) -> String {
     let image = scratch.path("locked.img");
-    assert_success(&mkfs(&["-o", text(&image), "-s", "4"]));
+    mkfs_image(&image, 4);
     text(&image).to_owned()
 }
 

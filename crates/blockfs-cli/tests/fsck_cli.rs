@@ -6,7 +6,7 @@ mod common;
 use std::fs;
 use std::process::Command;
 
-use common::{assert_success, mkfs, text, Scratch};
+use common::{assert_success, mkfs, mkfs_image, text, Scratch};
 
 fn fsck(args: &[&str]) -> (i32, String) {
     let output =
@@ -88,7 +88,7 @@ fn operational_and_usage_errors() {
 fn progress_goes_to_the_descriptor_fsck_passes_per_pass() {
     let scratch = Scratch::new("fsck-progress");
     let image = scratch.path("image");
-    assert_success(&mkfs(&["-o", text(&image), "-s", "8"]));
+    mkfs_image(&image, 8);
     let log = scratch.path("progress");
     let script = format!(
         "exec 3>'{}'; exec '{}' -n -C 3 '{}'",

@@ -496,7 +496,7 @@ fn a_file_that_is_neither_image_nor_archive_is_refused() {
 
 fn mounted_image(scratch: &Scratch) -> (std::path::PathBuf, Mounted) {
     let image = scratch.path("image");
-    assert_success(&mkfs(&["-o", text(&image), "-s", "16"]));
+    mkfs_image(&image, 16);
     let mnt = scratch.path("mnt");
     let mounted = Mounted::new(&image, &mnt, &[]);
     (image, mounted)

@@ -134,7 +134,7 @@ fn gnu_tar_sparse_archives_import_sparse() {
         .unwrap();
     assert_success(&made);
     let image = scratch.path("image");
-    assert_success(&mkfs(&["-o", text(&image), "-s", "16"]));
+    mkfs_image(&image, 16);
     let image = text(&image);
     assert_success(&blockfs(&["import", image, text(&archive), "/"]));
     fsck_clean(image);

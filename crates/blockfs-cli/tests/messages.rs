@@ -78,7 +78,7 @@ fn fsck_on_a_directory_says_it_is_a_directory() {
 fn a_truncated_image_is_called_truncated() {
     let scratch = Scratch::new("msg-truncated");
     let image = scratch.path("half.img");
-    assert_success(&mkfs(&["-o", text(&image), "-s", "8"]));
+    mkfs_image(&image, 8);
     fs::OpenOptions::new().write(true).open(&image).unwrap().set_len(4 << 20).unwrap();
     let expected =
         "image is truncated: it is 4194304 bytes, but its superblock describes 2048 blocks (8388608 bytes)";
@@ -94,7 +94,7 @@ fn a_truncated_image_is_called_truncated() {
 fn fsck_preen_exits_1_after_fixing_and_says_fixed_once() {
     let scratch = Scratch::new("msg-preen");
     let image = scratch.path("image");
-    assert_success(&mkfs(&["-o", text(&image), "-s", "8"]));
+    mkfs_image(&image, 8);
     let image = text(&image);
     edit_block0(image, |superblock, _| superblock.free_blocks -= 5);
     let output = fsck(&["-p", image]);
@@ -108,7 +108,7 @@ fn fsck_preen_exits_1_after_fixing_and_says_fixed_once() {
 fn the_detached_journal_warning_points_at_tune() {
     let scratch = Scratch::new("msg-detached");
     let image = scratch.path("image");
-    assert_success(&mkfs(&["-o", text(&image), "-s", "8"]));
+    mkfs_image(&image, 8);
     let mut bytes = fs::read(&image).unwrap();
     bytes[62..BLOCK_SIZE].fill(0);
     fs::write(&image, &bytes).unwrap();
@@ -138,7 +138,7 @@ fn mkfs_says_when_an_image_is_too_small_for_a_journal() {
 fn info_shows_times_that_are_not_unix_seconds_raw() {
     let scratch = Scratch::new("msg-ticks");
     let image = scratch.path("image");
-    assert_success(&mkfs(&["-o", text(&image), "-s", "8"]));
+    mkfs_image(&image, 8);
     // What VeridianOS's driver writes: CPU ticks, read as seconds the year 47604.
     edit_block0(text(&image), |_, extension| extension.as_mut().unwrap().last_check_time = 1_440_000_000_000);
     let info = run_ok(&["info", text(&image)]);
@@ -153,7 +153,7 @@ fn info_shows_times_that_are_not_unix_seconds_raw() {
 fn put_takes_squash_ids_as_its_message_says() {
     let scratch = Scratch::new("msg-squash");
     let image = scratch.path("image");
-    assert_success(&mkfs(&["-o", text(&image), "-s", "8"]));
+    mkfs_image(&image, 8);
     let file = scratch.path("owned");
     fs::write(&file, "big owner\n").unwrap();
     chown(&file, Some(70000), Some(70000)).unwrap();
