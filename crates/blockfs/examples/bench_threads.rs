@@ -24,7 +24,10 @@
 //! Environment: `BENCH_SECONDS` (default 5) is the time per thread count;
 //! `BENCH_THREADS` (default "1 2") the thread counts to run;
 //! `BENCH_NO_JOURNAL=1` formats without a journal; `BENCH_SIZE_MB`
-//! (default 256) is the image size.
+//! (default 256) is the image size. `BENCH_IMAGES=separate` gives each
+//! thread an image of its own instead of one shared image: nothing is
+//! shared but the machine, so its 2-thread ratio is the ceiling a
+//! filesystem with no contention at all could reach here.
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -144,23 +147,31 @@ fn uncached_read_worker(fs: &FileSystem<FileDevice>, files: &[u32], seed: u64, s
     ops
 }
 
-/// Runs `threads` workers for `duration` on a fresh image; returns the
-/// total operations and the seconds they took.
-fn run(
+/// One mounted image and the directory each of its workers uses.
+struct Mounted {
+    image: PathBuf,
+    fs: Arc<FileSystem<FileDevice>>,
+    dirs: Vec<u32>,
+}
+
+/// Formats and mounts image `name` with a directory per worker; for
+/// `uncached_read`, fills them and mounts again with the page cache
+/// dropped. Returns the mount and each worker's files.
+fn prepare(
     work: &Path,
+    name: &str,
     workload: Workload,
-    threads: usize,
-    duration: Duration,
+    workers: usize,
     size_mb: u64,
     journal: bool,
-) -> (u64, f64) {
-    let image = work.join(format!("bench-threads-{threads}.img"));
+) -> (Mounted, Vec<Vec<u32>>) {
+    let image = work.join(name);
     let mut fs = make_image(&image, size_mb, journal);
     let new = NewInode { perm: 0o755, uid: 0, gid: 0 };
-    let dirs: Vec<u32> = (0..threads)
+    let dirs: Vec<u32> = (0..workers)
         .map(|t| fs.mkdir(ROOT_INO, format!("t{t}").as_bytes(), new).expect("mkdir").ino)
         .collect();
-    let mut files: Vec<Vec<u32>> = vec![Vec::new(); threads];
+    let mut files: Vec<Vec<u32>> = vec![Vec::new(); workers];
     if workload == Workload::UncachedRead {
         files = dirs.iter().map(|&dir| write_uncached_files(&fs, dir)).collect();
         drop(fs.unmount().expect("unmount"));
@@ -171,14 +182,38 @@ fn run(
         )
         .expect("mount");
     }
-    let fs = Arc::new(fs);
+    (Mounted { image, fs: Arc::new(fs), dirs }, files)
+}
+
+/// Runs `threads` workers for `duration` on fresh images (one shared by
+/// all, or one each when `separate`); returns the total operations and
+/// the seconds they took.
+fn run(
+    work: &Path,
+    workload: Workload,
+    threads: usize,
+    separate: bool,
+    duration: Duration,
+    size_mb: u64,
+    journal: bool,
+) -> (u64, f64) {
+    let mut mounts = Vec::new();
+    let mut workers = Vec::new();
+    let images = if separate { threads } else { 1 };
+    for i in 0..images {
+        let name = format!("bench-threads-{threads}-{i}.img");
+        let (mounted, files) = prepare(work, &name, workload, threads / images, size_mb, journal);
+        for (&dir, files) in mounted.dirs.iter().zip(files) {
+            workers.push((Arc::clone(&mounted.fs), dir, files));
+        }
+        mounts.push(mounted);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let start = Arc::new(Barrier::new(threads + 1));
-    let handles: Vec<_> = dirs
+    let handles: Vec<_> = workers
         .into_iter()
-        .zip(files)
-        .map(|(dir, files)| {
-            let (fs, stop, start) = (Arc::clone(&fs), Arc::clone(&stop), Arc::clone(&start));
+        .map(|(fs, dir, files)| {
+            let (stop, start) = (Arc::clone(&stop), Arc::clone(&start));
             std::thread::spawn(move || {
                 start.wait();
                 match workload {
@@ -196,9 +231,11 @@ fn run(
     stop.store(true, Ordering::Relaxed);
     let ops: u64 = handles.into_iter().map(|h| h.join().expect("worker panicked")).sum();
     let seconds = began.elapsed().as_secs_f64();
-    let fs = Arc::try_unwrap(fs).expect("workers still hold the filesystem");
-    fs.unmount().expect("unmount");
-    std::fs::remove_file(&image).ok();
+    for Mounted { image, fs, .. } in mounts {
+        let fs = Arc::try_unwrap(fs).expect("workers still hold the filesystem");
+        fs.unmount().expect("unmount");
+        std::fs::remove_file(&image).ok();
+    }
     (ops, seconds)
 }
 
@@ -213,6 +250,11 @@ fn main() {
         Ok("uncached_read") => Workload::UncachedRead,
         Ok(other) => panic!("BENCH_WORKLOAD={other:?}: metadata or uncached_read"),
     };
+    let separate = match std::env::var("BENCH_IMAGES").as_deref() {
+        Ok("shared") | Err(_) => false,
+        Ok("separate") => true,
+        Ok(other) => panic!("BENCH_IMAGES={other:?}: shared or separate"),
+    };
     let counts: Vec<usize> = std::env::var("BENCH_THREADS")
         .unwrap_or_else(|_| "1 2".into())
         .split_whitespace()
@@ -223,15 +265,17 @@ fn main() {
         Workload::UncachedRead => "one op = a 4 KiB read at a random offset, page cache dropped first",
     };
     println!(
-        "bench_threads: {} s per run, {} MiB image in {}, journal {}; {what}",
+        "bench_threads: {} s per run, {} MiB image{} in {}, journal {}; {what}",
         seconds,
         size_mb,
+        if separate { " per thread" } else { "" },
         work.display(),
         if journal { "on" } else { "off" }
     );
     let mut first: Option<(usize, f64)> = None;
     for threads in counts {
-        let (ops, took) = run(&work, workload, threads, Duration::from_secs_f64(seconds), size_mb, journal);
+        let (ops, took) =
+            run(&work, workload, threads, separate, Duration::from_secs_f64(seconds), size_mb, journal);
         let rate = ops as f64 / took;
         let (base_threads, base_rate) = *first.get_or_insert((threads, rate));
         println!(
