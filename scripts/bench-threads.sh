@@ -6,8 +6,10 @@
 #   scripts/bench-threads.sh [WORKDIR]       (default WORKDIR: target/bench)
 #
 # BENCH_SECONDS (default 5) per thread count, BENCH_THREADS (default "1 2"),
-# BENCH_NO_JOURNAL=1, BENCH_SIZE_MB (default 256) and BENCH_WORKLOAD
-# (metadata, the default, or uncached_read) are passed through.
+# BENCH_NO_JOURNAL=1, BENCH_SIZE_MB (default 256), BENCH_WORKLOAD
+# (metadata, the default, or uncached_read) and BENCH_IMAGES (shared, the
+# default, or separate: an image per thread, the no-sharing ceiling) are
+# passed through.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=$(realpath -m "${1:-target/bench}")
