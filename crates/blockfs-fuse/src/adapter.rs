@@ -387,7 +387,7 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
     /// once. Every change comes through this mount, and the kernel drops
     /// the negative entry itself when it creates the name.
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.activity.request();
+        let _serving = self.activity.request();
         let result = self.admit(req).and_then(|()| {
             let parent = blockfs_ino(parent)?;
             self.check(self.fs.lookup(parent, name.as_bytes()))
@@ -403,14 +403,14 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
     /// The kernel drops `nlookup` references it got from entry replies; an
     /// unlinked inode nothing else holds is then freed.
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.activity.request();
+        let _serving = self.activity.request();
         if let Ok(ino) = blockfs_ino(ino) {
             self.fs.forget(ino, nlookup);
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.activity.request();
+        let _serving = self.activity.request();
         let result = blockfs_ino(ino).and_then(|ino| self.check(self.fs.getattr(ino)));
         self.attr_reply(reply, result);
     }
@@ -433,7 +433,7 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        self.activity.request();
+        let _serving = self.activity.request();
         // ctime becomes "now" whatever changes; BlockFS stores no other time.
         let changes = SetAttr {
             perm: mode.map(convert::permissions),
@@ -451,7 +451,7 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        self.activity.request();
+        let _serving = self.activity.request();
         match blockfs_ino(ino).and_then(|ino| self.check(self.fs.readlink(ino))) {
             Ok(target) => reply.data(&target),
             Err(errno) => reply.error(errno),
@@ -468,31 +468,31 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        self.activity.request();
+        let _serving = self.activity.request();
         self.entry_reply(reply, self.mknod_inner(req, parent, name, mode, rdev));
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
-        self.activity.request();
+        let _serving = self.activity.request();
         self.entry_reply(reply, self.mkdir_inner(req, parent, name, mode));
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.activity.request();
+        let _serving = self.activity.request();
         let result =
             self.admit(req).and_then(|()| self.check(self.fs.unlink(blockfs_ino(parent)?, name.as_bytes())));
         Self::empty_reply(reply, result);
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.activity.request();
+        let _serving = self.activity.request();
         let result =
             self.admit(req).and_then(|()| self.check(self.fs.rmdir(blockfs_ino(parent)?, name.as_bytes())));
         Self::empty_reply(reply, result);
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
-        self.activity.request();
+        let _serving = self.activity.request();
         self.entry_reply(reply, self.symlink_inner(req, parent, link_name, target));
     }
 
@@ -506,14 +506,14 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
         flags: fuser::RenameFlags,
         reply: ReplyEmpty,
     ) {
-        self.activity.request();
+        let _serving = self.activity.request();
         let result =
             self.admit(req).and_then(|()| self.rename_inner(parent, name, newparent, newname, flags));
         Self::empty_reply(reply, result);
     }
 
     fn link(&self, req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
-        self.activity.request();
+        let _serving = self.activity.request();
         let result = self.admit(req).and_then(|()| {
             let (ino, new_parent) = (blockfs_ino(ino)?, blockfs_ino(newparent)?);
             self.check(self.fs.link(ino, new_parent, newname.as_bytes()))
@@ -530,7 +530,7 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
     /// per open. From the first ENOSYS on it sends no RELEASE for created
     /// files either, so on such a kernel no open is counted at all.
     fn open(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        self.activity.request();
+        let _serving = self.activity.request();
         self.open_reply(req, ino, self.silent_open, OPEN_FLAGS, reply);
     }
 
@@ -545,7 +545,7 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.activity.request();
+        let _serving = self.activity.request();
         match self.read_inner(ino, offset, size) {
             Ok(data) => reply.data(&data),
             Err(errno) => reply.error(errno),
@@ -564,7 +564,7 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        self.activity.request();
+        let _serving = self.activity.request();
         match self.write_inner(ino, offset, data) {
             Ok(written) => reply.written(written),
             Err(errno) => reply.error(errno),
@@ -584,7 +584,7 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        self.activity.request();
+        let _serving = self.activity.request();
         reply.error(Errno::ENOSYS);
     }
 
@@ -598,7 +598,7 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.activity.request();
+        let _serving = self.activity.request();
         let result = self.release_inner(ino, fh);
         Self::empty_reply(reply, result);
     }
@@ -606,7 +606,7 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
     /// Metadata is only consistent as a whole, so `datasync` commits as
     /// much as a full fsync; the device is flushed before the reply.
     fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        self.activity.request();
+        let _serving = self.activity.request();
         let result = self.fsync_inner(ino);
         Self::empty_reply(reply, result);
     }
@@ -616,7 +616,7 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
     /// as `OPENDIR_FLAGS` ask. Otherwise a directory counts as open, so one
     /// removed while open keeps its inode until `releasedir`.
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        self.activity.request();
+        let _serving = self.activity.request();
         self.open_reply(req, ino, self.silent_opendir, OPENDIR_FLAGS, reply);
     }
 
@@ -624,7 +624,7 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
     /// entry), which stay valid while entries are added and removed, so a
     /// listing resumes where the last reply ended.
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        self.activity.request();
+        let _serving = self.activity.request();
         match self.readdir_inner(ino, offset) {
             Ok(entries) => {
                 for Listed { ino, kind, name, next } in entries {
@@ -649,7 +649,7 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        self.activity.request();
+        let _serving = self.activity.request();
         let mut bytes = 0;
         let listing = blockfs_ino(ino).and_then(|ino| {
             self.check(self.fs.readdir_plus(ino, offset, &mut |entry| {
@@ -678,19 +678,19 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
     }
 
     fn releasedir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
-        self.activity.request();
+        let _serving = self.activity.request();
         let result = self.release_inner(ino, fh);
         Self::empty_reply(reply, result);
     }
 
     fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        self.activity.request();
+        let _serving = self.activity.request();
         let result = self.fsync_inner(ino);
         Self::empty_reply(reply, result);
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        self.activity.request();
+        let _serving = self.activity.request();
         let stat = self.fs.statfs();
         let free = u64::from(stat.free_blocks);
         reply.statfs(
@@ -710,7 +710,7 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
     /// the inode exists. On a mount only root can use, root may do
     /// anything but execute a file without any execute bit.
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        self.activity.request();
+        let _serving = self.activity.request();
         let result = self.admit(req).and_then(|()| {
             let attr = self.check(self.fs.getattr(blockfs_ino(ino)?))?;
             let executes = mask.contains(AccessFlags::X_OK) && attr.kind != FileType::Directory;
@@ -732,7 +732,7 @@ impl<D: BlockDevice + 'static> Filesystem for Adapter<D> {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        self.activity.request();
+        let _serving = self.activity.request();
         match self.create_inner(req, parent, name, mode) {
             Ok((attr, handle)) => {
                 let generation = Generation(attr.generation);

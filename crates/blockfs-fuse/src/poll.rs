@@ -7,13 +7,18 @@
 //! request costs. So when requests come in quick succession, the server's
 //! channel is switched to non-blocking reads, which fuser retries at once
 //! when nothing is queued: the thread finds the next request without
-//! sleeping. Polling spins a core, which pays only while the next request
-//! is never far off: it starts once `BURST_LENGTH` requests in a row each
-//! followed the last within `BURST_GAP`, and a watcher thread switches the
-//! channel back to blocking reads after a window in which fewer came than
-//! one per `BURST_GAP`. So an idle mount, or one whose clients mostly
-//! compute (a build) or send a request now and then, costs next to no CPU
-//! beyond its requests.
+//! sleeping. Polling spins a core through the gaps between requests, so it
+//! pays only while those gaps are short. What counts is the idle gap, from
+//! the end of one request to the start of the next (how quickly the client
+//! comes back), not how long the server takes over a request, which
+//! depends on the build and the machine. Polling starts once
+//! `BURST_LENGTH` requests in a row each came within `IDLE_GAP` of the end
+//! of the one before; a watcher thread switches the channel back to
+//! blocking reads at the end of the first window (`--poll-us`) in which a
+//! longer gap broke that run, or which ends with the server idle for
+//! longer. So an idle mount, or one whose clients mostly compute (a build)
+//! or send a request now and then, costs next to no CPU beyond its
+//! requests.
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -24,11 +29,11 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
-/// Requests closer together than this make polling pay: a sleeping
-/// thread's wake-up costs several microseconds of each round trip
-/// (docs/BENCHMARKS.md, "Polling"), and an untar sends one request every
-/// 15–20 µs.
-const BURST_GAP: Duration = Duration::from_micros(50);
+/// Idle gaps shorter than this make polling pay: a sleeping thread's
+/// wake-up costs several microseconds of each round trip
+/// (docs/BENCHMARKS.md, "Polling"), and an untar's next request comes
+/// about 10 µs after the reply to the last.
+const IDLE_GAP: Duration = Duration::from_micros(50);
 /// Requests in a row that make a burst: a pair (a lookup and a create, an
 /// open and a read) says nothing of what follows.
 const BURST_LENGTH: u32 = 8;
@@ -43,12 +48,13 @@ const POLLING: u8 = 2;
 struct Shared {
     /// How often the watcher looks at the request rate while polling.
     window: Duration,
-    /// Requests seen so far; the watcher compares it across a window.
-    requests: AtomicU64,
-    /// When the last request came, in nanoseconds since `epoch`.
-    last_request: AtomicU64,
+    /// Requests being served now.
+    serving: AtomicU32,
+    /// When the last request was served, in nanoseconds since `epoch`.
+    last_served: AtomicU64,
     epoch: Instant,
-    /// Requests in a row that came within `BURST_GAP` of the one before.
+    /// Requests in a row that came within `IDLE_GAP` of the end of the one
+    /// before.
     quick_in_a_row: AtomicU32,
     state: AtomicU8,
     /// Held while the channel's mode and `state` change together.
@@ -66,17 +72,32 @@ struct Shared {
 pub(crate) struct Activity(Option<Arc<Shared>>);
 
 impl Activity {
-    pub fn request(&self) {
-        let Some(shared) = &self.0 else { return };
-        shared.requests.fetch_add(1, Ordering::Relaxed);
-        let now = shared.epoch.elapsed().as_nanos() as u64;
-        let last = shared.last_request.swap(now, Ordering::Relaxed);
-        if now.saturating_sub(last) >= BURST_GAP.as_nanos() as u64 {
-            shared.quick_in_a_row.store(0, Ordering::Relaxed);
-        } else if shared.quick_in_a_row.fetch_add(1, Ordering::Relaxed) + 1 >= BURST_LENGTH
-            && shared.state.load(Ordering::Relaxed) == IDLE
-        {
-            shared.switch(IDLE, POLLING);
+    /// Notes a request's start; the guard notes its end when dropped,
+    /// after the handler has replied.
+    pub fn request(&self) -> Serving<'_> {
+        if let Some(shared) = &self.0 {
+            shared.serving.fetch_add(1, Ordering::Relaxed);
+            let gap = shared.now().saturating_sub(shared.last_served.load(Ordering::Relaxed));
+            if gap >= IDLE_GAP.as_nanos() as u64 {
+                shared.quick_in_a_row.store(0, Ordering::Relaxed);
+            } else if shared.quick_in_a_row.fetch_add(1, Ordering::Relaxed) + 1 >= BURST_LENGTH
+                && shared.state.load(Ordering::Relaxed) == IDLE
+            {
+                shared.switch(IDLE, POLLING);
+            }
+        }
+        Serving(self.0.as_deref())
+    }
+}
+
+/// A request being served (see [`Activity::request`]).
+pub(crate) struct Serving<'a>(Option<&'a Shared>);
+
+impl Drop for Serving<'_> {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0 {
+            shared.last_served.store(shared.now(), Ordering::Relaxed);
+            shared.serving.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -105,26 +126,34 @@ impl Shared {
         }
     }
 
-    /// The watcher: waits for polling to start, then ends it after the
-    /// first window with fewer requests than one per `BURST_GAP`.
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Whether requests still come quickly: no long gap broke the run of
+    /// quick ones, and the server is busy or was a moment ago.
+    fn still_quick(&self) -> bool {
+        let idle_for = self.now().saturating_sub(self.last_served.load(Ordering::Relaxed));
+        self.quick_in_a_row.load(Ordering::Relaxed) >= BURST_LENGTH
+            && (self.serving.load(Ordering::Relaxed) > 0 || idle_for < IDLE_GAP.as_nanos() as u64)
+    }
+
+    /// The watcher: waits for polling to start, then ends it at the end
+    /// of the first window in which requests stopped coming quickly.
     fn watch(&self) {
-        let enough = (self.window.as_nanos() / BURST_GAP.as_nanos()).max(1) as u64;
         while !self.stop.load(Ordering::Relaxed) {
             if self.state.load(Ordering::Relaxed) != POLLING {
                 thread::park();
                 continue;
             }
-            let mut seen = self.requests.load(Ordering::Relaxed);
             loop {
                 thread::sleep(self.window);
-                let now = self.requests.load(Ordering::Relaxed);
-                if self.stop.load(Ordering::Relaxed) || now - seen < enough {
+                if self.stop.load(Ordering::Relaxed) || !self.still_quick() {
                     break;
                 }
-                seen = now;
             }
             // A request that comes while switching back is served; a
-            // quick one after it switches to polling again.
+            // quick run after it switches to polling again.
             self.switch(POLLING, IDLE);
         }
     }
@@ -148,8 +177,8 @@ impl Poller {
     pub fn new(window: Duration) -> Self {
         let shared = Shared {
             window,
-            requests: AtomicU64::new(0),
-            last_request: AtomicU64::new(0),
+            serving: AtomicU32::new(0),
+            last_served: AtomicU64::new(0),
             epoch: Instant::now(),
             quick_in_a_row: AtomicU32::new(0),
             state: AtomicU8::new(OFF),
