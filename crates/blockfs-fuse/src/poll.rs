@@ -14,9 +14,9 @@
 //! depends on the build and the machine. Polling starts once
 //! `BURST_LENGTH` requests in a row each came within `IDLE_GAP` of the end
 //! of the one before; a watcher thread switches the channel back to
-//! blocking reads at the end of the first window (`--poll-us`) in which a
-//! longer gap broke that run, or which ends with the server idle for
-//! longer. So an idle mount, or one whose clients mostly compute (a build)
+//! blocking reads at the end of the first window (`--poll-us`) in which
+//! the server was idle for longer than `IDLE_GAP` per request on average.
+//! So an idle mount, or one whose clients mostly compute (a build)
 //! or send a request now and then, costs next to no CPU beyond its
 //! requests.
 
@@ -48,8 +48,10 @@ const POLLING: u8 = 2;
 struct Shared {
     /// How often the watcher looks at the request rate while polling.
     window: Duration,
-    /// Requests being served now.
-    serving: AtomicU32,
+    /// Requests served so far, and the nanoseconds spent serving them:
+    /// the watcher compares both across a window.
+    requests: AtomicU64,
+    busy: AtomicU64,
     /// When the last request was served, in nanoseconds since `epoch`.
     last_served: AtomicU64,
     epoch: Instant,
@@ -75,29 +77,31 @@ impl Activity {
     /// Notes a request's start; the guard notes its end when dropped,
     /// after the handler has replied.
     pub fn request(&self) -> Serving<'_> {
-        if let Some(shared) = &self.0 {
-            shared.serving.fetch_add(1, Ordering::Relaxed);
-            let gap = shared.now().saturating_sub(shared.last_served.load(Ordering::Relaxed));
-            if gap >= IDLE_GAP.as_nanos() as u64 {
-                shared.quick_in_a_row.store(0, Ordering::Relaxed);
-            } else if shared.quick_in_a_row.fetch_add(1, Ordering::Relaxed) + 1 >= BURST_LENGTH
-                && shared.state.load(Ordering::Relaxed) == IDLE
-            {
-                shared.switch(IDLE, POLLING);
-            }
+        let Some(shared) = self.0.as_deref() else { return Serving(None) };
+        let now = shared.now();
+        let gap = now.saturating_sub(shared.last_served.load(Ordering::Relaxed));
+        if gap >= IDLE_GAP.as_nanos() as u64 {
+            shared.quick_in_a_row.store(0, Ordering::Relaxed);
+        } else if shared.quick_in_a_row.fetch_add(1, Ordering::Relaxed) + 1 >= BURST_LENGTH
+            && shared.state.load(Ordering::Relaxed) == IDLE
+        {
+            shared.switch(IDLE, POLLING);
         }
-        Serving(self.0.as_deref())
+        Serving(Some((shared, now)))
     }
 }
 
-/// A request being served (see [`Activity::request`]).
-pub(crate) struct Serving<'a>(Option<&'a Shared>);
+/// A request being served since the time it holds (see
+/// [`Activity::request`]).
+pub(crate) struct Serving<'a>(Option<(&'a Shared, u64)>);
 
 impl Drop for Serving<'_> {
     fn drop(&mut self) {
-        if let Some(shared) = self.0 {
-            shared.last_served.store(shared.now(), Ordering::Relaxed);
-            shared.serving.fetch_sub(1, Ordering::Relaxed);
+        if let Some((shared, started)) = self.0 {
+            let now = shared.now();
+            shared.last_served.store(now, Ordering::Relaxed);
+            shared.busy.fetch_add(now.saturating_sub(started), Ordering::Relaxed);
+            shared.requests.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -130,27 +134,27 @@ impl Shared {
         self.epoch.elapsed().as_nanos() as u64
     }
 
-    /// Whether requests still come quickly: no long gap broke the run of
-    /// quick ones, and the server is busy or was a moment ago.
-    fn still_quick(&self) -> bool {
-        let idle_for = self.now().saturating_sub(self.last_served.load(Ordering::Relaxed));
-        self.quick_in_a_row.load(Ordering::Relaxed) >= BURST_LENGTH
-            && (self.serving.load(Ordering::Relaxed) > 0 || idle_for < IDLE_GAP.as_nanos() as u64)
-    }
-
     /// The watcher: waits for polling to start, then ends it at the end
-    /// of the first window in which requests stopped coming quickly.
+    /// of the first window in which the server was idle for longer than
+    /// `IDLE_GAP` per request served, on average.
     fn watch(&self) {
         while !self.stop.load(Ordering::Relaxed) {
             if self.state.load(Ordering::Relaxed) != POLLING {
                 thread::park();
                 continue;
             }
+            let mut since =
+                (self.now(), self.requests.load(Ordering::Relaxed), self.busy.load(Ordering::Relaxed));
             loop {
                 thread::sleep(self.window);
-                if self.stop.load(Ordering::Relaxed) || !self.still_quick() {
+                let now =
+                    (self.now(), self.requests.load(Ordering::Relaxed), self.busy.load(Ordering::Relaxed));
+                let served = now.1 - since.1;
+                let idle = (now.0 - since.0).saturating_sub(now.2 - since.2);
+                if self.stop.load(Ordering::Relaxed) || idle >= served * IDLE_GAP.as_nanos() as u64 {
                     break;
                 }
+                since = now;
             }
             // A request that comes while switching back is served; a
             // quick run after it switches to polling again.
@@ -177,7 +181,8 @@ impl Poller {
     pub fn new(window: Duration) -> Self {
         let shared = Shared {
             window,
-            serving: AtomicU32::new(0),
+            requests: AtomicU64::new(0),
+            busy: AtomicU64::new(0),
             last_served: AtomicU64::new(0),
             epoch: Instant::now(),
             quick_in_a_row: AtomicU32::new(0),
