@@ -55,13 +55,16 @@ fn image(data: &[u8]) -> MemDevice {
 }
 
 /// Reads everything reachable, ignoring errors (they are fine; panics,
-/// hangs and huge allocations are not).
+/// hangs and huge allocations are not). Each directory is listed once: a damaged entry can name a directory
+/// already seen (itself, say), which is the checker's to report.
 fn walk<D: blockfs::BlockDevice>(fs: &FileSystem<D>) {
     let mut stack = vec![ROOT_INO];
-    let mut visited = 0;
+    let mut visited = std::collections::HashSet::new();
     while let Some(dir) = stack.pop() {
-        visited += 1;
-        if visited > 512 {
+        if !visited.insert(dir) {
+            continue;
+        }
+        if visited.len() > 512 {
             return;
         }
         let mut entries = Vec::new();
