@@ -36,7 +36,8 @@ pub struct MountConfig {
     /// channel, so polling switches all of them at once.
     pub threads: usize,
     /// Polling the FUSE device while requests come fast (`poll`): the
-    /// window after which it stops if fewer came than one per 50 µs.
+    /// window after which it stops if the server waited more than 50 µs
+    /// per request on average.
     /// `None` always sleeps between requests.
     pub poll: Option<Duration>,
     /// Have the kernel check permissions even on a mount only root can

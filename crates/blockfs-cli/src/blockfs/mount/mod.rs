@@ -51,9 +51,9 @@ pub struct MountArgs {
     /// While requests come in quick succession the server reads them
     /// without sleeping, which makes a round trip about a third faster at
     /// the cost of a busy core per thread; it goes back to sleeping after
-    /// N microseconds with fewer than one request per 50. 0 always sleeps
-    /// between requests [default: 1000 when there are more cores than
-    /// threads, else 0]
+    /// a window of N microseconds in which it waited more than 50 per
+    /// request on average. 0 always sleeps between requests [default: 1000
+    /// when there are more cores than threads, else 0]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub poll_us: Option<u32>,
 }
