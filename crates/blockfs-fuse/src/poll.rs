@@ -134,6 +134,14 @@ impl Shared {
         self.epoch.elapsed().as_nanos() as u64
     }
 
+    fn tally(&self) -> Tally {
+        Tally {
+            at: self.now(),
+            requests: self.requests.load(Ordering::Relaxed),
+            busy: self.busy.load(Ordering::Relaxed),
+        }
+    }
+
     /// The watcher: waits for polling to start, then ends it at the end
     /// of the first window in which the server was idle for longer than
     /// `IDLE_GAP` per request served, on average.
@@ -143,14 +151,12 @@ impl Shared {
                 thread::park();
                 continue;
             }
-            let mut since =
-                (self.now(), self.requests.load(Ordering::Relaxed), self.busy.load(Ordering::Relaxed));
+            let mut since = self.tally();
             loop {
                 thread::sleep(self.window);
-                let now =
-                    (self.now(), self.requests.load(Ordering::Relaxed), self.busy.load(Ordering::Relaxed));
-                let served = now.1 - since.1;
-                let idle = (now.0 - since.0).saturating_sub(now.2 - since.2);
+                let now = self.tally();
+                let served = now.requests - since.requests;
+                let idle = (now.at - since.at).saturating_sub(now.busy - since.busy);
                 if self.stop.load(Ordering::Relaxed) || idle >= served * IDLE_GAP.as_nanos() as u64 {
                     break;
                 }
@@ -161,6 +167,13 @@ impl Shared {
             self.switch(POLLING, IDLE);
         }
     }
+}
+
+/// The request counters at one moment (nanoseconds since `epoch`).
+struct Tally {
+    at: u64,
+    requests: u64,
+    busy: u64,
 }
 
 fn set_non_blocking(channel: &OwnedFd, non_blocking: bool) -> nix::Result<()> {
