@@ -313,13 +313,20 @@ impl BlockCache {
     /// operation). A block in flight keeps its slot, clean, until its
     /// commit lands: the device does not hold it yet.
     pub fn discard(&mut self, block: u32) {
-        if let Some(&slot) = self.index.get(&block) {
+        let Some(&slot) = self.index.get(&block) else { return };
+        if self.slots[slot].in_flight {
             self.note_change(slot);
-            if self.slots[slot].in_flight {
-                self.clear_dirty(slot);
-            } else {
-                self.forget(block);
-            }
+            self.clear_dirty(slot);
+            return;
+        }
+        let dirty = self.slots[slot].dirty;
+        self.index.remove(&block);
+        self.clear_dirty(slot);
+        let removed = self.remove_slot(slot);
+        // The slot is gone, so its bytes can become the prior state
+        // without a copy (unless the operation recorded one already).
+        if let (Some(undo), false) = (self.undo.as_mut(), removed.in_operation) {
+            undo.push((block, Prior::Cached { data: removed.data, dirty }));
         }
     }
 
@@ -386,9 +393,9 @@ impl BlockCache {
     }
 
     /// Removes a slot (already out of the index), keeping the slot vector
-    /// dense by moving the last slot into the hole.
-    fn remove_slot(&mut self, slot: usize) {
-        self.slots.swap_remove(slot);
+    /// dense by moving the last slot into the hole; returns it.
+    fn remove_slot(&mut self, slot: usize) -> Slot {
+        let removed = self.slots.swap_remove(slot);
         if slot < self.slots.len() {
             let moved = self.slots[slot].block;
             self.index.insert(moved, slot);
@@ -396,6 +403,7 @@ impl BlockCache {
         if self.hand >= self.slots.len() {
             self.hand = 0;
         }
+        removed
     }
 
     /// Writes every dirty block back (in block order, coalesced). Does not
@@ -645,6 +653,27 @@ mod tests {
         cache.land([2].into_iter());
         cache.discard(2);
         assert!(!cache.is_cached(2));
+    }
+
+    #[test]
+    fn a_rolled_back_discard_brings_the_block_back_as_it_was() {
+        let mut device = MemDevice::new(16);
+        let mut cache = BlockCache::new(16);
+        cache.overwrite(&device, 5, BlockKind::Data).unwrap()[0] = 1;
+        cache.overwrite(&device, 6, BlockKind::Metadata).unwrap()[0] = 2;
+        cache.begin();
+        cache.discard(5);
+        // Changed first, then discarded: the prior state is the first one.
+        cache.modify(&device, 6, BlockKind::Metadata).unwrap()[0] = 3;
+        cache.discard(6);
+        assert!(!cache.is_cached(5) && !cache.is_cached(6));
+        cache.rollback();
+        assert_eq!(cache.peek(5).unwrap()[0], 1);
+        assert_eq!(cache.peek(6).unwrap()[0], 2);
+        assert_eq!((cache.dirty_blocks(), cache.dirty_metadata_blocks()), (2, 1));
+        cache.write_back(&device).unwrap();
+        assert_eq!(device.as_bytes()[5 * BLOCK_SIZE], 1);
+        assert_eq!(device.as_bytes()[6 * BLOCK_SIZE], 2);
     }
 
     #[test]

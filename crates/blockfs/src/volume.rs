@@ -9,9 +9,11 @@
 //! began, and only whole operations join the running journal transaction.
 
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::BTreeSet;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+
+use hashbrown::{HashMap, HashSet};
 
 use crate::cache::{BlockCache, BlockKind};
 use crate::commit::Frozen;
@@ -39,13 +41,15 @@ struct TransactionSize {
 
 /// Blocks freed by the running transaction. Their bitmap bits clear at
 /// commit, so no block is reused (and overwritten with new data) while a
-/// crash could still bring back the old owner.
+/// crash could still bring back the old owner. Hashed, not ordered: every
+/// freed block is looked up and inserted, and only the commit needs them
+/// in order (`take`).
 #[derive(Default)]
 pub(crate) struct PendingFrees {
-    blocks: BTreeSet<u32>,
+    blocks: HashSet<u32>,
     /// Pending frees per bitmap block: the bitmap blocks the commit will
     /// change, which count against the journal.
-    per_bitmap_block: BTreeMap<u32, u32>,
+    per_bitmap_block: HashMap<u32, u32>,
 }
 
 impl PendingFrees {
@@ -80,7 +84,7 @@ impl PendingFrees {
 
     fn take(&mut self) -> BTreeSet<u32> {
         self.per_bitmap_block.clear();
-        core::mem::take(&mut self.blocks)
+        self.blocks.drain().collect()
     }
 
     fn bitmap_blocks(&self) -> usize {
