@@ -183,7 +183,7 @@ fn print_report(args: &Args, report: &Report) {
     if args.verbose {
         let _ = writeln!(
             out,
-            "{:>9} regular files\n{:>9} directories\n{:>9} symbolic links\n{:>9} special files\n{:>9} reconnected to /lost+found\n{:>9} errors ({} fixed), {} warnings",
+            "{:>9} regular files\n{:>9} directories\n{:>9} symbolic links\n{:>9} special files\n{:>9} reconnected to /lost+found (or /)\n{:>9} errors ({} fixed), {} warnings",
             stats.regular_files,
             stats.directories,
             stats.symlinks,

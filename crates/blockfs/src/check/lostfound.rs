@@ -1,5 +1,6 @@
 //! `/lost+found`: where inodes no directory reaches get a name, `#<ino>`.
-//! Found in the root by pass 2, or created on first need.
+//! Found in the root by pass 2, or created on first need; the root itself
+//! when it cannot be.
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -17,9 +18,9 @@ const NAME: &[u8] = b"lost+found";
 /// Only root may look inside, as e2fsck makes it.
 const PERMISSIONS: u16 = 0o700;
 
-/// Links inode `ino` into `/lost+found` as `#<ino>`. Returns the
-/// directory it went into, or `None` when that is impossible (no space,
-/// or the name `lost+found` taken by something else).
+/// Links inode `ino` into `/lost+found` (or the root, see `directory`) as
+/// `#<ino>`. Returns the directory it went into, or `None` when that is
+/// impossible (no room in either).
 pub(super) fn attach<D: BlockDevice>(
     ck: &mut Checker<'_, D>,
     ino: u32,
@@ -39,8 +40,9 @@ pub(super) fn attach<D: BlockDevice>(
     Ok(Some(dir))
 }
 
-/// `/lost+found`, found or made; the first time it cannot be had, that is
-/// reported (once).
+/// `/lost+found`, found or made. The first time it cannot be had, that is
+/// reported (once), and, as e2fsck does, lost inodes go into the root
+/// instead: a full disk or a name taken should not leave them nameless.
 fn directory<D: BlockDevice>(ck: &mut Checker<'_, D>) -> Result<Option<u32>> {
     let made = match ck.lost_found {
         LostFound::Found(dir) => return Ok(Some(dir)),
@@ -48,14 +50,15 @@ fn directory<D: BlockDevice>(ck: &mut Checker<'_, D>) -> Result<Option<u32>> {
         LostFound::Missing => create(ck)?,
         LostFound::NameTaken => None,
     };
-    ck.lost_found = match made {
+    if made.is_none() {
+        ck.record(Problem::new(ProblemKind::LostFoundUnavailable), false);
+    }
+    let home = made.or_else(|| ck.is_directory(ROOT_INODE).then_some(ROOT_INODE));
+    ck.lost_found = match home {
         Some(dir) => LostFound::Found(dir),
-        None => {
-            ck.record(Problem::new(ProblemKind::LostFoundUnavailable), false);
-            LostFound::Unavailable
-        }
+        None => LostFound::Unavailable,
     };
-    Ok(made)
+    Ok(home)
 }
 
 /// Makes `/lost+found`: an inode, one block with `.` and `..`, and an

@@ -464,7 +464,7 @@ impl fmt::Display for ProblemKind {
             }
             LostFoundUnavailable => write!(
                 f,
-                "cannot use /lost+found (name taken, or no free inode or block): unattached inodes left alone"
+                "cannot use /lost+found (name taken, or no free inode or block): unattached inodes go into the root directory"
             ),
         }
     }
