@@ -200,8 +200,8 @@ pub enum ProblemKind {
     /// checker's memory budget.
     DuplicateCheckSkipped,
     /// `/lost+found` cannot be used (the root names something else so, or
-    /// there is no free inode or block for it): unattached inodes stay
-    /// where they are.
+    /// there is no free inode or block for it): unattached inodes go into
+    /// the root directory instead.
     LostFoundUnavailable,
 }
 
