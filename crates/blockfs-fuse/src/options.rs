@@ -37,8 +37,7 @@ pub struct MountConfig {
     pub threads: usize,
     /// Polling the FUSE device while requests come fast (`poll`): the
     /// window after which it stops if the server waited more than 50 µs
-    /// per request on average.
-    /// `None` always sleeps between requests.
+    /// per request on average. `None` always sleeps between requests.
     pub poll: Option<Duration>,
     /// Have the kernel check permissions even on a mount only root can
     /// use (`-o default_permissions`); see `Permissions`.
