@@ -8,16 +8,18 @@
 //! `next_mapped`, over a `PointerSource`; the checker reads pointers it
 //! cannot trust as holes), the walk over every pointer (`walk_map`, over a
 //! `MapWalk`), and the path that gets a new mapping its indirect blocks
-//! (`slot_for`, over a `MapWriter`). The volume's own sources are at the
-//! end: its cache, its allocator, and corruption for a bad pointer.
+//! (`slot_for`, over a `MapWriter`). The filesystem's own sources are at
+//! the end: a transaction's blocks, its allocator, and corruption for a
+//! bad pointer.
 
 use alloc::boxed::Box;
 
+use crate::cache::BlockKind;
 use crate::device::BlockDevice;
 use crate::error::{Corruption, Error, Result};
 use crate::format::inode::{DiskInode, DIRECT_BLOCKS};
 use crate::format::{le_u32, put_u32, Block, POINTERS_PER_BLOCK};
-use crate::volume::Volume;
+use crate::tx::Tx;
 
 mod walk;
 
@@ -198,53 +200,52 @@ pub(crate) fn set_slot<W: MapWriter>(
     Ok(())
 }
 
-/// The volume's pointers, through its cache, for inode `ino`.
-struct VolumePointers<'v, D> {
-    volume: &'v mut Volume<D>,
+/// A transaction's pointers, through the cache, for inode `ino`.
+struct TxPointers<'t, 'v, D: BlockDevice> {
+    tx: &'t mut Tx<'v, D>,
     ino: u32,
 }
 
-impl<D: BlockDevice> PointerSource for VolumePointers<'_, D> {
+impl<D: BlockDevice> PointerSource for TxPointers<'_, '_, D> {
     fn follow(&mut self, pointer: u32) -> Result<bool> {
-        self.volume.checked_pointer(pointer, self.ino).map(|_| true)
+        self.tx.checked_pointer(pointer, self.ino).map(|_| true)
     }
 
     fn pointer_in(&mut self, block: u32, index: usize) -> Result<u32> {
-        Ok(le_u32(self.volume.block(block)?, index * 4))
+        self.tx.read_block(block, |bytes| le_u32(bytes, index * 4))
     }
 }
 
-/// The volume as a map writer: indirect blocks allocated near `goal` (just
-/// before the data they map, keeping runs) in the running transaction,
-/// pointers checked as they are read.
-struct VolumeWriter<'v, D> {
-    volume: &'v mut Volume<D>,
+/// A transaction as a map writer: indirect blocks allocated near `goal`
+/// (just before the data they map, keeping runs), pointers checked as
+/// they are read.
+struct TxWriter<'t, 'v, D: BlockDevice> {
+    tx: &'t mut Tx<'v, D>,
     ino: u32,
     goal: Option<u32>,
 }
 
-impl<D: BlockDevice> MapWriter for VolumeWriter<'_, D> {
+impl<D: BlockDevice> MapWriter for TxWriter<'_, '_, D> {
     fn new_indirect(&mut self, inode: &mut DiskInode) -> Result<Option<u32>> {
-        let block = self.volume.allocate_block(self.goal)?;
-        self.volume.block_overwrite(block)?;
+        let block = self.tx.allocate_block(self.goal)?;
+        self.tx.modify_block(block, BlockKind::Metadata, false, |_| ())?;
         inode.blocks += 1;
         Ok(Some(block))
     }
 
     fn pointer_in(&mut self, block: u32, index: usize) -> Result<u32> {
-        self.volume.pointer_in(block, index, self.ino)
+        self.tx.pointer_in(block, index, self.ino)
     }
 
     fn set_pointer_in(&mut self, block: u32, index: usize, pointer: u32) -> Result<()> {
-        put_u32(self.volume.block_mut(block)?, index * 4, pointer);
-        Ok(())
+        self.tx.modify_block(block, BlockKind::Metadata, true, |bytes| put_u32(bytes, index * 4, pointer))
     }
 }
 
-impl<D: BlockDevice> Volume<D> {
+impl<D: BlockDevice> Tx<'_, D> {
     /// Validates a pointer read from an inode or indirect block.
     fn checked_pointer(&self, pointer: u32, ino: u32) -> Result<u32> {
-        if pointer == 0 || self.geometry.is_data_block(pointer) {
+        if pointer == 0 || self.geometry().is_data_block(pointer) {
             Ok(pointer)
         } else {
             Err(Error::corrupt(Corruption::BlockOutOfRange(pointer), Some(ino), Some(pointer)))
@@ -252,13 +253,13 @@ impl<D: BlockDevice> Volume<D> {
     }
 
     fn pointer_in(&mut self, block: u32, index: usize, ino: u32) -> Result<u32> {
-        let pointer = le_u32(self.block(block)?, index * 4);
+        let pointer = self.read_block(block, |bytes| le_u32(bytes, index * 4))?;
         self.checked_pointer(pointer, ino)
     }
 
     /// Physical block of `logical`, or `None` for a hole.
     pub fn map_block(&mut self, ino: u32, inode: &DiskInode, logical: u64) -> Result<Option<u32>> {
-        map_logical(&mut VolumePointers { volume: self, ino }, inode, logical)
+        map_logical(&mut TxPointers { tx: self, ino }, inode, logical)
     }
 
     /// The first mapped logical block of `inode` in `from..end`.
@@ -269,8 +270,7 @@ impl<D: BlockDevice> Volume<D> {
         from: u64,
         end: u64,
     ) -> Result<Option<u64>> {
-        Ok(next_mapped(&mut VolumePointers { volume: self, ino }, inode, from, end)?
-            .map(|(logical, _)| logical))
+        Ok(next_mapped(&mut TxPointers { tx: self, ino }, inode, from, end)?.map(|(logical, _)| logical))
     }
 
     /// Physical block of `logical`, allocating it (and any indirect block
@@ -288,10 +288,10 @@ impl<D: BlockDevice> Volume<D> {
             return Ok((physical, false));
         }
         let path = path_of(logical).ok_or(Error::FileTooBig)?;
-        let mut writer = VolumeWriter { volume: self, ino, goal };
-        // The volume's allocation fails with an error, never `None`.
+        let mut writer = TxWriter { tx: self, ino, goal };
+        // The transaction's allocation fails with an error, never `None`.
         let slot = slot_for(&mut writer, inode, path)?.ok_or(Error::NoSpace)?;
-        let block = writer.volume.allocate_block(goal)?;
+        let block = writer.tx.allocate_block(goal)?;
         inode.blocks += 1;
         set_slot(&mut writer, inode, slot, block)?;
         Ok((block, true))
@@ -325,18 +325,20 @@ impl<D: BlockDevice> Volume<D> {
 
     /// Index of the last non-zero pointer in an indirect block.
     fn last_pointer(&mut self, block: u32, ino: u32) -> Result<Option<usize>> {
-        for index in (0..POINTERS_PER_BLOCK).rev() {
-            if self.pointer_in(block, index, ino)? != 0 {
-                return Ok(Some(index));
-            }
+        self.checked_pointer(block, ino)?;
+        let last = self.read_block(block, |bytes| {
+            (0..POINTERS_PER_BLOCK).rev().find(|&index| le_u32(bytes, index * 4) != 0)
+        })?;
+        match last {
+            Some(index) => self.pointer_in(block, index, ino).map(|_| Some(index)),
+            None => Ok(None),
         }
-        Ok(None)
     }
 
     /// Frees every data and indirect block mapping logical blocks at or
     /// past `keep`, and indirect blocks left with no pointers.
     pub fn truncate_blocks(&mut self, ino: u32, inode: &mut DiskInode, keep: u64) -> Result<()> {
-        let mut truncation = Truncation { volume: self, ino, keep, freed: 0 };
+        let mut truncation = Truncation { tx: self, ino, keep, freed: 0 };
         let walked = walk_map(&mut truncation, inode);
         // Counted as they go, so a failure part-way still matches the map
         // (the transaction rolls both back anyway).
@@ -348,41 +350,43 @@ impl<D: BlockDevice> Volume<D> {
 /// The walk of a truncation: frees what maps logical blocks at or past
 /// `keep`, and indirect blocks it leaves with no pointers; skips subtrees
 /// wholly before `keep`.
-struct Truncation<'v, D> {
-    volume: &'v mut Volume<D>,
+struct Truncation<'t, 'v, D: BlockDevice> {
+    tx: &'t mut Tx<'v, D>,
     ino: u32,
     keep: u64,
     freed: u32,
 }
 
-impl<D: BlockDevice> MapWalk for Truncation<'_, D> {
+impl<D: BlockDevice> MapWalk for Truncation<'_, '_, D> {
     type Error = Error;
 
     fn visit(&mut self, pointer: Pointer) -> Result<Action> {
-        self.volume.checked_pointer(pointer.block, self.ino)?;
+        self.tx.checked_pointer(pointer.block, self.ino)?;
         if pointer.logical + pointer.span() <= self.keep {
             return Ok(Action::Skip);
         }
         if pointer.level != Level::Data {
             return Ok(Action::Keep);
         }
-        self.volume.free_block(pointer.block)?;
+        self.tx.free_block(pointer.block)?;
         self.freed += 1;
         Ok(Action::Clear)
     }
 
     fn read_indirect(&mut self, pointer: Pointer) -> Result<Option<Box<Block>>> {
-        Ok(Some(Box::new(*self.volume.block(pointer.block)?)))
+        Ok(Some(self.tx.read_block(pointer.block, |bytes| Box::new(*bytes))?))
     }
 
     fn leave_indirect(&mut self, pointer: Pointer, contents: Box<Block>, changed: bool) -> Result<Action> {
         if changed {
-            self.volume.block_mut(pointer.block)?.copy_from_slice(&contents[..]);
+            self.tx.modify_block(pointer.block, BlockKind::Metadata, true, |bytes| {
+                bytes.copy_from_slice(&contents[..])
+            })?;
         }
         if contents.iter().any(|&byte| byte != 0) {
             return Ok(Action::Keep);
         }
-        self.volume.free_block(pointer.block)?;
+        self.tx.free_block(pointer.block)?;
         self.freed += 1;
         Ok(Action::Clear)
     }

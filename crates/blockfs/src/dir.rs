@@ -18,6 +18,7 @@ use alloc::vec::Vec;
 
 use hashbrown::HashMap;
 
+use crate::cache::BlockKind;
 use crate::device::BlockDevice;
 use crate::dirstream::{self, DirBlocks};
 use crate::error::{Corruption, Error, Result};
@@ -26,7 +27,7 @@ use crate::format::dirent::{
 };
 use crate::format::inode::{DiskInode, FileType};
 use crate::format::{Block, BLOCK_SIZE};
-use crate::volume::Volume;
+use crate::tx::Tx;
 
 /// Largest directory the legacy-stream reader will rewrite in memory.
 const MAX_LEGACY_DIR_SIZE: u32 = 64 << 20;
@@ -77,48 +78,21 @@ struct DirIndex {
     cost: usize,
 }
 
-/// The name indexes of recently used large directories.
+/// The name indexes of recently used large directories, within a memory
+/// budget. A directory's index is used and changed only by the holder of
+/// the directory's inode lock; the map of them is shared, behind
+/// `Volume::dir_indexes`. An operation that fails drops the indexes it
+/// used (`Tx::rollback`): they are rebuilt from the blocks.
 pub(crate) struct DirIndexes {
     by_dir: HashMap<u32, DirIndex>,
     budget: usize,
     used: usize,
     clock: u64,
-    /// Directories whose index the operation in progress used or changed;
-    /// a rollback drops them (they are rebuilt from the blocks).
-    touched: Option<Vec<u32>>,
 }
 
 impl DirIndexes {
     pub fn new(budget_bytes: usize) -> Self {
-        DirIndexes { by_dir: HashMap::new(), budget: budget_bytes, used: 0, clock: 0, touched: None }
-    }
-
-    pub fn begin(&mut self) {
-        self.touched = Some(Vec::new());
-    }
-
-    pub fn keep(&mut self) {
-        self.touched = None;
-    }
-
-    /// Ends an operation that failed. Only an operation that changed
-    /// blocks can have left an index out of step with them; one that only
-    /// read (a lookup of a missing name) keeps every index it built.
-    pub fn rollback(&mut self, blocks_changed: bool) {
-        let touched = self.touched.take().unwrap_or_default();
-        if blocks_changed {
-            for dir in touched {
-                self.forget(dir);
-            }
-        }
-    }
-
-    fn touch(&mut self, dir: u32) {
-        if let Some(touched) = self.touched.as_mut() {
-            if touched.last() != Some(&dir) {
-                touched.push(dir);
-            }
-        }
+        DirIndexes { by_dir: HashMap::new(), budget: budget_bytes, used: 0, clock: 0 }
     }
 
     /// Drops a directory's index (the directory was freed or rewritten).
@@ -129,7 +103,6 @@ impl DirIndexes {
     }
 
     fn get(&mut self, dir: u32) -> Option<&mut DirIndex> {
-        self.touch(dir);
         self.clock += 1;
         let clock = self.clock;
         let index = self.by_dir.get_mut(&dir)?;
@@ -137,8 +110,7 @@ impl DirIndexes {
         Some(index)
     }
 
-    fn insert(&mut self, dir: u32, mut index: DirIndex) {
-        self.touch(dir);
+    fn insert(&mut self, dir: u32, mut index: DirIndex) -> &mut DirIndex {
         self.forget(dir);
         while self.used + index.cost > self.budget && !self.by_dir.is_empty() {
             let oldest = self.by_dir.iter().min_by_key(|(_, idx)| idx.last_used).map(|(&d, _)| d);
@@ -149,11 +121,10 @@ impl DirIndexes {
         self.clock += 1;
         index.last_used = self.clock;
         self.used += index.cost;
-        self.by_dir.insert(dir, index);
+        self.by_dir.entry(dir).insert(index).into_mut()
     }
 
     fn add_name(&mut self, dir: u32, name: &[u8], slot: Slot) {
-        self.touch(dir);
         if let Some(index) = self.by_dir.get_mut(&dir) {
             let cost = name.len() + INDEX_ENTRY_OVERHEAD;
             index.names.insert(name.into(), slot);
@@ -163,13 +134,20 @@ impl DirIndexes {
     }
 
     fn remove_name(&mut self, dir: u32, name: &[u8]) {
-        self.touch(dir);
         if let Some(index) = self.by_dir.get_mut(&dir) {
             if index.names.remove(name).is_some() {
                 let cost = name.len() + INDEX_ENTRY_OVERHEAD;
                 index.cost -= cost;
                 self.used -= cost;
             }
+        }
+    }
+
+    fn set_room(&mut self, dir: u32, block_index: u64, room: usize) {
+        if let Some(slot) =
+            self.by_dir.get_mut(&dir).and_then(|index| index.room.get_mut(block_index as usize))
+        {
+            *slot = room as u16;
         }
     }
 }
@@ -244,19 +222,19 @@ pub(crate) fn check_name(name: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// A directory's blocks through the volume's cache, for the stream
-/// reader; a bad pointer is reported as corruption.
-struct VolumeDirBlocks<'v, D> {
-    volume: &'v mut Volume<D>,
+/// A directory's blocks through a transaction, for the stream reader; a
+/// bad pointer is reported as corruption.
+struct TxDirBlocks<'t, 'v, D: BlockDevice> {
+    tx: &'t mut Tx<'v, D>,
     ino: u32,
-    inode: &'v DiskInode,
+    inode: &'t DiskInode,
 }
 
-impl<D: BlockDevice> DirBlocks for VolumeDirBlocks<'_, D> {
+impl<D: BlockDevice> DirBlocks for TxDirBlocks<'_, '_, D> {
     fn read_logical(&mut self, logical: u64, out: &mut Block) -> Result<bool> {
-        match self.volume.map_block(self.ino, self.inode, logical)? {
+        match self.tx.map_block(self.ino, self.inode, logical)? {
             Some(physical) => {
-                out.copy_from_slice(self.volume.block(physical)?);
+                self.tx.read_block(physical, |bytes| out.copy_from_slice(bytes))?;
                 Ok(true)
             }
             None => Ok(false),
@@ -264,18 +242,19 @@ impl<D: BlockDevice> DirBlocks for VolumeDirBlocks<'_, D> {
     }
 
     fn next_mapped(&mut self, from: u64, end: u64) -> Result<Option<u64>> {
-        self.volume.next_mapped_block(self.ino, self.inode, from, end)
+        self.tx.next_mapped_block(self.ino, self.inode, from, end)
     }
 }
 
-impl<D: BlockDevice> Volume<D> {
-    fn dir_block_count(inode: &DiskInode) -> u64 {
-        (inode.size as u64).div_ceil(BLOCK_SIZE as u64)
-    }
+fn dir_block_count(inode: &DiskInode) -> u64 {
+    (inode.size as u64).div_ceil(BLOCK_SIZE as u64)
+}
 
+impl<D: BlockDevice> Tx<'_, D> {
     /// Calls `visit` with the position of every live record in block
     /// layout from `from`, and the record as it lies in the cached block
-    /// (nothing is copied for records the caller passes over). Returns
+    /// (nothing is copied for records the caller passes over; `visit` runs
+    /// under the cache shard's lock and must not use the store). Returns
     /// false if some block did not parse cleanly.
     fn walk_blocks(
         &mut self,
@@ -285,7 +264,7 @@ impl<D: BlockDevice> Volume<D> {
         visit: &mut dyn FnMut(u32, &RawEntry<'_>) -> bool,
     ) -> Result<bool> {
         let mut clean = true;
-        let end = Self::dir_block_count(inode);
+        let end = dir_block_count(inode);
         let mut next = from as u64 / BLOCK_SIZE as u64;
         // Holes are stepped over a whole missing indirect level at a time,
         // so a size that claims gigabytes costs what the map holds.
@@ -295,17 +274,24 @@ impl<D: BlockDevice> Volume<D> {
                 continue;
             };
             let base = index as u32 * BLOCK_SIZE as u32;
-            let mut walk = BlockWalk::new(self.block(physical)?, block_limit(inode.size, index));
-            for record in walk.by_ref() {
-                let position = base + record.offset as u32;
-                if position < from || !record.is_live() {
-                    continue;
+            let limit = block_limit(inode.size, index);
+            let (stopped, block_clean) = self.read_block(physical, |bytes| {
+                let mut walk = BlockWalk::new(bytes, limit);
+                for record in walk.by_ref() {
+                    let position = base + record.offset as u32;
+                    if position < from || !record.is_live() {
+                        continue;
+                    }
+                    if !visit(position, &record) {
+                        return (true, true);
+                    }
                 }
-                if !visit(position, &record) {
-                    return Ok(clean);
-                }
+                (false, walk.end() == Some(BlockEnd::Clean))
+            })?;
+            if stopped {
+                return Ok(clean);
             }
-            clean &= walk.end() == Some(BlockEnd::Clean);
+            clean &= block_clean;
         }
         Ok(clean)
     }
@@ -320,7 +306,7 @@ impl<D: BlockDevice> Volume<D> {
         inode: &DiskInode,
         visit: &mut dyn FnMut(DirEntry) -> bool,
     ) -> Result<bool> {
-        let mut blocks = VolumeDirBlocks { volume: self, ino, inode };
+        let mut blocks = TxDirBlocks { tx: self, ino, inode };
         dirstream::walk_stream(&mut blocks, inode.size as u64, &mut |_, record| {
             Ok(!record.is_live()
                 || visit(DirEntry {
@@ -332,17 +318,25 @@ impl<D: BlockDevice> Volume<D> {
         })
     }
 
-    /// Whether a directory needs the stream reader, and its index when it
-    /// is large enough to have one.
-    fn dir_index(&mut self, ino: u32, inode: &DiskInode) -> Result<Option<&mut DirIndex>> {
-        if Self::dir_block_count(inode) <= 1 {
+    /// Runs `f` on the name index of a directory large enough to have
+    /// one, building the index first if it is not in memory; `None` for a
+    /// one-block directory. The caller holds the directory's lock.
+    fn with_index<R>(
+        &mut self,
+        ino: u32,
+        inode: &DiskInode,
+        f: impl FnOnce(&mut DirIndex) -> R,
+    ) -> Result<Option<R>> {
+        if dir_block_count(inode) <= 1 {
             return Ok(None);
         }
-        if self.dir_indexes.get(ino).is_none() {
-            let index = self.build_index(ino, inode)?;
-            self.dir_indexes.insert(ino, index);
+        self.note_dir(ino);
+        let volume = self.volume;
+        if let Some(index) = volume.dir_indexes.lock().get(ino) {
+            return Ok(Some(f(index)));
         }
-        Ok(self.dir_indexes.get(ino))
+        let index = self.build_index(ino, inode)?;
+        Ok(Some(f(volume.dir_indexes.lock().insert(ino, index))))
     }
 
     fn build_index(&mut self, ino: u32, inode: &DiskInode) -> Result<DirIndex> {
@@ -373,9 +367,12 @@ impl<D: BlockDevice> Volume<D> {
         }
         let mut room = Vec::new();
         if !legacy {
-            for index in 0..Self::dir_block_count(inode) {
+            for index in 0..dir_block_count(inode) {
                 let space = match self.map_block(ino, inode, index)? {
-                    Some(physical) => room_in_block(self.block(physical)?, block_limit(inode.size, index)),
+                    Some(physical) => {
+                        let limit = block_limit(inode.size, index);
+                        self.read_block(physical, |bytes| room_in_block(bytes, limit))?
+                    }
                     None => 0,
                 };
                 room.push(space as u16);
@@ -386,13 +383,13 @@ impl<D: BlockDevice> Volume<D> {
     }
 
     fn is_legacy(&mut self, ino: u32, inode: &DiskInode) -> Result<bool> {
-        Ok(self.dir_index(ino, inode)?.is_some_and(|index| index.legacy))
+        Ok(self.with_index(ino, inode, |index| index.legacy)?.unwrap_or(false))
     }
 
     /// Finds `name` in directory `ino`.
     pub(crate) fn find_entry(&mut self, ino: u32, inode: &DiskInode, name: &[u8]) -> Result<Option<Slot>> {
-        if let Some(index) = self.dir_index(ino, inode)? {
-            return Ok(index.names.get(name).copied());
+        if let Some(found) = self.with_index(ino, inode, |index| index.names.get(name).copied())? {
+            return Ok(found);
         }
         let mut found = None;
         self.walk_blocks(ino, inode, 0, &mut |position, record| {
@@ -407,7 +404,8 @@ impl<D: BlockDevice> Volume<D> {
     }
 
     /// Lists live entries from cookie `from` (a position; entries at or
-    /// past it are returned) until `visit` returns false.
+    /// past it are returned) until `visit` returns false. `visit` must not
+    /// use the filesystem.
     pub(crate) fn list_entries(
         &mut self,
         ino: u32,
@@ -443,12 +441,13 @@ impl<D: BlockDevice> Volume<D> {
     /// Writes the first block of a new directory: `.` and `..`.
     pub(crate) fn init_directory(&mut self, ino: u32, inode: &mut DiskInode, parent: u32) -> Result<()> {
         let (physical, _) = self.map_or_allocate(ino, inode, 0, None)?;
-        let block = self.block_overwrite(physical)?;
         let dir_code = FileType::Directory.dirent_code();
-        let dot = DirentHeader { inode: ino, rec_len: 12, name_len: 1, file_type: dir_code };
-        write_entry(block, 0, dot, b".");
-        let dotdot = DirentHeader { inode: parent, rec_len: 12, name_len: 2, file_type: dir_code };
-        write_entry(block, 12, dotdot, b"..");
+        self.modify_block(physical, BlockKind::Metadata, false, |block| {
+            let dot = DirentHeader { inode: ino, rec_len: 12, name_len: 1, file_type: dir_code };
+            write_entry(block, 0, dot, b".");
+            let dotdot = DirentHeader { inode: parent, rec_len: 12, name_len: 2, file_type: dir_code };
+            write_entry(block, 12, dotdot, b"..");
+        })?;
         inode.size = 24;
         Ok(())
     }
@@ -488,15 +487,14 @@ impl<D: BlockDevice> Volume<D> {
         self.store_dir_block(ino, inode, block_index, &block)?;
         self.truncate_blocks(ino, inode, block_index + 1)?;
         inode.size = size;
-        self.dir_indexes.forget(ino);
+        self.volume.dir_indexes.lock().forget(ino);
         Ok(())
     }
 
     fn store_dir_block(&mut self, ino: u32, inode: &mut DiskInode, index: u64, data: &Block) -> Result<()> {
         let goal = if index > 0 { self.map_block(ino, inode, index - 1)?.map(|b| b + 1) } else { None };
         let (physical, _) = self.map_or_allocate(ino, inode, index, goal)?;
-        self.block_overwrite(physical)?.copy_from_slice(data);
-        Ok(())
+        self.modify_block(physical, BlockKind::Metadata, false, |block| block.copy_from_slice(data))
     }
 
     /// Adds `name → target`. The caller has checked the name is absent and
@@ -514,16 +512,10 @@ impl<D: BlockDevice> Volume<D> {
         }
         let needed = entry_size(name.len());
         let code = file_type.dirent_code();
-        let blocks = Self::dir_block_count(inode);
-        let candidates: Vec<u64> = match self.dir_index(ino, inode)? {
-            Some(index) => index
-                .room
-                .iter()
-                .enumerate()
-                .filter(|(_, &room)| room as usize >= needed)
-                .map(|(i, _)| i as u64)
-                .take(1)
-                .collect(),
+        let blocks = dir_block_count(inode);
+        let roomy = |index: &mut DirIndex| index.room.iter().position(|&room| room as usize >= needed);
+        let candidates: Vec<u64> = match self.with_index(ino, inode, roomy)? {
+            Some(found) => found.map(|index| index as u64).into_iter().collect(),
             None => (0..blocks).collect(),
         };
         for index in candidates {
@@ -531,27 +523,22 @@ impl<D: BlockDevice> Volume<D> {
                 continue;
             };
             let limit = block_limit(inode.size, index);
-            let block = self.block_mut(physical)?;
-            if let Some(offset) = place_in_block(block, limit, name, target, code) {
-                let room = room_in_block(block, limit.max(offset + needed));
+            let placed = self.modify_block(physical, BlockKind::Metadata, true, |block| {
+                let offset = place_in_block(block, limit, name, target, code)?;
+                Some((offset, room_in_block(block, limit.max(offset + needed))))
+            })?;
+            if let Some((offset, room)) = placed {
                 let end = index as u32 * BLOCK_SIZE as u32 + (offset + needed) as u32;
                 inode.size = inode.size.max(end);
-                self.note_added(
-                    ino,
-                    index,
-                    room,
-                    name,
-                    Slot {
-                        position: index as u32 * BLOCK_SIZE as u32 + offset as u32,
-                        ino: target,
-                        file_type: code,
-                    },
-                );
+                let position = index as u32 * BLOCK_SIZE as u32 + offset as u32;
+                let mut indexes = self.volume.dir_indexes.lock();
+                indexes.set_room(ino, index, room);
+                indexes.add_name(ino, name, Slot { position, ino: target, file_type: code });
                 return Ok(());
             }
             // The index said there was room but the block disagrees: refresh.
-            let room = room_in_block(self.block(physical)?, limit);
-            self.note_room(ino, index, room);
+            let room = self.read_block(physical, |block| room_in_block(block, limit))?;
+            self.volume.dir_indexes.lock().set_room(ino, index, room);
         }
         // No room anywhere: start a new block.
         let index = blocks;
@@ -561,33 +548,20 @@ impl<D: BlockDevice> Volume<D> {
         }
         let goal = if index > 0 { self.map_block(ino, inode, index - 1)?.map(|b| b + 1) } else { None };
         let (physical, _) = self.map_or_allocate(ino, inode, index, goal)?;
-        let block = self.block_overwrite(physical)?;
         let header = DirentHeader {
             inode: target,
             rec_len: needed as u16,
             name_len: name.len() as u8,
             file_type: code,
         };
-        write_entry(block, 0, header, name);
+        self.modify_block(physical, BlockKind::Metadata, false, |block| write_entry(block, 0, header, name))?;
         inode.size = (start + needed as u64) as u32;
-        if let Some(index_entry) = self.dir_indexes.get(ino) {
+        let mut indexes = self.volume.dir_indexes.lock();
+        if let Some(index_entry) = indexes.get(ino) {
             index_entry.room.push((BLOCK_SIZE - needed) as u16);
         }
-        self.dir_indexes.add_name(ino, name, Slot { position: start as u32, ino: target, file_type: code });
+        indexes.add_name(ino, name, Slot { position: start as u32, ino: target, file_type: code });
         Ok(())
-    }
-
-    fn note_room(&mut self, ino: u32, block_index: u64, room: usize) {
-        if let Some(index) = self.dir_indexes.get(ino) {
-            if let Some(slot) = index.room.get_mut(block_index as usize) {
-                *slot = room as u16;
-            }
-        }
-    }
-
-    fn note_added(&mut self, ino: u32, block_index: u64, room: usize, name: &[u8], slot: Slot) {
-        self.note_room(ino, block_index, room);
-        self.dir_indexes.add_name(ino, name, slot);
     }
 
     /// Finds `name` for changing it: converts a legacy directory first, and
@@ -610,36 +584,37 @@ impl<D: BlockDevice> Volume<D> {
     pub(crate) fn remove_entry(&mut self, ino: u32, inode: &mut DiskInode, name: &[u8]) -> Result<Slot> {
         let EntryLocation { slot, index, offset, physical } = self.entry_for_change(ino, inode, name)?;
         let limit = block_limit(inode.size, index);
-        let block = self.block_mut(physical)?;
-        let mut previous = None;
-        let mut target = None;
-        for record in BlockWalk::new(block, limit) {
-            if record.offset == offset {
-                target = Some(record.header);
-                break;
+        let corrupt =
+            || Error::corrupt(Corruption::DirEntryCrossesBlock { offset: slot.position }, Some(ino), None);
+        let room = self.modify_block(physical, BlockKind::Metadata, true, |block| {
+            let mut previous = None;
+            let mut target = None;
+            for record in BlockWalk::new(block, limit) {
+                if record.offset == offset {
+                    target = Some(record.header);
+                    break;
+                }
+                previous = Some((record.offset, record.header));
             }
-            previous = Some((record.offset, record.header));
-        }
-        let removed = target.ok_or(Error::corrupt(
-            Corruption::DirEntryCrossesBlock { offset: slot.position },
-            Some(ino),
-            None,
-        ))?;
-        match previous {
-            Some((previous_offset, mut header)) => {
-                header.rec_len += removed.rec_len;
-                header.encode(&mut block[previous_offset..]);
-                block[offset..offset + removed.rec_len as usize].fill(0);
+            let removed = target?;
+            match previous {
+                Some((previous_offset, mut header)) => {
+                    header.rec_len += removed.rec_len;
+                    header.encode(&mut block[previous_offset..]);
+                    block[offset..offset + removed.rec_len as usize].fill(0);
+                }
+                None => {
+                    let mut header = removed;
+                    header.inode = 0;
+                    header.encode(&mut block[offset..]);
+                }
             }
-            None => {
-                let mut header = removed;
-                header.inode = 0;
-                header.encode(&mut block[offset..]);
-            }
-        }
-        let room = room_in_block(block, limit);
-        self.note_room(ino, index, room);
-        self.dir_indexes.remove_name(ino, name);
+            Some(room_in_block(block, limit))
+        })?;
+        let room = room.ok_or_else(corrupt)?;
+        let mut indexes = self.volume.dir_indexes.lock();
+        indexes.set_room(ino, index, room);
+        indexes.remove_name(ino, name);
         Ok(slot)
     }
 
@@ -654,13 +629,15 @@ impl<D: BlockDevice> Volume<D> {
         file_type: FileType,
     ) -> Result<Slot> {
         let EntryLocation { slot, offset, physical, .. } = self.entry_for_change(ino, inode, name)?;
-        let block = self.block_mut(physical)?;
-        let mut header = DirentHeader::decode(&block[offset..]);
-        header.inode = target;
-        header.file_type = file_type.dirent_code();
-        header.encode(&mut block[offset..]);
-        let updated = Slot { position: slot.position, ino: target, file_type: header.file_type };
-        if let Some(index) = self.dir_indexes.get(ino) {
+        let code = file_type.dirent_code();
+        self.modify_block(physical, BlockKind::Metadata, true, |block| {
+            let mut header = DirentHeader::decode(&block[offset..]);
+            header.inode = target;
+            header.file_type = code;
+            header.encode(&mut block[offset..]);
+        })?;
+        let updated = Slot { position: slot.position, ino: target, file_type: code };
+        if let Some(index) = self.volume.dir_indexes.lock().get(ino) {
             if let Some(entry) = index.names.get_mut(name) {
                 *entry = updated;
             }

@@ -4,8 +4,9 @@
 //!
 //! Layers, each readable alone: [`format`] (bytes ↔ typed values),
 //! [`device`] (the block-device trait), [`cache`] (bounded write-back
-//! cache), allocation, block mapping and directories (private), and [`fs`]
-//! (the operations, behind one lock so the handle is `Send + Sync`).
+//! cache), allocation, block mapping, directories and transactions
+//! (private), and [`fs`] (the operations; the handle is `Send + Sync`, and
+//! operations on different files run in parallel).
 
 #![no_std]
 // Denied everywhere but one system call the standard library lacks
@@ -34,6 +35,7 @@ pub mod resize;
 pub mod rootfs;
 mod store;
 mod sync;
+mod tx;
 mod volume;
 
 #[cfg(feature = "std")]

@@ -1,43 +1,35 @@
-//! The mounted image's shared state: the block store, the in-memory
-//! superblock and geometry, allocation state, orphans and directory
-//! indexes. Every other module reaches blocks and inodes through here.
+//! The mounted image's shared state: the block store, block 0's
+//! superblock and extension record, allocation state, orphans, pending
+//! frees and directory indexes, each behind a lock of its own; and the
+//! commit protocol. Operations reach all of it through a transaction
+//! (`tx::Tx`), which the volume hands out.
 //!
-//! Operations are transactions (docs/DESIGN.md, "Transactions"): between
-//! [`Volume::begin_operation`] and [`Volume::end_operation`] every change
-//! is recorded — block prior states in the cache, in-memory state in an
-//! [`OperationLog`] — so a failed operation rolls back to exactly where it
-//! began, and only whole operations join the running journal transaction.
+//! Concurrency (docs/DESIGN.md §5): operations that change anything run
+//! inside the commit barrier, each with journal credits reserved; a
+//! commit closes the barrier only to freeze the running transaction, and
+//! writes it with the barrier open again. The commit gate serialises
+//! commits (and write-backs, whose copies must not race a commit's to
+//! the device).
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeSet;
-use alloc::sync::Arc;
-use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use hashbrown::{HashMap, HashSet};
 
-use crate::cache::{BlockCache, BlockKind};
+use crate::cache::{BlockCache, BlockKind, Change};
 use crate::commit::Frozen;
 use crate::device::BlockDevice;
 use crate::dir::DirIndexes;
-use crate::error::{Corruption, Error, Result};
+use crate::error::{Error, Result};
 use crate::format::extension::Extension;
 use crate::format::geometry::Geometry;
-use crate::format::inode::DiskInode;
 use crate::format::superblock::Superblock;
 use crate::format::Block;
 use crate::journal::Journal;
 use crate::store::BlockStore;
-use crate::sync::Mutex;
-
-/// Metadata blocks the running transaction will log, against the
-/// journal's capacity and the cache's budget, and the blocks the cache
-/// holds past its budget.
-struct TransactionSize {
-    logged: usize,
-    journal: usize,
-    cache: usize,
-    overflow: usize,
-}
+use crate::sync::{relax, CommitBarrier, InodeLocks, Mutex};
+use crate::tx::Tx;
 
 /// Blocks freed by the running transaction. Their bitmap bits clear at
 /// commit, so no block is reused (and overwritten with new data) while a
@@ -53,32 +45,18 @@ pub(crate) struct PendingFrees {
 }
 
 impl PendingFrees {
-    pub fn len(&self) -> usize {
-        self.blocks.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.blocks.is_empty()
-    }
-
     pub fn contains(&self, block: u32) -> bool {
         self.blocks.contains(&block)
     }
 
-    fn insert(&mut self, block: u32, bitmap_block: u32) {
-        if self.blocks.insert(block) {
-            *self.per_bitmap_block.entry(bitmap_block).or_insert(0) += 1;
-        }
+    /// Bitmap blocks among `blocks`' that no pending free touches yet.
+    pub fn new_bitmap_blocks(&self, bitmap_blocks: &BTreeSet<u32>) -> usize {
+        bitmap_blocks.iter().filter(|block| !self.per_bitmap_block.contains_key(*block)).count()
     }
 
-    fn remove(&mut self, block: u32, bitmap_block: u32) {
-        if self.blocks.remove(&block) {
-            if let Some(count) = self.per_bitmap_block.get_mut(&bitmap_block) {
-                *count -= 1;
-                if *count == 0 {
-                    self.per_bitmap_block.remove(&bitmap_block);
-                }
-            }
+    pub fn insert(&mut self, block: u32, bitmap_block: u32) {
+        if self.blocks.insert(block) {
+            *self.per_bitmap_block.entry(bitmap_block).or_insert(0) += 1;
         }
     }
 
@@ -87,9 +65,47 @@ impl PendingFrees {
         self.blocks.drain().collect()
     }
 
-    fn bitmap_blocks(&self) -> usize {
+    pub fn len(&self) -> usize {
+        self.blocks.len()
+    }
+
+    pub fn bitmap_blocks(&self) -> usize {
         self.per_bitmap_block.len()
     }
+}
+
+/// Block 0's superblock and extension record. The free counts and the
+/// orphan chain's head are kept by `Allocation` and `Orphans`, and put in
+/// when block 0 is encoded.
+pub(crate) struct Head {
+    pub superblock: Superblock,
+    pub extension: Option<Extension>,
+}
+
+/// The allocator's state (see `allocator`).
+pub(crate) struct Allocation {
+    pub free_blocks: u32,
+    pub free_inodes: u32,
+    /// Where the next block search starts without a goal.
+    pub block_hint: u32,
+    /// Where the next inode search starts without a goal.
+    pub inode_hint: u32,
+    /// Inodes that operations in progress are freeing: free on disk
+    /// already, but not to be allocated until their operation ends.
+    pub freeing: HashSet<u32>,
+}
+
+/// Inodes on the orphan chain: no links but still referenced, or links
+/// but blocks past `size` still to free (see `orphan`).
+pub(crate) struct Orphans {
+    pub members: BTreeSet<u32>,
+    /// The chain's first inode on disk (images with an extension record).
+    pub head: u32,
+}
+
+/// What the commit gate guards: the journal as the last commit left it.
+pub(crate) struct CommitState {
+    journal: Option<Journal>,
 }
 
 fn encode_block0(superblock: &Superblock, extension: Option<&Extension>, block: &mut Block) {
@@ -99,87 +115,37 @@ fn encode_block0(superblock: &Superblock, extension: Option<&Extension>, block: 
     }
 }
 
-/// A commit whose I/O may run without the filesystem lock.
-struct InFlight {
-    id: u64,
-    /// The blocks it writes home: resident and held until it lands.
-    blocks: Vec<u32>,
-    /// The blocks it frees: free once it lands.
-    frees: BTreeSet<u32>,
-    outcome: Arc<Mutex<Option<Outcome>>>,
-}
-
-/// How a commit's I/O ended: the journal as it left it, or the error.
-pub(crate) type Outcome = Result<Option<Journal>>;
-
-/// A frozen commit handed to whoever writes it (see `commit`).
-pub(crate) struct CommitTicket<D> {
-    id: u64,
-    frozen: Frozen,
-    device: Arc<D>,
-    outcome: Arc<Mutex<Option<Outcome>>>,
-}
-
-impl<D: BlockDevice> CommitTicket<D> {
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
-    /// Where the writer reports; it locks this before it lets go of the
-    /// filesystem lock, so a thread landing the commit waits for it.
-    pub fn outcome(&self) -> Arc<Mutex<Option<Outcome>>> {
-        self.outcome.clone()
-    }
-
-    /// The commit's I/O; the outcome goes into `report`.
-    pub fn write(&mut self, report: &mut Option<Outcome>) -> Result<usize> {
-        let result = self.frozen.write(&*self.device);
-        *report = Some(result.map(|_| self.frozen.journal().cloned()));
-        result
-    }
-}
-
-/// What an operation changed outside the block cache, to undo it.
-struct OperationLog {
-    superblock: Superblock,
-    extension: Option<Extension>,
-    superblock_dirty: bool,
-    block_hint: u32,
-    inode_hint: u32,
-    /// Blocks the operation added to the pending frees.
-    freed: Vec<u32>,
-    /// Orphan-set changes: (inode, added).
-    orphans: Vec<(u32, bool)>,
-}
-
 pub(crate) struct Volume<D> {
     store: BlockStore<D>,
-    pub superblock: Superblock,
-    /// The extension record, when block 0 carries a valid one.
-    pub extension: Option<Extension>,
     pub geometry: Geometry,
-    /// The superblock changed since block 0 was last written.
-    pub superblock_dirty: bool,
-    /// Where the next block search starts (see `allocator`).
-    pub block_hint: u32,
-    /// Where the next inode search starts.
-    pub inode_hint: u32,
-    /// Inodes on the orphan chain: no links but still referenced, or
-    /// links but blocks past `size` still to free (see `orphan`).
-    orphans: BTreeSet<u32>,
+    head: Mutex<Head>,
+    /// Block 0 carries an extension record (so the orphan chain is kept
+    /// on disk).
+    has_extension: AtomicBool,
+    /// Block 0 changed since it was last written (counters, orphan head,
+    /// mount state).
+    head_changed: AtomicBool,
+    pub(crate) allocation: Mutex<Allocation>,
+    pub(crate) orphans: Mutex<Orphans>,
+    pending: Mutex<PendingFrees>,
+    /// Mirrors of the pending frees' size, for checks that take no lock.
+    pending_blocks: AtomicUsize,
+    pending_bitmap_blocks: AtomicUsize,
+    /// Blocks freed by the commit being written, free once it lands.
+    landing_frees: AtomicUsize,
     /// Name indexes of large directories.
-    pub dir_indexes: DirIndexes,
-    /// The metadata journal, when the image has one and is writable.
-    pub journal: Option<Journal>,
-    /// Inode number of the journal (hidden from every operation).
-    pub journal_inode: Option<u32>,
-    pending_frees: PendingFrees,
-    /// The operation in progress, when one is.
-    operation: Option<OperationLog>,
-    /// The commit whose I/O is running or has not landed yet.
-    in_flight: Option<InFlight>,
-    /// Commits frozen so far (names each one).
-    commits: u64,
+    pub(crate) dir_indexes: Mutex<DirIndexes>,
+    pub(crate) inode_locks: InodeLocks,
+    /// Held by a rename across its operation (docs/DESIGN.md §5).
+    pub(crate) rename_lock: Mutex<()>,
+    pub(crate) barrier: CommitBarrier,
+    /// Journal blocks reserved by operations in progress.
+    reserved: AtomicUsize,
+    commit: Mutex<CommitState>,
+    /// The journal's capacity once attached (0: no journal).
+    journal_capacity: AtomicUsize,
+    /// Inode number of the journal, hidden from every operation (0: none).
+    journal_inode: AtomicU32,
 }
 
 impl<D: BlockDevice> Volume<D> {
@@ -194,20 +160,33 @@ impl<D: BlockDevice> Volume<D> {
     ) -> Self {
         Volume {
             store: BlockStore::new(device, cache, geometry.block_count, read_only),
-            superblock,
-            extension,
             geometry,
-            superblock_dirty: false,
-            block_hint: geometry.first_data_block(),
-            inode_hint: 1,
-            orphans: BTreeSet::new(),
-            dir_indexes,
-            journal: None,
-            journal_inode: None,
-            pending_frees: PendingFrees::default(),
-            operation: None,
-            in_flight: None,
-            commits: 0,
+            allocation: Mutex::new(Allocation {
+                free_blocks: superblock.free_blocks,
+                free_inodes: superblock.free_inodes,
+                block_hint: geometry.first_data_block(),
+                inode_hint: 1,
+                freeing: HashSet::new(),
+            }),
+            orphans: Mutex::new(Orphans {
+                members: BTreeSet::new(),
+                head: extension.map_or(0, |extension| extension.orphan_head),
+            }),
+            has_extension: AtomicBool::new(extension.is_some()),
+            head: Mutex::new(Head { superblock, extension }),
+            head_changed: AtomicBool::new(false),
+            pending: Mutex::new(PendingFrees::default()),
+            pending_blocks: AtomicUsize::new(0),
+            pending_bitmap_blocks: AtomicUsize::new(0),
+            landing_frees: AtomicUsize::new(0),
+            dir_indexes: Mutex::new(dir_indexes),
+            inode_locks: InodeLocks::new(),
+            rename_lock: Mutex::new(()),
+            barrier: CommitBarrier::new(),
+            reserved: AtomicUsize::new(0),
+            commit: Mutex::new(CommitState { journal: None }),
+            journal_capacity: AtomicUsize::new(0),
+            journal_inode: AtomicU32::new(0),
         }
     }
 
@@ -233,188 +212,193 @@ impl<D: BlockDevice> Volume<D> {
     }
 
     /// Installs the journal: from now on dirty metadata waits for commits.
-    pub fn attach_journal(&mut self, journal: Journal) {
+    pub fn attach_journal(&self, journal: Journal) {
         self.store.set_pin_metadata(true);
-        self.journal = Some(journal);
+        self.journal_capacity.store(journal.capacity(), Ordering::SeqCst);
+        self.commit.lock().journal = Some(journal);
     }
 
-    // ---- operations as transactions -------------------------------------
-
-    /// Starts recording an operation's changes.
-    pub fn begin_operation(&mut self) {
-        self.store.begin();
-        self.dir_indexes.begin();
-        self.operation = Some(OperationLog {
-            superblock: self.superblock,
-            extension: self.extension,
-            superblock_dirty: self.superblock_dirty,
-            block_hint: self.block_hint,
-            inode_hint: self.inode_hint,
-            freed: Vec::new(),
-            orphans: Vec::new(),
-        });
+    pub fn has_journal(&self) -> bool {
+        self.journal_capacity.load(Ordering::SeqCst) > 0
     }
 
-    /// Ends the operation keeping its changes: they join the running
-    /// journal transaction.
-    pub fn end_operation(&mut self) {
-        self.store.keep();
-        self.dir_indexes.keep();
-        self.operation = None;
+    pub fn journal_inode(&self) -> Option<u32> {
+        Some(self.journal_inode.load(Ordering::Relaxed)).filter(|&ino| ino != 0)
     }
 
-    /// Ends the operation undoing all it changed, in memory and in the
-    /// cache: the volume is as the operation found it.
-    pub fn rollback_operation(&mut self) {
-        let blocks_changed = self.store.cache().operation_blocks() > 0;
-        self.store.rollback();
-        self.dir_indexes.rollback(blocks_changed);
-        let Some(log) = self.operation.take() else { return };
-        self.superblock = log.superblock;
-        self.extension = log.extension;
-        self.superblock_dirty = log.superblock_dirty;
-        self.block_hint = log.block_hint;
-        self.inode_hint = log.inode_hint;
-        for block in log.freed.into_iter().rev() {
-            let (bitmap_block, _) = self.geometry.bitmap_location(block);
-            self.pending_frees.remove(block, bitmap_block);
+    pub fn set_journal_inode(&self, ino: Option<u32>) {
+        self.journal_inode.store(ino.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    // ---- block 0 ----------------------------------------------------------
+
+    /// The superblock as it is now, counters included.
+    pub fn superblock(&self) -> Superblock {
+        let mut superblock = self.head.lock().superblock;
+        let allocation = self.allocation.lock();
+        superblock.free_blocks = allocation.free_blocks;
+        superblock.free_inodes = allocation.free_inodes;
+        superblock
+    }
+
+    /// The extension record as it is now, the orphan chain's head included.
+    pub fn extension(&self) -> Option<Extension> {
+        let mut extension = self.head.lock().extension?;
+        extension.orphan_head = self.orphans.lock().head;
+        Some(extension)
+    }
+
+    /// Changes block 0's fields other than the counters and orphan head.
+    pub fn change_head(&self, change: impl FnOnce(&mut Head)) {
+        let mut head = self.head.lock();
+        change(&mut head);
+        self.has_extension.store(head.extension.is_some(), Ordering::Relaxed);
+        self.note_head_changed();
+    }
+
+    pub fn has_extension(&self) -> bool {
+        self.has_extension.load(Ordering::Relaxed)
+    }
+
+    /// Notes that block 0 must be written with the next commit.
+    pub fn note_head_changed(&self) {
+        // Read first: a store to a shared line takes it from other cores.
+        if !self.head_changed.load(Ordering::Relaxed) {
+            self.head_changed.store(true, Ordering::Relaxed);
         }
-        for (ino, added) in log.orphans.into_iter().rev() {
-            if added {
-                self.orphans.remove(&ino);
-            } else {
-                self.orphans.insert(ino);
+    }
+
+    /// Puts the superblock (and extension record) as they are now into
+    /// block 0, in the cache.
+    pub fn store_superblock(&self) -> Result<()> {
+        let (superblock, extension) = (self.superblock(), self.extension());
+        let change = Change { kind: BlockKind::Metadata, load: true, pin: false, snapshot: false };
+        self.store.modify(0, change, |block| encode_block0(&superblock, extension.as_ref(), block))?;
+        self.head_changed.store(false, Ordering::Relaxed);
+        Ok(())
+    }
+
+    // ---- transactions -------------------------------------------------------
+
+    /// A transaction that only reads: no barrier, no undo; misses read
+    /// the device in place (holding only the inode locks it takes).
+    pub fn begin_read(&self) -> Tx<'_, D> {
+        Tx::read(self)
+    }
+
+    /// A transaction that may change the volume, with `credits` journal
+    /// blocks reserved (at most the journal's capacity), inside the
+    /// commit barrier, after taking the rename lock when `rename`. A
+    /// running transaction without room for the credits is committed
+    /// first. `defer_misses` makes a read of an uncached block fail with
+    /// `NotCached` (see `FileSystem::update`).
+    pub fn begin_update(
+        &self,
+        credits: usize,
+        rename: bool,
+        defer_misses: bool,
+        now: u32,
+    ) -> Result<Tx<'_, D>> {
+        let rename = rename.then(|| self.rename_lock.lock());
+        loop {
+            let slot = self.barrier.enter();
+            let capacity = self.journal_capacity.load(Ordering::SeqCst);
+            if capacity == 0 || self.check_writable().is_err() {
+                return Ok(Tx::update(self, slot, 0, rename, defer_misses));
             }
+            let credits = credits.min(capacity / 2);
+            let reserved = self.reserved.fetch_add(credits, Ordering::SeqCst) + credits;
+            if self.logged() + reserved <= capacity {
+                return Ok(Tx::update(self, slot, credits, rename, defer_misses));
+            }
+            self.release_credits(credits);
+            self.barrier.leave(slot);
+            if self.has_changes() {
+                self.commit(now)?;
+            } else {
+                // Others' reservations fill the journal: wait for them.
+                relax();
+            }
+        }
+    }
+
+    /// A transaction that runs alone, with the whole journal: the barrier
+    /// is closed (no other change runs meanwhile) and the running
+    /// transaction committed first. For the rare operation that needs
+    /// more than an operation's credits.
+    pub fn begin_exclusive(&self, now: u32) -> Result<Tx<'_, D>> {
+        let rename = self.rename_lock.lock();
+        let mut gate = self.commit.lock();
+        self.barrier.close();
+        if let Err(error) = self.commit_closed(&mut gate, now) {
+            self.barrier.open();
+            return Err(error);
+        }
+        Ok(Tx::exclusive(self, rename, gate))
+    }
+
+    pub(crate) fn release_credits(&self, credits: usize) {
+        if credits > 0 {
+            self.reserved.fetch_sub(credits, Ordering::SeqCst);
         }
     }
 
     /// Metadata blocks the running transaction will log at commit: dirty
     /// metadata, the bitmap blocks its pending frees will clear, block 0.
-    pub fn transaction_blocks(&self) -> usize {
-        self.store.cache().dirty_metadata_blocks() + self.pending_frees.bitmap_blocks() + 1
+    pub fn logged(&self) -> usize {
+        self.store.cache().dirty_metadata_blocks() + self.pending_bitmap_blocks.load(Ordering::Relaxed) + 1
     }
 
-    /// Whether the running transaction still fits the journal whole (a
-    /// plain image has no limit).
-    pub fn fits_journal(&self) -> bool {
-        self.journal.as_ref().is_none_or(|journal| self.transaction_blocks() <= journal.capacity())
-    }
-
-    /// Whether `credits` more blocks fit in the running transaction.
-    pub fn has_room_for(&self, credits: usize) -> bool {
-        self.journal.as_ref().is_none_or(|journal| self.transaction_blocks() + credits <= journal.capacity())
+    /// Journal blocks that neither the running transaction nor the
+    /// operations in progress other than one holding `credits` have
+    /// taken or reserved: what that operation may use beyond its own
+    /// credits. Unbounded on a plain image.
+    pub fn journal_room(&self, credits: usize) -> usize {
+        let capacity = self.journal_capacity.load(Ordering::SeqCst);
+        if capacity == 0 {
+            return usize::MAX;
+        }
+        let others = self.reserved.load(Ordering::SeqCst).saturating_sub(credits);
+        capacity.saturating_sub(self.logged() + others)
     }
 
     /// Whether the running transaction has anything to commit.
     pub fn has_changes(&self) -> bool {
-        self.superblock_dirty || self.store.cache().dirty_blocks() > 0 || !self.pending_frees.is_empty()
+        self.head_changed.load(Ordering::Relaxed)
+            || self.pending_blocks.load(Ordering::Relaxed) > 0
+            || self.store.cache().dirty_blocks() > 0
     }
 
-    pub fn pending_frees(&self) -> &PendingFrees {
-        &self.pending_frees
-    }
-
-    /// Adds a block to the pending frees (undoably).
-    pub(crate) fn defer_free(&mut self, block: u32) {
-        let (bitmap_block, _) = self.geometry.bitmap_location(block);
-        self.pending_frees.insert(block, bitmap_block);
-        if let Some(log) = self.operation.as_mut() {
-            log.freed.push(block);
+    /// Adds blocks an operation freed to the pending frees, if the journal
+    /// has room for the bitmap blocks that adds (`room`): returns how many
+    /// it added, or `None` without room. A block already pending is freed
+    /// twice: corruption.
+    pub(crate) fn add_pending_frees(&self, blocks: &[u32], room: usize) -> Result<Option<usize>> {
+        let bitmap_blocks: BTreeSet<u32> =
+            blocks.iter().map(|&block| self.geometry.bitmap_location(block).0).collect();
+        let mut pending = self.pending.lock();
+        if let Some(&twice) = blocks.iter().find(|&&block| pending.contains(block)) {
+            return Err(Error::corrupt(crate::error::Corruption::DoubleFree(twice), None, Some(twice)));
         }
-    }
-
-    /// Takes the pending frees for the commit to release.
-    pub(crate) fn take_pending_frees(&mut self) -> BTreeSet<u32> {
-        self.pending_frees.take()
-    }
-
-    pub fn is_orphan(&self, ino: u32) -> bool {
-        self.orphans.contains(&ino)
-    }
-
-    pub fn orphan_set(&self) -> &BTreeSet<u32> {
-        &self.orphans
-    }
-
-    /// Notes `ino` in or out of the in-memory orphan set (undoably).
-    pub(crate) fn set_orphan(&mut self, ino: u32, member: bool) {
-        let changed = if member { self.orphans.insert(ino) } else { self.orphans.remove(&ino) };
-        if let (true, Some(log)) = (changed, self.operation.as_mut()) {
-            log.orphans.push((ino, member));
+        let new = pending.new_bitmap_blocks(&bitmap_blocks);
+        if new > room {
+            return Ok(None);
         }
-    }
-
-    // ---- blocks ----------------------------------------------------------
-
-    pub fn block(&mut self, block: u32) -> Result<&Block> {
-        self.store.block(block)
-    }
-
-    /// Whether a block's current contents are in memory.
-    pub fn is_cached(&self, block: u32) -> bool {
-        self.store.is_cached(block)
-    }
-
-    /// Reads consecutive uncached blocks straight from the device.
-    pub fn read_uncached(&mut self, first: u32, buf: &mut [u8]) -> Result<()> {
-        self.store.read_uncached(first, buf)
-    }
-
-    /// A metadata block (bitmap, inode table, directory, indirect) to change.
-    pub fn block_mut(&mut self, block: u32) -> Result<&mut Block> {
-        self.store.modify(block, BlockKind::Metadata)
-    }
-
-    /// A metadata block the caller fills whole: zeroed, not read first.
-    pub fn block_overwrite(&mut self, block: u32) -> Result<&mut Block> {
-        self.store.overwrite(block, BlockKind::Metadata)
-    }
-
-    /// Writes whole file-data blocks just allocated straight to the
-    /// device (see `data::write_data`).
-    pub fn write_fresh(&mut self, first: u32, data: &[u8]) -> Result<()> {
-        self.store.write_fresh(first, data)
-    }
-
-    /// A file-data block to change (not journaled; ordered before commit).
-    pub fn data_block_mut(&mut self, block: u32) -> Result<&mut Block> {
-        self.store.modify(block, BlockKind::Data)
-    }
-
-    /// A file-data block the caller fills whole: zeroed, not read first.
-    pub fn data_block_overwrite(&mut self, block: u32) -> Result<&mut Block> {
-        self.store.overwrite(block, BlockKind::Data)
-    }
-
-    /// Inode numbers that have a slot in the table.
-    pub fn check_inode(&self, ino: u32) -> Result<()> {
-        if ino < self.geometry.usable_inodes() {
-            Ok(())
-        } else {
-            Err(Error::corrupt(Corruption::InodeOutOfRange(ino), Some(ino), None))
+        for &block in blocks {
+            pending.insert(block, self.geometry.bitmap_location(block).0);
         }
+        self.pending_blocks.store(pending.len(), Ordering::Relaxed);
+        self.pending_bitmap_blocks.store(pending.bitmap_blocks(), Ordering::Relaxed);
+        Ok(Some(new))
     }
 
-    pub fn read_inode(&mut self, ino: u32) -> Result<DiskInode> {
-        self.check_inode(ino)?;
-        let (block, slot) = self.geometry.inode_location(ino);
-        Ok(DiskInode::decode_slot(self.block(block)?, slot))
+    /// Blocks freed but not yet free: by the running transaction, and by
+    /// the commit being written.
+    pub fn frees_awaiting_commit(&self) -> usize {
+        self.pending_blocks.load(Ordering::Relaxed) + self.landing_frees.load(Ordering::Relaxed)
     }
 
-    pub fn write_inode(&mut self, ino: u32, inode: &DiskInode) -> Result<()> {
-        self.check_inode(ino)?;
-        let (block, slot) = self.geometry.inode_location(ino);
-        inode.encode_slot(self.block_mut(block)?, slot);
-        Ok(())
-    }
-
-    /// Puts the in-memory superblock (and extension record) into block 0.
-    pub fn store_superblock(&mut self) -> Result<()> {
-        let (superblock, extension) = (self.superblock, self.extension);
-        encode_block0(&superblock, extension.as_ref(), self.block_mut(0)?);
-        self.superblock_dirty = false;
-        Ok(())
-    }
+    // ---- commits ------------------------------------------------------------
 
     /// Makes every change durable: with a journal, as one transaction
     /// (see `journal`); without, by writing every dirty block and flushing.
@@ -423,30 +407,51 @@ impl<D: BlockDevice> Volume<D> {
     /// aborts the volume (read-only from then on): the device holds the
     /// last committed state, or this one once the journal is replayed.
     ///
-    /// This runs the whole commit under the caller's lock; `FileSystem`
-    /// releases its lock for the I/O (`freeze_commit`, then
-    /// `CommitTicket::write`, then `land_commit`).
-    pub fn commit(&mut self, now: u32) -> Result<usize> {
-        debug_assert!(self.operation.is_none(), "commits happen between operations");
-        let Some(mut ticket) = self.freeze_commit(now)? else { return Ok(0) };
-        let outcome = ticket.outcome();
-        let mut report = outcome.lock();
-        let result = ticket.write(&mut report);
-        drop(report);
-        self.land_commit(ticket.id())?;
-        result
+    /// Operations wait only while the transaction is frozen, not while
+    /// it is written; commits wait for each other (the gate).
+    pub fn commit(&self, now: u32) -> Result<usize> {
+        let mut gate = self.commit.lock();
+        self.barrier.close();
+        let frozen = self.freeze(&gate, now);
+        self.barrier.open();
+        self.write_and_land(&mut gate, frozen)
     }
 
-    /// Takes the running transaction for a commit, after landing the one
-    /// before it (waiting for its I/O if it is still running). Returns
-    /// `None` when there is nothing to commit or nothing may be written.
+    /// `commit`, unless one is being made already (then it does nothing).
+    pub fn commit_if_idle(&self, now: u32) -> Result<usize> {
+        let Some(mut gate) = self.commit.try_lock() else { return Ok(0) };
+        self.barrier.close();
+        let frozen = self.freeze(&gate, now);
+        self.barrier.open();
+        self.write_and_land(&mut gate, frozen)
+    }
+
+    /// `commit` by the holder of the gate who has closed the barrier.
+    pub(crate) fn commit_closed(&self, gate: &mut CommitState, now: u32) -> Result<usize> {
+        let frozen = self.freeze(gate, now);
+        self.write_and_land(gate, frozen)
+    }
+
+    /// Writes every dirty block that may go home (file data; metadata too
+    /// on a plain image) and drops clean blocks past the cache's budget:
+    /// the cache's relief between commits. Skipped while a commit runs
+    /// (it relieves the cache itself).
+    pub fn write_back(&self) -> Result<usize> {
+        let Some(_gate) = self.commit.try_lock() else { return Ok(0) };
+        let written = self.store.write_back(false)?;
+        self.store.shrink_to_budget();
+        Ok(written)
+    }
+
+    /// Takes the running transaction for a commit; `None` when there is
+    /// nothing to commit or nothing may be written. No operation may be
+    /// inside the barrier.
     ///
     /// The blocks the transaction freed are free in the frozen bitmap and
     /// superblock copies only: the live bitmap keeps them allocated until
     /// the commit lands, so nothing reuses (and overwrites) a block that a
     /// crash before then would give back to its old owner.
-    pub fn freeze_commit(&mut self, now: u32) -> Result<Option<CommitTicket<D>>> {
-        self.land_in_flight()?;
+    fn freeze(&self, gate: &CommitState, now: u32) -> Result<Option<(Frozen, BTreeSet<u32>)>> {
         if self.is_read_only() {
             return Ok(None);
         }
@@ -454,124 +459,103 @@ impl<D: BlockDevice> Volume<D> {
         if !self.has_changes() {
             return Ok(None);
         }
-        let frees = self.take_pending_frees();
-        self.superblock.write_time = now as u64;
+        let frees = self.pending.lock().take();
+        self.pending_blocks.store(0, Ordering::Relaxed);
+        self.pending_bitmap_blocks.store(0, Ordering::Relaxed);
+        self.head.lock().superblock.write_time = now as u64;
         let frozen = self.store_superblock().and_then(|()| {
             let (data, metadata) = self.store.freeze();
-            let mut frozen = Frozen::new(data, metadata, self.journal.clone());
+            let mut frozen = Frozen::new(data, metadata, gate.journal.clone());
             self.free_in_frozen(&mut frozen, &frees)?;
             Ok(frozen)
         });
-        let frozen = match frozen {
-            Ok(frozen) => frozen,
+        match frozen {
+            Ok(frozen) => {
+                self.landing_frees.store(frees.len(), Ordering::Relaxed);
+                Ok(Some((frozen, frees)))
+            }
             Err(error) => {
                 // The cache has handed its dirty blocks over: there is no
                 // way back to a running transaction.
                 self.store.abort();
-                return Err(error);
+                Err(error)
             }
-        };
-        self.commits += 1;
-        let outcome = Arc::new(Mutex::new(None));
-        self.in_flight = Some(InFlight {
-            id: self.commits,
-            blocks: frozen.blocks().collect(),
-            frees,
-            outcome: outcome.clone(),
-        });
-        Ok(Some(CommitTicket { id: self.commits, frozen, device: self.store.shared_device(), outcome }))
+        }
     }
 
     /// Clears the bits of `frees` in the frozen bitmap and counts them in
     /// the frozen superblock.
-    fn free_in_frozen(&mut self, frozen: &mut Frozen, frees: &BTreeSet<u32>) -> Result<()> {
+    fn free_in_frozen(&self, frozen: &mut Frozen, frees: &BTreeSet<u32>) -> Result<()> {
         if frees.is_empty() {
             return Ok(());
         }
         for &block in frees {
             let (bitmap_block, bit) = self.geometry.bitmap_location(block);
             if frozen.metadata_mut(bitmap_block).is_none() {
-                let copy = Box::new(*self.store.block(bitmap_block)?);
+                let copy = self.store.read(bitmap_block, |bytes| Box::new(*bytes))?;
                 self.store.hold_in_flight(bitmap_block);
                 frozen.add_metadata(bitmap_block, copy);
             }
             let bytes = frozen.metadata_mut(bitmap_block).expect("added above");
             bytes[(bit / 8) as usize] &= !(1u8 << (bit % 8));
         }
-        let mut superblock = self.superblock;
+        let mut superblock = self.superblock();
         superblock.free_blocks += frees.len() as u32;
+        let extension = self.extension();
         let block0 = frozen.metadata_mut(0).expect("block 0 is stored at every commit");
-        encode_block0(&superblock, self.extension.as_ref(), block0);
+        encode_block0(&superblock, extension.as_ref(), block0);
         Ok(())
     }
 
-    /// Lands the commit in flight, if there is one, waiting for its I/O:
-    /// its blocks become ordinary cache blocks and its frees free. After
-    /// a failed commit the volume is aborted and this returns the error.
-    pub fn land_in_flight(&mut self) -> Result<()> {
-        let Some(in_flight) = self.in_flight.take() else { return Ok(()) };
-        // Blocks until the writer reports (it holds the lock meanwhile).
-        let outcome = in_flight.outcome.lock().take();
-        let journal = match outcome {
-            Some(Ok(journal)) => journal,
-            Some(Err(error)) => {
+    /// Writes a frozen transaction and lands it: its blocks become
+    /// ordinary cache blocks and its frees free. After a failed write the
+    /// volume is aborted and this returns the error.
+    fn write_and_land(
+        &self,
+        gate: &mut CommitState,
+        frozen: Result<Option<(Frozen, BTreeSet<u32>)>>,
+    ) -> Result<usize> {
+        let Some((mut frozen, frees)) = frozen? else { return Ok(0) };
+        let written = frozen.write(&*self.store.shared_device());
+        self.landing_frees.store(0, Ordering::Relaxed);
+        let written = match written {
+            Ok(written) => written,
+            Err(error) => {
                 self.store.abort();
                 return Err(error);
             }
-            // The writer stopped without a word (it panicked).
-            None => {
-                self.store.abort();
-                return Err(Error::Aborted);
-            }
         };
-        self.journal = journal;
-        for &block in &in_flight.frees {
-            let (bitmap_block, bit) = self.geometry.bitmap_location(block);
-            self.store.patch(bitmap_block, |bytes| bytes[(bit / 8) as usize] &= !(1u8 << (bit % 8)));
+        gate.journal = frozen.journal().cloned();
+        if !frees.is_empty() {
+            let mut allocation = self.allocation.lock();
+            for &block in &frees {
+                let (bitmap_block, bit) = self.geometry.bitmap_location(block);
+                self.store.patch(bitmap_block, |bytes| bytes[(bit / 8) as usize] &= !(1u8 << (bit % 8)));
+            }
+            allocation.free_blocks += frees.len() as u32;
         }
-        self.superblock.free_blocks += in_flight.frees.len() as u32;
-        if !self.superblock_dirty {
-            // Block 0 on the device now says this; so does the cache.
-            let (superblock, extension) = (self.superblock, self.extension);
-            self.store.patch(0, |block| encode_block0(&superblock, extension.as_ref(), block));
-        }
-        self.store.land(in_flight.blocks.into_iter());
+        self.store.land(frozen.blocks());
         self.store.shrink_to_budget();
-        Ok(())
-    }
-
-    /// Lands commit `id` if nobody has yet.
-    pub fn land_commit(&mut self, id: u64) -> Result<()> {
-        match &self.in_flight {
-            Some(in_flight) if in_flight.id == id => self.land_in_flight(),
-            _ => Ok(()),
-        }
-    }
-
-    /// Blocks freed but not yet free: by the running transaction, and by
-    /// the commit in flight.
-    pub fn frees_awaiting_commit(&self) -> usize {
-        self.pending_frees.len() + self.in_flight.as_ref().map_or(0, |in_flight| in_flight.frees.len())
+        Ok(written)
     }
 
     /// The running transaction against what bounds it, or `None` when
-    /// nothing needs it committed early (a plain or unwritable image).
-    fn transaction_size(&self) -> Option<TransactionSize> {
-        let journal = self.journal.as_ref().filter(|_| self.check_writable().is_ok())?;
+    /// nothing needs it committed early (a plain or unwritable image):
+    /// (logged, journal capacity, cache capacity, cache overflow).
+    fn transaction_size(&self) -> Option<(usize, usize, usize, usize)> {
+        let journal = self.journal_capacity.load(Ordering::Relaxed);
+        if journal == 0 || self.check_writable().is_err() {
+            return None;
+        }
         let cache = self.store.cache();
-        Some(TransactionSize {
-            logged: self.transaction_blocks(),
-            journal: journal.capacity(),
-            cache: cache.capacity(),
-            overflow: cache.overflow(),
-        })
+        Some((self.logged(), journal, cache.capacity(), cache.overflow()))
     }
 
     /// Whether the running transaction should commit at the next operation
     /// boundary: the journal or the cache budget is half used by it.
     pub fn commit_due(&self) -> bool {
-        self.transaction_size().is_some_and(|size| {
-            size.logged * 2 >= size.journal || size.overflow > 0 || size.logged * 2 >= size.cache
+        self.transaction_size().is_some_and(|(logged, journal, cache, overflow)| {
+            logged * 2 >= journal || overflow > 0 || logged * 2 >= cache
         })
     }
 
@@ -580,10 +564,27 @@ impl<D: BlockDevice> Volume<D> {
     /// three quarters of the journal, or pins three quarters of the cache
     /// budget, or half again the budget is in use.
     pub fn commit_urgent(&self) -> bool {
-        self.transaction_size().is_some_and(|size| {
-            size.logged * 4 >= size.journal * 3
-                || size.logged * 4 >= size.cache * 3
-                || size.overflow * 2 >= size.cache
+        self.transaction_size().is_some_and(|(logged, journal, cache, overflow)| {
+            logged * 4 >= journal * 3 || logged * 4 >= cache * 3 || overflow * 2 >= cache
         })
+    }
+
+    /// Whether the cache holds more than its budget while nothing but a
+    /// write-back can relieve it (an image without a journal).
+    pub fn needs_write_back(&self) -> bool {
+        self.journal_capacity.load(Ordering::Relaxed) == 0 && self.store.cache().overflow() > 0
+    }
+
+    /// Reads `block` from the device with no lock held and caches it,
+    /// unless it may have changed at home meanwhile. Returns whether the
+    /// read succeeded.
+    pub fn load_unlocked(&self, block: u32) -> bool {
+        let version = self.store.home_version();
+        let mut data = crate::cache::zeroed_block();
+        let read = self.store.device().read_block(block, &mut data).is_ok();
+        if read {
+            let _ = self.store.insert_clean(block, data, version);
+        }
+        read
     }
 }

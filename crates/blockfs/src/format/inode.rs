@@ -6,6 +6,8 @@ pub const INODE_SIZE: usize = 96;
 /// Inodes never straddle a table block: 42 fit, 64 bytes stay unused.
 pub const INODES_PER_BLOCK: u32 = (super::BLOCK_SIZE / INODE_SIZE) as u32;
 pub const DIRECT_BLOCKS: usize = 12;
+/// Where `dtime` lies in an inode: the orphan chain's link (see `orphan`).
+pub const DTIME_OFFSET: usize = 20;
 
 /// POSIX file-type bits of `mode`.
 pub const S_IFMT: u16 = 0o170000;
@@ -128,7 +130,7 @@ impl DiskInode {
             atime: le_u32(bytes, 8),
             ctime: le_u32(bytes, 12),
             mtime: le_u32(bytes, 16),
-            dtime: le_u32(bytes, 20),
+            dtime: le_u32(bytes, DTIME_OFFSET),
             gid: le_u16(bytes, 24),
             links_count: le_u16(bytes, 26),
             blocks: le_u32(bytes, 28),
@@ -147,7 +149,7 @@ impl DiskInode {
         put_u32(bytes, 8, self.atime);
         put_u32(bytes, 12, self.ctime);
         put_u32(bytes, 16, self.mtime);
-        put_u32(bytes, 20, self.dtime);
+        put_u32(bytes, DTIME_OFFSET, self.dtime);
         put_u16(bytes, 24, self.gid);
         put_u16(bytes, 26, self.links_count);
         put_u32(bytes, 28, self.blocks);

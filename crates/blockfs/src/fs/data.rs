@@ -3,11 +3,12 @@
 
 use alloc::vec::Vec;
 
+use crate::cache::BlockKind;
 use crate::device::{BlockDevice, MAX_WRITE_RUN};
 use crate::error::{Error, Result};
 use crate::format::inode::DiskInode;
 use crate::format::BLOCK_SIZE;
-use crate::volume::Volume;
+use crate::tx::Tx;
 
 /// Longest run of blocks read from the device in one request.
 const MAX_READ_RUN: u64 = 256;
@@ -27,7 +28,7 @@ pub(crate) struct DeviceRun {
 /// (and flushing out) the cache; with `later`, those runs are listed
 /// there for the caller to read instead.
 pub(super) fn read_data<D: BlockDevice>(
-    volume: &mut Volume<D>,
+    tx: &mut Tx<'_, D>,
     ino: u32,
     inode: &DiskInode,
     offset: u64,
@@ -45,27 +46,29 @@ pub(super) fn read_data<D: BlockDevice>(
         let logical = position / BLOCK_SIZE as u64;
         let within = (position % BLOCK_SIZE as u64) as usize;
         let chunk = (BLOCK_SIZE - within).min(length - done);
-        let physical = volume.map_block(ino, inode, logical)?;
-        if let Some(first) = physical.filter(|&p| chunk == BLOCK_SIZE && !volume.is_cached(p)) {
+        let physical = tx.map_block(ino, inode, logical)?;
+        if let Some(first) = physical.filter(|&p| chunk == BLOCK_SIZE && !tx.is_cached(p)) {
             let whole_blocks = ((length - done) / BLOCK_SIZE) as u64;
             let mut run = 1;
             while run < whole_blocks.min(MAX_READ_RUN)
-                && volume.map_block(ino, inode, logical + run)? == Some(first + run as u32)
-                && !volume.is_cached(first + run as u32)
+                && tx.map_block(ino, inode, logical + run)? == Some(first + run as u32)
+                && !tx.is_cached(first + run as u32)
             {
                 run += 1;
             }
             let bytes = run as usize * BLOCK_SIZE;
             match later.as_deref_mut() {
                 Some(runs) => runs.push(DeviceRun { first, at: done, len: bytes }),
-                None => volume.read_uncached(first, &mut buf[done..done + bytes])?,
+                None => tx.read_uncached(first, &mut buf[done..done + bytes])?,
             }
             done += bytes;
             continue;
         }
         let target = &mut buf[done..done + chunk];
         match physical {
-            Some(physical) => target.copy_from_slice(&volume.block(physical)?[within..within + chunk]),
+            Some(physical) => {
+                tx.read_block(physical, |block| target.copy_from_slice(&block[within..within + chunk]))?
+            }
             None => target.fill(0),
         }
         done += chunk;
@@ -85,7 +88,7 @@ pub(super) fn read_data<D: BlockDevice>(
 /// them reachable, as ordered mode requires. A rolled-back write frees
 /// them again.
 pub(super) fn write_data<D: BlockDevice>(
-    volume: &mut Volume<D>,
+    tx: &mut Tx<'_, D>,
     ino: u32,
     inode: &mut DiskInode,
     offset: u64,
@@ -101,34 +104,33 @@ pub(super) fn write_data<D: BlockDevice>(
         let chunk = (BLOCK_SIZE - within).min(data.len() - done);
         let goal = match previous {
             Some(block) => Some(block + 1),
-            None if logical > 0 => volume.map_block(ino, inode, logical - 1)?.map(|b| b + 1),
+            None if logical > 0 => tx.map_block(ino, inode, logical - 1)?.map(|b| b + 1),
             None => None,
         };
-        let (physical, fresh) = match volume.map_or_allocate(ino, inode, logical, goal) {
+        let (physical, fresh) = match tx.map_or_allocate(ino, inode, logical, goal) {
             Ok(mapped) => mapped,
             Err(Error::NoSpace) if done > 0 => break,
             Err(error) => return Err(error),
         };
         if fresh && chunk == BLOCK_SIZE {
             if !fresh_run.extends(physical, done) {
-                fresh_run.write(volume, data)?;
+                fresh_run.write(tx, data)?;
                 fresh_run = FreshRun { first: physical, blocks: 0, from: done };
             }
             fresh_run.blocks += 1;
         } else {
-            let block = if fresh || chunk == BLOCK_SIZE {
-                volume.data_block_overwrite(physical)?
-            } else {
-                volume.data_block_mut(physical)?
-            };
-            block[within..within + chunk].copy_from_slice(&data[done..done + chunk]);
+            // A whole block, or one just allocated, is not read first.
+            let load = !fresh && chunk < BLOCK_SIZE;
+            tx.modify_block(physical, BlockKind::Data, load, |block| {
+                block[within..within + chunk].copy_from_slice(&data[done..done + chunk])
+            })?;
         }
         previous = Some(physical);
         done += chunk;
         let end = (position + chunk as u64) as u32;
         inode.size = inode.size.max(end);
     }
-    fresh_run.write(volume, &data[..done])?;
+    fresh_run.write(tx, &data[..done])?;
     Ok(done)
 }
 
@@ -157,13 +159,13 @@ impl FreshRun {
     /// Short runs go through the cache after all: a small file often
     /// dies before the next commit, and then its data never reaches the
     /// device at all.
-    fn write<D: BlockDevice>(&self, volume: &mut Volume<D>, data: &[u8]) -> Result<()> {
+    fn write<D: BlockDevice>(&self, tx: &mut Tx<'_, D>, data: &[u8]) -> Result<()> {
         let bytes = &data[self.from..self.from + self.blocks as usize * BLOCK_SIZE];
         if self.blocks >= MIN_DIRECT_RUN {
-            return volume.write_fresh(self.first, bytes);
+            return tx.write_fresh(self.first, bytes);
         }
         for (block, contents) in (self.first..).zip(bytes.chunks_exact(BLOCK_SIZE)) {
-            volume.data_block_overwrite(block)?.copy_from_slice(contents);
+            tx.modify_block(block, BlockKind::Data, false, |data| data.copy_from_slice(contents))?;
         }
         Ok(())
     }
@@ -173,7 +175,7 @@ impl FreshRun {
 /// extension reads zeros. Returns whether blocks past the new size remain
 /// to be freed (by reclamation, after the operation: see `lifetime`).
 pub(super) fn truncate<D: BlockDevice>(
-    volume: &mut Volume<D>,
+    tx: &mut Tx<'_, D>,
     ino: u32,
     inode: &mut DiskInode,
     size: u64,
@@ -181,11 +183,11 @@ pub(super) fn truncate<D: BlockDevice>(
     let mut blocks_past = false;
     if size < inode.size as u64 {
         let keep = size.div_ceil(BLOCK_SIZE as u64);
-        blocks_past = volume.last_mapped(ino, inode)?.is_some_and(|last| last >= keep);
+        blocks_past = tx.last_mapped(ino, inode)?.is_some_and(|last| last >= keep);
         let within = (size % BLOCK_SIZE as u64) as usize;
         if within != 0 {
-            if let Some(physical) = volume.map_block(ino, inode, size / BLOCK_SIZE as u64)? {
-                volume.data_block_mut(physical)?[within..].fill(0);
+            if let Some(physical) = tx.map_block(ino, inode, size / BLOCK_SIZE as u64)? {
+                tx.modify_block(physical, BlockKind::Data, true, |block| block[within..].fill(0))?;
             }
         }
     }

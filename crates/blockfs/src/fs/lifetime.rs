@@ -9,123 +9,249 @@
 //! reach a new file that reused the number. A number reused within one
 //! mount also gets a new generation.
 //!
+//! Holds change only under the inode's lock, which reclamation holds too,
+//! so "nothing holds it" cannot change while an inode is being freed.
+//!
 //! Freeing, like a large truncation, is reclamation: it runs as steps that
 //! each fit one transaction, the orphan chain keeping the work safe across
-//! a crash, and the step size halves when a step outgrows the journal.
+//! a crash, and the step size halves when a step outgrows its credits.
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::boxed::Box;
+use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use hashbrown::HashMap;
 
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
 use crate::format::inode::{DiskInode, FileType};
 use crate::format::BLOCK_SIZE;
+use crate::sync::{Mutex, Padded};
 
-use super::State;
+use super::{FileSystem, Op, Update};
 
 /// Logical blocks the first reclamation step tries to free: every block a
 /// 4 GiB file can map, so a file whose blocks fit one transaction is
 /// freed in one step.
 const FIRST_STEP_BLOCKS: u64 = 1 << 20;
+/// A reclamation step: an operation's credits, and as much more of the
+/// journal as is free; a step that outgrows that is halved, not retried
+/// alone.
+const RECLAIM: Update = Update { exclusive_retry: false, ..super::OPERATION };
+const SHARDS: usize = 16;
 
 /// Who holds an inode besides its directory entries.
 #[derive(Clone, Copy, Debug, Default)]
-pub(super) struct Holds {
+struct Holds {
     /// Open handles.
-    pub open: u32,
+    open: u32,
     /// References handed to the kernel by lookups and not yet forgotten.
-    pub lookups: u64,
+    lookups: u64,
 }
 
-/// Holds on inodes, reclamation waiting to run, and generations.
 #[derive(Default)]
-pub(super) struct Lifetimes {
-    holds: BTreeMap<u32, Holds>,
-    /// Orphans to reclaim once nothing holds them.
-    reclaim: BTreeSet<u32>,
+struct Shard {
+    holds: HashMap<u32, Holds>,
     /// Generation of each inode number allocated during this mount.
-    generations: BTreeMap<u32, u64>,
-    next_generation: u64,
+    generations: HashMap<u32, u64>,
+    /// Generations this shard has handed out.
+    handed_out: u64,
+}
+
+/// Holds on inodes, reclamations to retry, and generations; sharded by
+/// inode number, so threads on different files share no lock.
+pub(super) struct Lifetimes {
+    shards: Box<[Padded<Mutex<Shard>>]>,
+    /// Orphans whose reclamation failed (a device error): retried before
+    /// their blocks could be mapped again, at `sync` and at unmount.
+    retry: Mutex<BTreeSet<u32>>,
+    retries: AtomicUsize,
 }
 
 impl Lifetimes {
+    pub fn new() -> Self {
+        Lifetimes {
+            shards: (0..SHARDS).map(|_| Padded(Mutex::new(Shard::default()))).collect(),
+            retry: Mutex::new(BTreeSet::new()),
+            retries: AtomicUsize::new(0),
+        }
+    }
+
+    fn shard(&self, ino: u32) -> crate::sync::MutexGuard<'_, Shard> {
+        self.shards[ino as usize % SHARDS].0.lock()
+    }
+
     pub fn is_held(&self, ino: u32) -> bool {
-        self.holds.contains_key(&ino)
+        self.shard(ino).holds.contains_key(&ino)
     }
 
-    pub fn hold_open(&mut self, ino: u32) {
-        self.holds.entry(ino).or_default().open += 1;
+    pub fn hold_open(&self, ino: u32) {
+        self.shard(ino).holds.entry(ino).or_default().open += 1;
     }
 
-    pub fn hold_lookup(&mut self, ino: u32) {
-        self.holds.entry(ino).or_default().lookups += 1;
+    pub fn hold_lookup(&self, ino: u32) {
+        self.shard(ino).holds.entry(ino).or_default().lookups += 1;
     }
 
-    /// Drops one open handle and `lookups` kernel references; returns
-    /// whether nothing holds the inode any more.
-    pub fn release(&mut self, ino: u32, open: u32, lookups: u64) -> bool {
-        let Some(holds) = self.holds.get_mut(&ino) else { return false };
+    /// Drops open handles and kernel references; returns whether nothing
+    /// holds the inode any more.
+    pub fn release(&self, ino: u32, open: u32, lookups: u64) -> bool {
+        let mut shard = self.shard(ino);
+        let Some(holds) = shard.holds.get_mut(&ino) else { return false };
         holds.open = holds.open.saturating_sub(open);
         holds.lookups = holds.lookups.saturating_sub(lookups);
         if holds.open == 0 && holds.lookups == 0 {
-            self.holds.remove(&ino);
+            shard.holds.remove(&ino);
             return true;
         }
         false
     }
 
-    pub fn queue_reclaim(&mut self, ino: u32) {
-        self.reclaim.insert(ino);
-    }
-
-    pub fn new_generation(&mut self, ino: u32) {
-        self.next_generation += 1;
-        self.generations.insert(ino, self.next_generation);
+    /// Gives `ino` a generation no number had before in this mount: each
+    /// shard counts its own, and the shard's index makes them unique.
+    pub fn new_generation(&self, ino: u32) {
+        let index = ino as usize % SHARDS;
+        let mut shard = self.shards[index].0.lock();
+        shard.handed_out += 1;
+        let generation = shard.handed_out * SHARDS as u64 + index as u64;
+        shard.generations.insert(ino, generation);
     }
 
     /// 0 for inodes not allocated during this mount.
     pub fn generation(&self, ino: u32) -> u64 {
-        self.generations.get(&ino).copied().unwrap_or(0)
+        self.shard(ino).generations.get(&ino).copied().unwrap_or(0)
+    }
+
+    fn queue_retry(&self, ino: u32) {
+        let mut retry = self.retry.lock();
+        retry.insert(ino);
+        self.retries.store(retry.len(), Ordering::Relaxed);
+    }
+
+    fn unqueue(&self, ino: u32) {
+        if self.retries.load(Ordering::Relaxed) > 0 {
+            let mut retry = self.retry.lock();
+            retry.remove(&ino);
+            self.retries.store(retry.len(), Ordering::Relaxed);
+        }
+    }
+
+    fn is_queued(&self, ino: u32) -> bool {
+        self.retries.load(Ordering::Relaxed) > 0 && self.retry.lock().contains(&ino)
+    }
+
+    fn queued(&self) -> Vec<u32> {
+        if self.retries.load(Ordering::Relaxed) == 0 {
+            return Vec::new();
+        }
+        self.retry.lock().iter().copied().collect()
+    }
+
+    fn clear_retries(&self) {
+        self.retry.lock().clear();
+        self.retries.store(0, Ordering::Relaxed);
     }
 }
 
-impl<D: BlockDevice> State<D> {
-    /// Puts an inode on the orphan chain and queues its reclamation: one
-    /// whose last link just went (freed once nothing holds it), or one just
-    /// truncated (its blocks past `size` freed after the operation). The
-    /// caller writes `inode`.
-    pub(super) fn orphan(&mut self, ino: u32, inode: &mut DiskInode) {
-        self.volume.add_orphan(ino, inode);
-        self.lifetimes.queue_reclaim(ino);
+impl<D: BlockDevice> Op<'_, D> {
+    /// Puts an inode on the orphan chain and queues its reclamation after
+    /// the operation: one whose last link just went (freed once nothing
+    /// holds it), or one just truncated (its blocks past `size` freed).
+    pub(super) fn orphan(&mut self, ino: u32) -> Result<()> {
+        self.tx.add_orphan(ino)?;
+        self.reclaim.push(ino);
+        Ok(())
     }
 
+    /// One reclamation step: frees up to `step` logical blocks from the
+    /// top of the inode's map. Returns true when the work is done (or is
+    /// not to be done now: the inode is no orphan, or, unless `force`, an
+    /// unlinked one something still holds).
+    fn reclaim_step(&mut self, ino: u32, step: u64, force: bool) -> Result<bool> {
+        if !self.tx.volume.is_orphan(ino) {
+            return Ok(true);
+        }
+        let mut inode = self.tx.read_inode(ino)?;
+        let unlinked = inode.links_count == 0;
+        if unlinked && !force && self.lifetimes.is_held(ino) {
+            // The last release reclaims it.
+            return Ok(true);
+        }
+        let keep = if unlinked { 0 } else { (inode.size as u64).div_ceil(BLOCK_SIZE as u64) };
+        if inode.file_type().is_some_and(FileType::has_data_blocks) {
+            if let Some(last) = self.tx.last_mapped(ino, &inode)?.filter(|&last| last >= keep) {
+                let from = keep.max((last + 1).saturating_sub(step));
+                self.tx.truncate_blocks(ino, &mut inode, from)?;
+                self.tx.write_inode(ino, &inode)?;
+                if from > keep {
+                    return Ok(false);
+                }
+            }
+        }
+        if unlinked {
+            let freed = DiskInode { mode: inode.mode, dtime: self.now, ..DiskInode::default() };
+            self.tx.volume.dir_indexes.lock().forget(ino);
+            self.tx.free_inode(ino, &freed)?;
+        } else {
+            self.tx.remove_orphan(ino)?;
+            self.tx.write_inode(ino, &inode)?;
+        }
+        Ok(true)
+    }
+}
+
+impl<D: BlockDevice> FileSystem<D> {
     /// Drops holds; an unlinked inode nothing holds any more is reclaimed.
-    pub(super) fn release_holds(&mut self, ino: u32, open: u32, lookups: u64, now: u32) -> Result<()> {
-        if self.lifetimes.release(ino, open, lookups) && self.volume.is_orphan(ino) {
-            self.lifetimes.queue_reclaim(ino);
-            self.reclaim_queued(now)?;
+    pub(super) fn release_holds(&self, ino: u32, open: u32, lookups: u64) -> Result<()> {
+        let unheld = {
+            let mut tx = self.volume.begin_read();
+            tx.lock(ino);
+            self.lifetimes.release(ino, open, lookups) && self.volume.is_orphan(ino)
+        };
+        if unheld {
+            self.reclaim(ino, false)?;
         }
         Ok(())
     }
 
-    /// Runs the queued reclamations whose inodes nothing holds. Each is a
-    /// series of transactions; one that fails stays queued (and on the
-    /// orphan chain) for the next attempt, at the latest at unmount.
-    pub(super) fn reclaim_queued(&mut self, now: u32) -> Result<()> {
-        let queued: Vec<u32> = self.lifetimes.reclaim.iter().copied().collect();
+    /// Frees an orphan's blocks (all of them, or those past `size` when it
+    /// still has links) in steps, each a transaction holding the inode's
+    /// lock, then frees the inode or takes it off the chain. One that
+    /// fails is queued to be retried (it stays on the orphan chain).
+    pub(super) fn reclaim(&self, ino: u32, force: bool) -> Result<()> {
+        let mut step = FIRST_STEP_BLOCKS;
+        loop {
+            let outcome = self.update(RECLAIM, |op| {
+                op.tx.lock(ino);
+                op.reclaim_step(ino, step, force)
+            });
+            match outcome {
+                Ok(true) => {
+                    self.lifetimes.unqueue(ino);
+                    return Ok(());
+                }
+                Ok(false) => {}
+                Err(Error::TooLargeForJournal) if step > 1 => step /= 2,
+                Err(error) => {
+                    self.lifetimes.queue_retry(ino);
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    /// Reclaims what an operation queued; a failure stays queued.
+    pub(super) fn reclaim_queued(&self, queued: Vec<u32>) {
         for ino in queued {
-            if !self.volume.is_orphan(ino) {
-                self.lifetimes.reclaim.remove(&ino);
-                continue;
-            }
-            let unlinked = self.volume.read_inode(ino)?.links_count == 0;
-            if unlinked && self.lifetimes.is_held(ino) {
-                // Queued again by the last release.
-                self.lifetimes.reclaim.remove(&ino);
-                continue;
-            }
-            self.reclaim(ino, now)?;
-            self.lifetimes.reclaim.remove(&ino);
+            let _ = self.reclaim(ino, false);
+        }
+    }
+
+    /// Retries the reclamations that failed before.
+    pub(super) fn retry_reclaims(&self) -> Result<()> {
+        for ino in self.lifetimes.queued() {
+            self.reclaim(ino, false)?;
         }
         Ok(())
     }
@@ -133,73 +259,22 @@ impl<D: BlockDevice> State<D> {
     /// Finishes a queued reclamation of `ino` before its blocks are used
     /// again (a write or truncation of a file whose earlier truncation
     /// could not complete).
-    pub(super) fn settle(&mut self, ino: u32, now: u32) -> Result<()> {
-        if self.lifetimes.reclaim.contains(&ino) && self.volume.is_orphan(ino) {
-            self.reclaim(ino, now)?;
-            self.lifetimes.reclaim.remove(&ino);
+    pub(super) fn settle(&self, ino: u32) -> Result<()> {
+        if self.lifetimes.is_queued(ino) {
+            self.reclaim(ino, false)?;
         }
         Ok(())
-    }
-
-    /// Frees an orphan's blocks (all of them, or those past `size` when it
-    /// still has links) in steps, then frees the inode or takes it off the
-    /// chain.
-    pub(super) fn reclaim(&mut self, ino: u32, now: u32) -> Result<()> {
-        let mut step = FIRST_STEP_BLOCKS;
-        loop {
-            match self.transaction(now, &mut |state, now| state.reclaim_step(ino, step, now)) {
-                Ok(true) => return Ok(()),
-                Ok(false) => {}
-                Err(Error::TooLargeForJournal) if step > 1 => step /= 2,
-                Err(error) => return Err(error),
-            }
-        }
-    }
-
-    /// One reclamation step: frees up to `step` logical blocks from the
-    /// top of the inode's map. Returns true when the work is done.
-    fn reclaim_step(&mut self, ino: u32, step: u64, now: u32) -> Result<bool> {
-        let mut inode = self.volume.read_inode(ino)?;
-        let unlinked = inode.links_count == 0;
-        let keep = if unlinked { 0 } else { (inode.size as u64).div_ceil(BLOCK_SIZE as u64) };
-        if inode.file_type().is_some_and(FileType::has_data_blocks) {
-            if let Some(last) = self.volume.last_mapped(ino, &inode)?.filter(|&last| last >= keep) {
-                let from = keep.max((last + 1).saturating_sub(step));
-                self.volume.truncate_blocks(ino, &mut inode, from)?;
-                self.volume.write_inode(ino, &inode)?;
-                if from > keep {
-                    return Ok(false);
-                }
-            }
-        }
-        self.volume.remove_orphan(ino, &mut inode)?;
-        if unlinked {
-            inode = DiskInode { mode: inode.mode, dtime: now, ..DiskInode::default() };
-            self.volume.dir_indexes.forget(ino);
-            self.volume.write_inode(ino, &inode)?;
-            self.volume.release_inode(ino);
-        } else {
-            self.volume.write_inode(ino, &inode)?;
-        }
-        Ok(true)
     }
 
     /// Reclaims every orphan, held or not: at unmount nothing holds
-    /// anything, and at mount the chain is what a crash left.
-    pub(super) fn reclaim_all(&mut self, now: u32) -> Result<usize> {
-        let orphans: Vec<u32> = self.volume.orphan_set().iter().copied().collect();
+    /// anything, and at mount the chain is what a crash left. Returns how
+    /// many there were.
+    pub(super) fn reclaim_all(&self) -> Result<usize> {
+        let orphans = self.volume.orphan_list();
         for &ino in &orphans {
-            self.reclaim(ino, now)?;
+            self.reclaim(ino, true)?;
         }
-        self.lifetimes.reclaim.clear();
+        self.lifetimes.clear_retries();
         Ok(orphans.len())
-    }
-
-    /// Loads the on-disk orphan chain into the in-memory set (mount).
-    pub(super) fn load_orphans(&mut self) -> Result<()> {
-        for ino in self.volume.orphan_chain()? {
-            self.volume.set_orphan(ino, true);
-        }
-        Ok(())
     }
 }

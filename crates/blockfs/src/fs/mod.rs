@@ -1,24 +1,28 @@
 //! The filesystem operations, with POSIX semantics and errno-mapped errors.
 //!
-//! [`FileSystem`] is `Send + Sync`: every operation takes `&self` and runs
-//! under one lock (a kernel or a multi-threaded FUSE server may call from
-//! several threads), which it lets go while it waits for the device
-//! (docs/DESIGN.md §5). Inode numbers are the on-disk ones; the root is 0.
+//! [`FileSystem`] is `Send + Sync`: every operation takes `&self`, and a
+//! kernel or a multi-threaded FUSE server may call from several threads:
+//! operations on different files run in parallel, each holding the locks
+//! of the inodes it works on, and none waits for the device holding a
+//! lock another operation needs (docs/DESIGN.md §5). Inode numbers are
+//! the on-disk ones; the root is 0.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 
-use crate::cache::{zeroed_block, CacheStats};
+use crate::cache::CacheStats;
 use crate::device::BlockDevice;
 use crate::dir::DirEntry;
 use crate::error::{Corruption, Error, Result};
-use crate::format::dirent::{is_dot_or_dotdot, MAX_NAME_LEN};
+use crate::format::dirent::MAX_NAME_LEN;
 use crate::format::extension::{Extension, ExtensionError};
 use crate::format::geometry::Geometry;
 use crate::format::inode::{DiskInode, FileType};
 use crate::format::superblock::{Superblock, STATE_CLEAN};
 use crate::format::BLOCK_SIZE;
-use crate::sync::{Mutex, MutexGuard};
+use crate::sync::Mutex;
+use crate::tx::Tx;
 use crate::volume::Volume;
 
 mod data;
@@ -28,6 +32,7 @@ pub(crate) mod mount;
 mod ops;
 mod tune;
 
+use data::read_data;
 use lifetime::Lifetimes;
 
 pub use format::format;
@@ -47,19 +52,19 @@ const MAX_SYMLINK_FOLLOWS: usize = 40;
 pub const DEFAULT_CACHE_BLOCKS: usize = 4096;
 /// Seconds after which relatime refreshes atime regardless.
 const RELATIME_WINDOW: u32 = 24 * 60 * 60;
-/// Journal blocks an operation is sure to find free when it starts: more
-/// than any single namespace operation changes. An operation that needs
-/// more is rolled back and retried in an empty transaction.
+/// Journal blocks an operation reserves when it starts: more than any
+/// single namespace operation changes. An operation that needs more is
+/// rolled back and retried alone, with the whole journal.
 const OPERATION_CREDITS: usize = 24;
 /// Largest piece of a write done as one transaction (1 MiB).
 const WRITE_PIECE: usize = 256 * BLOCK_SIZE;
 /// Times one operation may be run again after reading a missing block
-/// without the lock (see `FileSystem::run_then`); past that it reads the
-/// rest under the lock, so an operation over many cold blocks (a lookup
-/// in a large directory) is not run once per block.
+/// with no lock held (see `FileSystem::update`); past that it reads the
+/// rest in place, so an operation over many cold blocks (a lookup in a
+/// large directory) is not run once per block.
 const MAX_DEFERRED_MISSES: u32 = 8;
-/// Times a read fetches its uncached data without the lock before it
-/// reads under the lock (the device changed under it each time).
+/// Times a read fetches its uncached data with no lock held before it
+/// reads holding the inode's lock (blocks went home meanwhile each time).
 const MAX_DEFERRED_READS: u32 = 3;
 
 /// Seconds since the epoch, as the inode stores them.
@@ -264,60 +269,32 @@ pub struct ListedEntry {
     pub next: u64,
 }
 
-pub(crate) struct State<D> {
-    pub volume: Volume<D>,
-    lifetimes: Lifetimes,
-    /// See [`FileSystem::track_lookups`].
-    track_lookups: bool,
-    /// See [`FileSystem::hand_off_commits`].
-    commit_helper: Option<Box<dyn Fn() + Send>>,
-    /// The helper was woken and has not committed since.
-    commit_requested: bool,
+/// How an update is run (see `FileSystem::update`).
+#[derive(Clone, Copy)]
+pub(super) struct Update {
+    /// Journal blocks reserved for it.
+    credits: usize,
+    /// It needs the rename lock (taken before anything else).
+    rename: bool,
+    /// Outgrowing the credits retries it alone, with the whole journal.
+    exclusive_retry: bool,
 }
 
-impl<D: BlockDevice> State<D> {
-    /// Runs `operation` as one transaction (docs/DESIGN.md,
-    /// "Transactions"): it starts with at least `OPERATION_CREDITS` free
-    /// journal blocks, and either joins the running transaction whole or,
-    /// on any error, is rolled back whole. Two failures get one retry
-    /// after a commit: running out of space while blocks freed by the
-    /// running transaction wait for it, and outgrowing the journal.
-    fn transaction<T>(
-        &mut self,
-        now: u32,
-        operation: &mut dyn FnMut(&mut Self, u32) -> Result<T>,
-    ) -> Result<T> {
-        // (An aborted or read-only mount has nothing to commit, and its
-        // reads must still work.)
-        if !self.volume.has_room_for(OPERATION_CREDITS) && self.volume.check_writable().is_ok() {
-            self.volume.commit(now)?;
-        }
-        let mut retried = false;
-        loop {
-            self.volume.begin_operation();
-            let error = match operation(self, now) {
-                Ok(value) if self.volume.fits_journal() => {
-                    self.volume.end_operation();
-                    return Ok(value);
-                }
-                Ok(_) => Error::TooLargeForJournal,
-                Err(error) => error,
-            };
-            self.volume.rollback_operation();
-            let retry = !retried
-                && match error {
-                    Error::TooLargeForJournal => self.volume.has_changes(),
-                    Error::NoSpace => self.volume.frees_awaiting_commit() > 0,
-                    _ => false,
-                };
-            if !retry {
-                return Err(error);
-            }
-            retried = true;
-            self.volume.commit(now)?;
-        }
-    }
+/// An ordinary operation.
+const OPERATION: Update = Update { credits: OPERATION_CREDITS, rename: false, exclusive_retry: true };
 
+/// An operation in progress: its transaction, and what the filesystem
+/// keeps beside the volume (lifetimes) for it. The operations themselves
+/// are in `ops`, `lifetime` and `data`.
+pub(crate) struct Op<'a, D: BlockDevice> {
+    pub tx: Tx<'a, D>,
+    lifetimes: &'a Lifetimes,
+    now: u32,
+    /// Orphans this operation queued for reclamation after it.
+    reclaim: Vec<u32>,
+}
+
+impl<D: BlockDevice> Op<'_, D> {
     /// Directory `ino`'s inode for listing, or `None` when it was removed
     /// while something still holds it: it lists as empty, as POSIX has it
     /// (not even `.` and `..`).
@@ -337,8 +314,18 @@ impl<D: BlockDevice> State<D> {
     }
 }
 
+/// A mounted filesystem. `Send + Sync`: every operation takes `&self`,
+/// and operations on different files run in parallel (docs/DESIGN.md §5).
 pub struct FileSystem<D> {
-    state: Mutex<State<D>>,
+    volume: Volume<D>,
+    lifetimes: Lifetimes,
+    /// See [`FileSystem::track_lookups`].
+    track_lookups: AtomicBool,
+    /// See [`FileSystem::hand_off_commits`].
+    commit_helper: Mutex<Option<Box<dyn Fn() + Send>>>,
+    has_helper: AtomicBool,
+    /// The helper was woken and has not committed since.
+    commit_requested: AtomicBool,
     info: VolumeInfo,
     options: MountOptions,
 }
@@ -360,37 +347,36 @@ impl<D: BlockDevice> FileSystem<D> {
     /// mount count at once, so an unclean shutdown is recognisable.
     pub fn mount(device: D, options: MountOptions) -> Result<Self> {
         let (volume, info) = mount::open_volume(device, &options)?;
-        let mut state = State {
+        let fs = FileSystem {
             volume,
-            lifetimes: Lifetimes::default(),
-            track_lookups: false,
-            commit_helper: None,
-            commit_requested: false,
+            lifetimes: Lifetimes::new(),
+            track_lookups: AtomicBool::new(false),
+            commit_helper: Mutex::new(None),
+            has_helper: AtomicBool::new(false),
+            commit_requested: AtomicBool::new(false),
+            info,
+            options,
         };
         if !options.read_only {
-            let now = (options.clock)();
-            state.load_orphans()?;
-            if state.reclaim_all(now)? > 0 {
-                state.volume.commit(now)?;
+            fs.volume.load_orphan_chain()?;
+            if fs.reclaim_all()? > 0 {
+                fs.volume.commit((options.clock)())?;
             }
         }
-        Ok(FileSystem { state: Mutex::new(state), info, options })
+        Ok(fs)
     }
 
     /// Finishes all pending work, commits everything, marks the image
     /// clean and returns the device. After a device error aborted the
     /// mount, returns [`Error::Aborted`] and writes nothing.
     pub fn unmount(self) -> Result<D> {
-        let now = (self.options.clock)();
-        let mut state = self.state.into_inner();
-        if !state.volume.is_read_only() {
-            state.volume.check_writable()?;
-            state.reclaim_all(now)?;
-            state.volume.superblock.state = STATE_CLEAN;
-            state.volume.superblock_dirty = true;
-            state.volume.commit(now)?;
+        if !self.volume.is_read_only() {
+            self.volume.check_writable()?;
+            self.reclaim_all()?;
+            self.volume.change_head(|head| head.superblock.state = STATE_CLEAN);
+            self.volume.commit((self.options.clock)())?;
         }
-        Ok(state.volume.into_device())
+        Ok(self.volume.into_device())
     }
 
     /// Facts read at mount time (superblock as found, extension record).
@@ -400,11 +386,11 @@ impl<D: BlockDevice> FileSystem<D> {
 
     /// The superblock as it is now in memory.
     pub fn superblock(&self) -> Superblock {
-        self.state.lock().volume.superblock
+        self.volume.superblock()
     }
 
     pub fn cache_stats(&self) -> CacheStats {
-        self.state.lock().volume.store().stats()
+        self.volume.store().stats()
     }
 
     pub fn is_read_only(&self) -> bool {
@@ -418,100 +404,128 @@ impl<D: BlockDevice> FileSystem<D> {
     /// (the kernel holds inodes past their last close); a caller that
     /// never forgets must not.
     pub fn track_lookups(&self) {
-        self.state.lock().track_lookups = true;
+        self.track_lookups.store(true, Ordering::SeqCst);
+    }
+
+    fn tracks_lookups(&self) -> bool {
+        self.track_lookups.load(Ordering::Relaxed)
     }
 
     /// Whether a device error during a commit turned the mount read-only.
     pub fn is_aborted(&self) -> bool {
-        self.state.lock().volume.store().is_aborted()
+        self.volume.store().is_aborted()
     }
 
     pub fn has_journal(&self) -> bool {
-        self.state.lock().volume.journal.is_some()
+        self.volume.has_journal()
     }
 
-    /// Runs one operation under the lock, as a transaction, then the
-    /// reclamation it queued (each step a transaction of its own), then a
-    /// commit when the running transaction has grown large (see
-    /// `Volume::commit_due`).
-    fn run<T>(&self, operation: impl FnMut(&mut State<D>, u32) -> Result<T>) -> Result<T> {
-        self.run_then(operation, |_, _| {})
+    fn op<'a>(&'a self, tx: Tx<'a, D>, now: u32) -> Op<'a, D> {
+        Op { tx, lifetimes: &self.lifetimes, now, reclaim: Vec::new() }
     }
 
-    /// `run`, with `then` applied under the same lock once the operation
-    /// has succeeded.
+    /// Runs an operation that only reads: outside the commit barrier, its
+    /// misses read the device holding only the inode locks it took.
+    fn inspect<T>(&self, operation: impl FnOnce(&mut Op<'_, D>) -> Result<T>) -> Result<T> {
+        let now = (self.options.clock)();
+        let value = operation(&mut self.op(self.volume.begin_read(), now));
+        self.relieve(now)?;
+        value
+    }
+
+    /// `update_then` with nothing after.
+    fn update<T>(&self, kind: Update, operation: impl FnMut(&mut Op<'_, D>) -> Result<T>) -> Result<T> {
+        self.update_then(kind, operation, |_, _| {})
+    }
+
+    /// Runs an operation that may change the filesystem as one
+    /// transaction (docs/DESIGN.md §3.1), `then` applied once it has
+    /// succeeded while its locks are still held; then the reclamation it
+    /// queued (each step a transaction of its own), then a commit when
+    /// the running transaction has grown large.
     ///
-    /// The lock is not held across a device read the operation needs: the
-    /// operation runs with misses deferred, and when it needs a block the
-    /// cache lacks it is rolled back, the block is read with the lock let
-    /// go, and the operation runs again (docs/DESIGN.md, "Locking"). After
-    /// `MAX_DEFERRED_MISSES` such rounds, or a failed read, it runs reading
-    /// the device itself, so it always finishes and reports device errors
-    /// as before. The operation must have no effect outside the
-    /// filesystem until it succeeds (see `readdir`).
-    fn run_then<T>(
+    /// Device reads happen with nothing held: the operation runs with
+    /// misses deferred, and when it needs a block the cache lacks it is
+    /// rolled back, the block is read with every lock let go, and the
+    /// operation runs again (docs/DESIGN.md §5). After
+    /// `MAX_DEFERRED_MISSES` such rounds, or a failed read, it reads in
+    /// place, so it always finishes and reports device errors. Two
+    /// failures get one retry: running out of space while blocks freed by
+    /// the running transaction wait for its commit (retried after one),
+    /// and outgrowing the operation's credits (retried alone, with the
+    /// whole journal). The operation must have no effect outside the
+    /// filesystem until it succeeds.
+    fn update_then<T>(
         &self,
-        operation: impl FnMut(&mut State<D>, u32) -> Result<T>,
-        then: impl FnOnce(&mut State<D>, &T),
-    ) -> Result<T> {
-        self.run_with(0, operation, then)
-    }
-
-    /// `run_then` for an operation that must run once (it hands what it
-    /// finds to a caller's callback as it goes): it reads the device
-    /// under the lock.
-    fn run_once_then<T>(
-        &self,
-        operation: impl FnMut(&mut State<D>, u32) -> Result<T>,
-        then: impl FnOnce(&mut State<D>, &T),
-    ) -> Result<T> {
-        self.run_with(MAX_DEFERRED_MISSES, operation, then)
-    }
-
-    /// `run_then`, counting `misses` already spent.
-    fn run_with<T>(
-        &self,
-        mut misses: u32,
-        mut operation: impl FnMut(&mut State<D>, u32) -> Result<T>,
-        then: impl FnOnce(&mut State<D>, &T),
+        kind: Update,
+        mut operation: impl FnMut(&mut Op<'_, D>) -> Result<T>,
+        then: impl FnOnce(&mut Op<'_, D>, &T),
     ) -> Result<T> {
         let now = (self.options.clock)();
-        let mut state = self.state.lock();
-        let value = loop {
-            let defer = misses < MAX_DEFERRED_MISSES;
-            let outcome = state.transaction(now, &mut |state, now| {
-                state.volume.store_mut().set_defer_misses(defer);
-                let outcome = operation(state, now);
-                state.volume.store_mut().set_defer_misses(false);
-                outcome
-            });
-            match outcome {
-                Err(Error::NotCached(block)) => {
-                    misses += 1;
-                    let loaded;
-                    (state, loaded) = self.load_unlocked(state, block);
-                    if !loaded {
-                        misses = MAX_DEFERRED_MISSES;
-                    }
+        let mut misses = 0;
+        let mut retried = false;
+        let mut exclusive = false;
+        loop {
+            let tx = if exclusive {
+                self.volume.begin_exclusive(now)?
+            } else {
+                self.volume.begin_update(kind.credits, kind.rename, misses < MAX_DEFERRED_MISSES, now)?
+            };
+            let mut op = self.op(tx, now);
+            match operation(&mut op).and_then(|value| op.tx.finish().map(|()| value)) {
+                Ok(value) => {
+                    then(&mut op, &value);
+                    let queued = core::mem::take(&mut op.reclaim);
+                    drop(op);
+                    // The operation itself is done: a failed reclamation
+                    // stays queued (and on the orphan chain).
+                    self.reclaim_queued(queued);
+                    self.relieve(now)?;
+                    return Ok(value);
                 }
-                outcome => break outcome?,
-            }
-        };
-        then(&mut state, &value);
-        // The operation itself is done: a failed reclamation stays queued
-        // (and on the orphan chain) and is retried later.
-        let _ = state.reclaim_queued(now);
-        if state.volume.commit_due() {
-            if state.commit_helper.is_none() || state.volume.commit_urgent() {
-                self.commit(state, now)?;
-            } else if !state.commit_requested {
-                state.commit_requested = true;
-                if let Some(wake) = &state.commit_helper {
-                    wake();
+                Err(error) => {
+                    op.tx.rollback();
+                    drop(op);
+                    match error {
+                        Error::NotCached(block) => {
+                            misses += 1;
+                            if !self.volume.load_unlocked(block) {
+                                misses = MAX_DEFERRED_MISSES;
+                            }
+                        }
+                        Error::NoSpace if !retried && self.volume.frees_awaiting_commit() > 0 => {
+                            retried = true;
+                            self.volume.commit(now)?;
+                        }
+                        Error::TooLargeForJournal
+                            if !retried && kind.exclusive_retry && self.has_journal() =>
+                        {
+                            retried = true;
+                            exclusive = true;
+                        }
+                        error => return Err(error),
+                    }
                 }
             }
         }
-        Ok(value)
+    }
+
+    /// Between operations: commits a running transaction grown large (or
+    /// wakes the helper that commits it), or writes back a cache over its
+    /// budget on an image without a journal.
+    fn relieve(&self, now: u32) -> Result<()> {
+        if self.volume.commit_due() {
+            if !self.has_helper.load(Ordering::Relaxed) || self.volume.commit_urgent() {
+                self.volume.commit_if_idle(now)?;
+            } else if !self.commit_requested.swap(true, Ordering::SeqCst) {
+                if let Some(wake) = &*self.commit_helper.lock() {
+                    wake();
+                }
+            }
+        } else if self.volume.needs_write_back() {
+            self.volume.write_back()?;
+        }
+        Ok(())
     }
 
     /// Hands the commits that operations find due (the running transaction
@@ -522,153 +536,117 @@ impl<D: BlockDevice> FileSystem<D> {
     /// keeps growing meanwhile is still committed by the operation that
     /// finds it urgent. `None` goes back to committing in the operation.
     pub fn hand_off_commits(&self, wake: Option<Box<dyn Fn() + Send>>) {
-        let mut state = self.state.lock();
-        state.commit_helper = wake;
-        state.commit_requested = false;
-    }
-
-    /// Reads `block` from the device with the lock let go and caches it,
-    /// unless the device may have changed it meanwhile. Returns the lock
-    /// again, and whether the read succeeded.
-    fn load_unlocked<'a>(
-        &'a self,
-        state: MutexGuard<'a, State<D>>,
-        block: u32,
-    ) -> (MutexGuard<'a, State<D>>, bool) {
-        let version = state.volume.store().home_version();
-        let device = state.volume.store().shared_device();
-        drop(state);
-        let mut data = zeroed_block();
-        let read = device.read_block(block, &mut data).is_ok();
-        let mut state = self.state.lock();
-        if read && state.volume.store().home_version() == version {
-            // A failure to make room (writing back a dirty block) leaves
-            // the block uncached: the next round reads under the lock and
-            // reports it.
-            let _ = state.volume.store_mut().insert_clean(block, data);
-        }
-        (state, read)
-    }
-
-    /// Commits the running transaction, holding the lock only to freeze
-    /// it and to land it: reads and other operations go on during the
-    /// commit's I/O (docs/DESIGN.md, "Commit").
-    fn commit(&self, mut state: MutexGuard<'_, State<D>>, now: u32) -> Result<usize> {
-        state.commit_requested = false;
-        let Some(mut ticket) = state.volume.freeze_commit(now)? else { return Ok(0) };
-        let outcome = ticket.outcome();
-        // Taken before the lock is let go: whoever lands the commit first
-        // waits here for the I/O.
-        let mut report = outcome.lock();
-        drop(state);
-        let result = ticket.write(&mut report);
-        drop(report);
-        self.state.lock().volume.land_commit(ticket.id())?;
-        result
+        let mut helper = self.commit_helper.lock();
+        self.has_helper.store(wake.is_some(), Ordering::SeqCst);
+        *helper = wake;
+        self.commit_requested.store(false, Ordering::SeqCst);
     }
 
     /// Runs an operation that hands out a reference to the inode whose
     /// attributes it returns, and counts the reference when lookups are
     /// tracked.
-    fn run_referencing(&self, operation: impl FnMut(&mut State<D>, u32) -> Result<Attr>) -> Result<Attr> {
-        self.run_then(operation, |state, attr| {
-            if state.track_lookups {
-                state.lifetimes.hold_lookup(attr.ino);
+    fn update_referencing(&self, operation: impl FnMut(&mut Op<'_, D>) -> Result<Attr>) -> Result<Attr> {
+        let track = self.tracks_lookups();
+        self.update_then(OPERATION, operation, |op, attr| {
+            if track {
+                op.lifetimes.hold_lookup(attr.ino);
             }
         })
     }
 
     pub fn statfs(&self) -> StatFs {
-        let state = self.state.lock();
-        let volume = &state.volume;
+        let superblock = self.volume.superblock();
         StatFs {
             block_size: BLOCK_SIZE as u32,
-            blocks: volume.geometry.block_count,
+            blocks: self.volume.geometry.block_count,
             // Blocks freed by the running transaction count as free.
-            free_blocks: volume.superblock.free_blocks + volume.frees_awaiting_commit() as u32,
-            inodes: volume.geometry.usable_inodes(),
-            free_inodes: volume.superblock.free_inodes,
+            free_blocks: superblock.free_blocks + self.volume.frees_awaiting_commit() as u32,
+            inodes: self.volume.geometry.usable_inodes(),
+            free_inodes: superblock.free_inodes,
             name_max: MAX_NAME_LEN as u32,
         }
     }
 
     pub fn getattr(&self, ino: u32) -> Result<Attr> {
-        self.run(|state, _| {
-            let inode = state.live_inode(ino)?;
-            state.attr(ino, &inode)
+        self.inspect(|op| {
+            op.tx.lock(ino);
+            let inode = op.live_inode(ino)?;
+            op.attr(ino, &inode)
         })
     }
 
     /// Looks `name` up in `parent` (a reference, when lookups are tracked).
     pub fn lookup(&self, parent: u32, name: &[u8]) -> Result<Attr> {
-        self.run_referencing(|state, _| {
-            let ino = state.lookup(parent, name)?;
-            let inode = state.linked_inode(ino)?;
-            state.attr(ino, &inode)
+        let track = self.tracks_lookups();
+        self.inspect(|op| {
+            let (ino, inode) = op.lookup_locked(parent, name)?;
+            let attr = op.attr(ino, &inode)?;
+            if track {
+                op.lifetimes.hold_lookup(ino);
+            }
+            Ok(attr)
         })
     }
 
     /// Returns `count` references that lookups handed out for `ino` (FUSE
     /// `FORGET`). An unlinked inode nothing else holds is then freed.
     pub fn forget(&self, ino: u32, count: u64) {
-        let now = (self.options.clock)();
-        let mut state = self.state.lock();
         // A failure leaves the orphan queued: unmount frees it.
-        let _ = state.release_holds(ino, 0, count, now);
+        let _ = self.release_holds(ino, 0, count);
     }
 
     /// Resolves an absolute path, following symlinks in every component
     /// but the last (and the last too when `follow_last`).
     pub fn resolve(&self, path: &[u8], follow_last: bool) -> Result<u32> {
-        self.run(|state, _| state.resolve(path, follow_last))
+        self.inspect(|op| op.resolve(path, follow_last))
     }
 
     pub fn setattr(&self, ino: u32, changes: &SetAttr) -> Result<Attr> {
         if changes.size.is_some() {
             self.settle(ino)?;
         }
-        self.run(|state, now| state.setattr(ino, changes, now))
-    }
-
-    /// Finishes an earlier truncation of `ino` that could not complete,
-    /// before its blocks past `size` could be mapped again.
-    fn settle(&self, ino: u32) -> Result<()> {
-        let now = (self.options.clock)();
-        self.state.lock().settle(ino, now)
+        self.update(OPERATION, |op| {
+            op.tx.lock(ino);
+            op.setattr(ino, changes)
+        })
     }
 
     pub fn read(&self, ino: u32, offset: u64, buf: &mut [u8]) -> Result<usize> {
         let relatime = self.options.relatime && !self.options.read_only;
+        let now = (self.options.clock)();
         let mut attempts = 0;
-        loop {
-            // Uncached runs of data are read after the operation, with the
-            // lock let go, then checked as `load_unlocked` checks a block.
-            let defer = attempts < MAX_DEFERRED_READS;
-            let mut unlocked = None;
-            let (count, runs) = self.run_then(
-                |state, now| {
-                    let mut runs = Vec::new();
-                    let count =
-                        state.read(ino, offset, buf, relatime.then_some(now), defer.then_some(&mut runs))?;
-                    Ok((count, runs))
-                },
-                |state, (_, runs)| {
-                    if !runs.is_empty() {
-                        let store = state.volume.store();
-                        unlocked = Some((store.home_version(), store.shared_device()));
-                    }
-                },
-            )?;
-            let Some((version, device)) = unlocked else { return Ok(count) };
+        let (count, stale_atime) = loop {
+            // Uncached runs of data are read after the operation, with no
+            // lock held, and thrown away if a block may have gone home
+            // meanwhile (see `cache::BlockCache::home_version`).
+            let mut runs = Vec::new();
+            let later = (attempts < MAX_DEFERRED_READS).then_some(&mut runs);
+            let (count, stale, version) = self.inspect(|op| {
+                op.tx.lock(ino);
+                let inode = op.readable_inode(ino)?;
+                let count = read_data(&mut op.tx, ino, &inode, offset, buf, later)?;
+                Ok((count, relatime && atime_is_stale(&inode, now), op.tx.volume.store().home_version()))
+            })?;
+            if runs.is_empty() {
+                break (count, stale);
+            }
+            let device = self.volume.store().device();
             let fetched = runs
                 .iter()
                 .all(|run| device.read_blocks(run.first, &mut buf[run.at..run.at + run.len]).is_ok());
-            if fetched && self.state.lock().volume.store().home_version() == version {
-                return Ok(count);
+            if fetched && self.volume.store().home_version() == version {
+                break (count, stale);
             }
-            // A failed read is read again under the lock, which reports it.
+            // A failed read is read again in place, which reports it.
             attempts = if fetched { attempts + 1 } else { MAX_DEFERRED_READS };
+        };
+        if stale_atime {
+            self.update(OPERATION, |op| {
+                op.tx.lock(ino);
+                op.touch_atime(ino, now)
+            })?;
         }
+        Ok(count)
     }
 
     /// Writes `data` at `offset`, a transaction per `WRITE_PIECE`. A
@@ -680,7 +658,11 @@ impl<D: BlockDevice> FileSystem<D> {
         let mut written = 0;
         for piece in data.chunks(WRITE_PIECE) {
             let at = offset + written as u64;
-            match self.run(|state, now| state.write(ino, at, piece, now)) {
+            let outcome = self.update(OPERATION, |op| {
+                op.tx.lock(ino);
+                op.write(ino, at, piece)
+            });
+            match outcome {
                 Ok(count) => {
                     written += count;
                     if count < piece.len() {
@@ -710,8 +692,8 @@ impl<D: BlockDevice> FileSystem<D> {
         if matches!(kind, FileType::Directory | FileType::Symlink) || !DiskInode::rdev_fits(rdev.0, rdev.1) {
             return Err(Error::InvalidArgument);
         }
-        self.run_referencing(|state, now| {
-            state.make_node(parent, name, kind, new, now, |_, _, inode| {
+        self.update_referencing(|op| {
+            op.make_node(parent, name, kind, new, |_, _, inode| {
                 if matches!(kind, FileType::CharDevice | FileType::BlockDevice) {
                     inode.set_rdev(rdev.0, rdev.1);
                 }
@@ -721,7 +703,7 @@ impl<D: BlockDevice> FileSystem<D> {
     }
 
     pub fn mkdir(&self, parent: u32, name: &[u8], new: NewInode) -> Result<Attr> {
-        self.run_referencing(|state, now| state.mkdir(parent, name, new, now))
+        self.update_referencing(|op| op.mkdir(parent, name, new))
     }
 
     pub fn symlink(&self, parent: u32, name: &[u8], target: &[u8], uid: u16, gid: u16) -> Result<Attr> {
@@ -732,27 +714,30 @@ impl<D: BlockDevice> FileSystem<D> {
             return Err(Error::NameTooLong);
         }
         let new = NewInode { perm: 0o777, uid, gid };
-        self.run_referencing(|state, now| {
-            state.make_node(parent, name, FileType::Symlink, new, now, |volume, ino, inode| {
-                data::write_data(volume, ino, inode, 0, target).map(|_| ())
+        self.update_referencing(|op| {
+            op.make_node(parent, name, FileType::Symlink, new, |tx, ino, inode| {
+                data::write_data(tx, ino, inode, 0, target).map(|_| ())
             })
         })
     }
 
     pub fn readlink(&self, ino: u32) -> Result<Vec<u8>> {
-        self.run(|state, _| state.readlink(ino))
+        self.inspect(|op| {
+            op.tx.lock(ino);
+            op.readlink(ino)
+        })
     }
 
     pub fn unlink(&self, parent: u32, name: &[u8]) -> Result<()> {
-        self.run(|state, now| state.unlink(parent, name, now))
+        self.update(OPERATION, |op| op.unlink(parent, name))
     }
 
     pub fn rmdir(&self, parent: u32, name: &[u8]) -> Result<()> {
-        self.run(|state, now| state.rmdir(parent, name, now))
+        self.update(OPERATION, |op| op.rmdir(parent, name))
     }
 
     pub fn link(&self, ino: u32, new_parent: u32, new_name: &[u8]) -> Result<Attr> {
-        self.run_referencing(|state, now| state.link(ino, new_parent, new_name, now))
+        self.update_referencing(|op| op.link(ino, new_parent, new_name))
     }
 
     pub fn rename(
@@ -763,29 +748,29 @@ impl<D: BlockDevice> FileSystem<D> {
         new_name: &[u8],
         flags: RenameFlags,
     ) -> Result<()> {
-        self.run(|state, now| state.rename(parent, name, new_parent, new_name, flags, now))
+        let kind = Update { rename: true, ..OPERATION };
+        self.update(kind, |op| op.rename(parent, name, new_parent, new_name, flags))
     }
 
     /// Lists directory `ino` from cookie `offset` (0 = start). `visit`
     /// gets each entry and the cookie that resumes after it; it returns
     /// false to stop (the entry it refused is offered again next time).
+    /// `visit` must not call back into the filesystem.
     pub fn readdir(
         &self,
         ino: u32,
         offset: u64,
         visit: &mut dyn FnMut(&DirEntry, u64) -> bool,
     ) -> Result<()> {
-        self.run_once_then(
-            |state, _| {
-                let Some(inode) = state.listable_directory(ino)? else { return Ok(()) };
-                let from = offset.min(u32::MAX as u64) as u32;
-                state.volume.list_entries(ino, &inode, from, &mut |entry| {
-                    let next = entry.position as u64 + 1;
-                    visit(&entry, next)
-                })
-            },
-            |_, _| {},
-        )
+        self.inspect(|op| {
+            op.tx.lock(ino);
+            let Some(inode) = op.listable_directory(ino)? else { return Ok(()) };
+            let from = offset.min(u32::MAX as u64) as u32;
+            op.tx.list_entries(ino, &inode, from, &mut |entry| {
+                let next = entry.position as u64 + 1;
+                visit(&entry, next)
+            })
+        })
     }
 
     /// `readdir` with each entry's attributes, as FUSE's READDIRPLUS
@@ -799,54 +784,66 @@ impl<D: BlockDevice> FileSystem<D> {
         offset: u64,
         accept: &mut dyn FnMut(&DirEntry) -> bool,
     ) -> Result<Vec<ListedEntry>> {
-        self.run_once_then(
-            |state, _| {
-                let Some(inode) = state.listable_directory(ino)? else { return Ok(Vec::new()) };
-                let mut entries = Vec::new();
-                let from = offset.min(u32::MAX as u64) as u32;
-                state.volume.list_entries(ino, &inode, from, &mut |entry| {
-                    let accepted = accept(&entry);
-                    if accepted {
-                        entries.push(entry);
-                    }
-                    accepted
-                })?;
-                entries
-                    .into_iter()
-                    .map(|entry| {
-                        let inode = state.linked_inode(entry.ino)?;
-                        let attr = state.attr(entry.ino, &inode)?;
-                        let next = entry.position as u64 + 1;
-                        Ok(ListedEntry { entry, attr, next })
-                    })
-                    .collect::<Result<Vec<_>>>()
-            },
-            |state, listed| {
-                if state.track_lookups {
-                    for listed in listed.iter().filter(|listed| !is_dot_or_dotdot(&listed.entry.name)) {
-                        state.lifetimes.hold_lookup(listed.attr.ino);
-                    }
+        let track = self.tracks_lookups();
+        self.inspect(|op| {
+            op.tx.lock(ino);
+            let Some(inode) = op.listable_directory(ino)? else { return Ok(Vec::new()) };
+            let mut entries = Vec::new();
+            let from = offset.min(u32::MAX as u64) as u32;
+            op.tx.list_entries(ino, &inode, from, &mut |entry| {
+                let accepted = accept(&entry);
+                if accepted {
+                    entries.push(entry);
                 }
-            },
-        )
+                accepted
+            })?;
+            let mut listed = Vec::with_capacity(entries.len());
+            let mut parent_at = None;
+            for entry in entries {
+                let next = entry.position as u64 + 1;
+                let attr = match &entry.name[..] {
+                    b"." => op.attr(ino, &inode)?,
+                    // After the others: it takes the locks again, parent first.
+                    b".." => {
+                        parent_at = Some(listed.len());
+                        Attr::from_inode(entry.ino, &inode)?
+                    }
+                    _ => {
+                        op.tx.lock(entry.ino);
+                        let child = op.linked_inode(entry.ino)?;
+                        let attr = op.attr(entry.ino, &child)?;
+                        if track {
+                            op.lifetimes.hold_lookup(entry.ino);
+                        }
+                        op.tx.unlock(entry.ino);
+                        attr
+                    }
+                };
+                listed.push(ListedEntry { entry, attr, next });
+            }
+            if let Some(at) = parent_at {
+                let (parent, parent_inode) = op.lookup_locked(ino, b"..")?;
+                listed[at].attr = op.attr(parent, &parent_inode)?;
+            }
+            Ok(listed)
+        })
     }
 
     /// Notes an open handle: an unlinked inode keeps its data until the
     /// last handle is released.
     pub fn open(&self, ino: u32) -> Result<Attr> {
-        self.run_then(
-            |state, _| {
-                let inode = state.live_inode(ino)?;
-                state.attr(ino, &inode)
-            },
-            |state, _| state.lifetimes.hold_open(ino),
-        )
+        self.inspect(|op| {
+            op.tx.lock(ino);
+            let inode = op.live_inode(ino)?;
+            let attr = op.attr(ino, &inode)?;
+            op.lifetimes.hold_open(ino);
+            Ok(attr)
+        })
     }
 
     /// Closes one handle; an unlinked inode nothing else holds is freed.
     pub fn release(&self, ino: u32) -> Result<()> {
-        let now = (self.options.clock)();
-        self.state.lock().release_holds(ino, 1, 0, now)
+        self.release_holds(ino, 1, 0)
     }
 
     /// Makes every change durable (one journal transaction, or a full
@@ -854,20 +851,27 @@ impl<D: BlockDevice> FileSystem<D> {
     /// number of home blocks written.
     pub fn sync(&self) -> Result<usize> {
         let now = (self.options.clock)();
-        let mut state = self.state.lock();
-        let _ = state.reclaim_queued(now);
-        self.commit(state, now)
+        let _ = self.retry_reclaims();
+        self.commit_requested.store(false, Ordering::SeqCst);
+        self.volume.commit(now)
     }
 
     /// Makes inode `ino`'s data and metadata durable. Metadata is only
     /// consistent as a whole, so this commits everything that changed
     /// (which is still proportional to the change, not to the image).
     pub fn fsync(&self, ino: u32) -> Result<usize> {
-        let now = (self.options.clock)();
-        let mut state = self.state.lock();
-        state.live_inode(ino)?;
-        self.commit(state, now)
+        self.getattr(ino)?;
+        self.volume.commit((self.options.clock)())
     }
+}
+
+/// Whether a read at `now` should refresh `inode`'s atime, as Linux's
+/// relatime has it.
+fn atime_is_stale(inode: &DiskInode, now: u32) -> bool {
+    let stale = inode.atime <= inode.mtime
+        || inode.atime <= inode.ctime
+        || now.saturating_sub(inode.atime) >= RELATIME_WINDOW;
+    stale && inode.atime != now
 }
 
 #[cfg(test)]

@@ -163,8 +163,8 @@ pub(super) fn open_volume<D: BlockDevice>(
         DirIndexes::new(index_budget),
     );
     volume.store_mut().set_overlay(overlay);
-    volume.journal_inode = extension.filter(Extension::has_journal).map(|e| e.journal_inode);
-    let root = volume.read_inode(ROOT_INODE)?;
+    volume.set_journal_inode(extension.filter(Extension::has_journal).map(|e| e.journal_inode));
+    let root = volume.begin_read().read_inode(ROOT_INODE)?;
     if root.is_free() {
         return Err(Error::corrupt(Corruption::RootNotInUse, Some(ROOT_INODE), None));
     }
@@ -176,13 +176,15 @@ pub(super) fn open_volume<D: BlockDevice>(
             // Flushed with block 0, before any transaction is logged.
             journal.upgrade(volume.store().device())?;
         }
-        volume.superblock.state = STATE_DIRTY;
-        if options.record_mount {
-            volume.superblock.mount_count = volume.superblock.mount_count.wrapping_add(1);
-            volume.superblock.mount_time = (options.clock)() as u64;
-        }
+        volume.change_head(|head| {
+            head.superblock.state = STATE_DIRTY;
+            if options.record_mount {
+                head.superblock.mount_count = head.superblock.mount_count.wrapping_add(1);
+                head.superblock.mount_time = (options.clock)() as u64;
+            }
+        });
         volume.store_superblock()?;
-        volume.store_mut().write_back_all()?;
+        volume.store().write_back(true)?;
         if let Some(journal) = journal.filter(|_| options.journal) {
             volume.attach_journal(journal);
         }
