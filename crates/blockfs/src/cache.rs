@@ -4,11 +4,11 @@
 //! its own that is held only to look a block up and read or change its
 //! bytes: never across device I/O. A miss lets the shard go, reads the
 //! block, and caches it only if nothing may have written that block home
-//! meanwhile (see [`BlockCache::home_version`]). Each shard evicts by the
+//! meanwhile (see `BlockCache::home_version`). Each shard evicts by the
 //! clock algorithm (a reference bit per slot, a hand sweeping the slots),
 //! so hits cost a hash lookup and no list surgery. Eviction only ever
 //! takes a clean slot: dirty blocks go home in block order, neighbours
-//! coalesced, when the caller writes back ([`BlockCache::write_back`]), so
+//! coalesced, when the caller writes back (`BlockCache::write_back`), so
 //! a shard may briefly hold more than its share until then.
 //!
 //! Each dirty block is either file data or metadata. With a journal,
@@ -23,9 +23,9 @@
 //! block's prior contents (`Change::snapshot`) where only it changes the
 //! block, or just the bytes it changed where others change the same block.
 //!
-//! Commit in flight: [`BlockCache::freeze`] hands a committing
+//! Commit in flight: `BlockCache::freeze` hands a committing
 //! transaction copies of every dirty block and marks their slots in
-//! flight until [`BlockCache::land`]. While the commit writes, those slots
+//! flight until `BlockCache::land`. While the commit writes, those slots
 //! stay resident (so nobody reads the stale home copy) and are never
 //! written home (a newer version written there could be overwritten by the
 //! commit's older one); they may change again as part of the next
