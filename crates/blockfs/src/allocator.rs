@@ -1,23 +1,212 @@
-//! Block and inode allocation, under the allocation lock
-//! (`Volume::allocation`).
+//! Block and inode allocation.
 //!
-//! Blocks: the bitmap is searched from a goal (the block after the file's
-//! previous block, so sequential writes get contiguous runs), falling back
-//! to a roving hint so searches do not rescan from the start each time.
-//! Inodes: free means `links_count == 0`; the search starts at a goal or a
-//! roving hint and skips orphans (unlinked but still held) and inodes an
-//! operation in progress is freeing. A taken inode is written under the
-//! lock, so two operations never take the same one.
+//! Placement follows allocation groups, as ext2's block groups do
+//! (docs/DESIGN.md §5.1): the inode table is cut into groups of
+//! `INODE_GROUP` inodes and the data area into as many regions. A new
+//! inode is looked for from its parent directory's group, except a
+//! directory made in the root, which starts the next group (a rotor); a
+//! file's blocks come from its inode's group's region. Consecutive groups
+//! get regions under different bitmap blocks where the image has several.
+//! So files of one directory stay together, and work in different
+//! top-level directories (two threads, two untars) touches different
+//! inode-table and bitmap blocks.
 //!
-//! Every allocation is undone by its inverse (the bit cleared, the count
-//! given back), since other operations change the same bitmap block and
-//! counters meanwhile; frees wait for the operation's end (`Tx::finish`).
+//! No lock covers the whole allocator. A block is found and marked used in
+//! one visit to its bitmap block, under that block's cache lock, so two
+//! operations never take the same one. Inodes are taken under their
+//! group's lock, which also keeps the group's search hint and the inodes
+//! being freed. The free counts are atomics, and an operation changes them
+//! only once it has succeeded (`Tx::finish`), so a rollback leaves them
+//! alone.
+//!
+//! Free means `links_count == 0` for an inode, except for orphans
+//! (unlinked but still held), inodes an operation in progress is freeing,
+//! and the journal's. Every allocation is undone by its inverse (the bit
+//! cleared), since other operations change the same bitmap block
+//! meanwhile; frees wait for the operation's end (`Tx::finish`).
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use hashbrown::HashSet;
 
 use crate::device::BlockDevice;
 use crate::error::{Corruption, Error, Result};
-use crate::format::geometry::BITS_PER_BITMAP_BLOCK;
+use crate::format::geometry::{Geometry, BITS_PER_BITMAP_BLOCK};
 use crate::format::inode::{DiskInode, INODES_PER_BLOCK};
+use crate::sync::{Mutex, Padded};
 use crate::tx::{Tx, Undo};
+
+/// Inodes per allocation group: 16 inode-table blocks.
+pub(crate) const INODE_GROUP: u32 = 16 * INODES_PER_BLOCK;
+
+/// Where a new inode is looked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum InodeGoal {
+    /// In this inode's group (the new one's parent directory).
+    Near(u32),
+    /// In the next group of the rotor (a new top-level directory).
+    NextGroup,
+}
+
+/// A group's inodes, under its lock.
+struct InodeGroup {
+    /// Where the next search starts: every inode of the group below it is
+    /// taken.
+    hint: u32,
+    /// Inodes operations in progress are freeing: free on disk already,
+    /// but not to be taken until their operation ends.
+    freeing: HashSet<u32>,
+}
+
+/// The allocator's state.
+pub(crate) struct Allocator {
+    count: u32,
+    usable_inodes: u32,
+    /// Where each group's next block search starts without a goal.
+    block_hints: Box<[Padded<AtomicU32>]>,
+    inode_groups: Box<[Padded<Mutex<InodeGroup>>]>,
+    free_blocks: AtomicU32,
+    free_inodes: AtomicU32,
+    /// The group the next top-level directory starts in.
+    dir_rotor: AtomicU32,
+    /// The last group an inode spilled into from a full one: where the
+    /// next spill looks first.
+    spill: AtomicU32,
+}
+
+impl Allocator {
+    pub fn new(geometry: &Geometry, free_blocks: u32, free_inodes: u32) -> Self {
+        let usable = geometry.usable_inodes();
+        let count = usable.div_ceil(INODE_GROUP).max(1);
+        let regions = regions(geometry, count);
+        Allocator {
+            count,
+            usable_inodes: usable,
+            block_hints: regions.into_iter().map(|start| Padded(AtomicU32::new(start))).collect(),
+            inode_groups: (0..count)
+                .map(|group| {
+                    Padded(Mutex::new(InodeGroup { hint: group * INODE_GROUP, freeing: HashSet::new() }))
+                })
+                .collect(),
+            free_blocks: AtomicU32::new(free_blocks),
+            free_inodes: AtomicU32::new(free_inodes),
+            dir_rotor: AtomicU32::new(0),
+            spill: AtomicU32::new(0),
+        }
+    }
+
+    fn group_of(&self, ino: u32) -> u32 {
+        (ino / INODE_GROUP).min(self.count - 1)
+    }
+
+    /// The inodes of group `group`: never 0 (the root), never past the
+    /// table's slots.
+    fn inodes_of(&self, group: u32) -> (u32, u32) {
+        let end = if group + 1 == self.count { self.usable_inodes } else { (group + 1) * INODE_GROUP };
+        ((group * INODE_GROUP).max(1), end.min(self.usable_inodes))
+    }
+
+    pub fn free_blocks(&self) -> u32 {
+        self.free_blocks.load(Ordering::SeqCst)
+    }
+
+    pub fn free_inodes(&self) -> u32 {
+        self.free_inodes.load(Ordering::SeqCst)
+    }
+
+    /// Counts blocks and inodes taken (negative) or given back (positive)
+    /// by an operation that succeeded or a commit that landed, never
+    /// below zero nor above `most_inodes`.
+    pub fn count(&self, blocks: i64, inodes: i64) {
+        let apply = |counter: &AtomicU32, delta: i64, most: u32| {
+            if delta != 0 {
+                let _ = counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |value| {
+                    Some((value as i64 + delta).clamp(0, most as i64) as u32)
+                });
+            }
+        };
+        apply(&self.free_blocks, blocks, u32::MAX);
+        apply(&self.free_inodes, inodes, self.usable_inodes);
+    }
+
+    /// Inode `ino`, freed by an operation that succeeded, may be taken
+    /// again.
+    pub fn inode_freed(&self, ino: u32) {
+        let mut group = self.inode_groups[self.group_of(ino) as usize].0.lock();
+        group.freeing.remove(&ino);
+        group.hint = group.hint.min(ino);
+    }
+
+    /// Undoes `stop_freeing`'s hold on `ino` (a rollback).
+    pub fn unhold(&self, ino: u32) {
+        self.inode_groups[self.group_of(ino) as usize].0.lock().freeing.remove(&ino);
+    }
+
+    /// Puts a block search hint back, unless another allocation moved it.
+    pub fn unallocate_block(&self, block: u32, group: u32) {
+        let _ = self.block_hints[group as usize].0.compare_exchange(
+            block + 1,
+            block,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Puts the hints an inode allocation moved back, unless another
+    /// allocation moved them since.
+    pub fn unallocate_inode(&self, taken: &InodeTaken) {
+        let mut group = self.inode_groups[self.group_of(taken.ino) as usize].0.lock();
+        if group.hint == taken.ino + 1 {
+            group.hint = taken.hint;
+        }
+        drop(group);
+        if let Some(rotor) = taken.rotor {
+            self.rewind_rotor(rotor);
+        }
+    }
+
+    /// Puts the directory rotor back to `rotor`, unless another
+    /// allocation moved it since.
+    fn rewind_rotor(&self, rotor: u32) {
+        let _ = self.dir_rotor.compare_exchange(
+            rotor.wrapping_add(1),
+            rotor,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// Where each group's region of the data area starts. The regions are
+/// the data area cut in `count` equal parts, dealt to the groups so that
+/// consecutive groups fall under different bitmap blocks when the image
+/// has several: group `g` gets part `rank(g)`, ranking groups by
+/// (`g` mod bitmap blocks, `g` / bitmap blocks).
+fn regions(geometry: &Geometry, count: u32) -> Vec<u32> {
+    let bitmap_blocks = geometry.block_count.div_ceil(BITS_PER_BITMAP_BLOCK).clamp(1, count);
+    let part = |rank: u32| {
+        geometry.first_data_block() + (geometry.data_blocks() as u64 * rank as u64 / count as u64) as u32
+    };
+    (0..count)
+        .map(|group| {
+            let residue = group % bitmap_blocks;
+            let before: u32 = (0..residue).map(|k| (count - k).div_ceil(bitmap_blocks)).sum();
+            part(before + group / bitmap_blocks)
+        })
+        .collect()
+}
+
+/// An inode allocation, as undo needs it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct InodeTaken {
+    pub ino: u32,
+    /// Its group's search hint before.
+    pub hint: u32,
+    /// The directory rotor before, when the allocation moved it.
+    pub rotor: Option<u32>,
+}
 
 impl<D: BlockDevice> Tx<'_, D> {
     /// Whether `block` is marked used in the bitmap.
@@ -26,75 +215,76 @@ impl<D: BlockDevice> Tx<'_, D> {
         self.read_block(bitmap_block, |bytes| bytes[(bit / 8) as usize] & (1 << (bit % 8)) != 0)
     }
 
-    fn set_block_bit(&mut self, block: u32) -> Result<()> {
-        let (bitmap_block, bit) = self.geometry().bitmap_location(block);
-        self.modify_shared(bitmap_block, |bytes| bytes[(bit / 8) as usize] |= 1u8 << (bit % 8))
+    /// Finds a clear bit in `[first_bit, end_bit)` of `bitmap_block` and
+    /// sets it, in one visit under the block's lock: the bit's number.
+    fn claim_bit(&mut self, bitmap_block: u32, first_bit: u32, end_bit: u32) -> Result<Option<u32>> {
+        self.modify_shared(bitmap_block, |bytes| {
+            let bit = first_clear_bit(bytes, first_bit, end_bit)?;
+            bytes[(bit / 8) as usize] |= 1u8 << (bit % 8);
+            Some(bit)
+        })
     }
 
-    /// Finds the first clear bit in `[from, to)`, scanning whole bitmap
-    /// blocks a byte at a time.
-    fn find_free_between(&mut self, from: u32, to: u32) -> Result<Option<u32>> {
+    /// Takes the first free block in `[from, to)`. The bitmap block of
+    /// `from` is claimed in at once (it usually has room); the ones after
+    /// are read first, so a full one is not changed for nothing.
+    fn take_free_between(&mut self, from: u32, to: u32) -> Result<Option<u32>> {
         let mut block = from;
+        let mut first = true;
         while block < to {
             let (bitmap_block, first_bit) = self.geometry().bitmap_location(block);
-            let bits_here = (BITS_PER_BITMAP_BLOCK - first_bit).min(to - block);
-            let end_bit = first_bit + bits_here;
-            let found = self.read_block(bitmap_block, |bytes| {
-                let mut bit = first_bit;
-                while bit < end_bit {
-                    if bit % 8 == 0 && end_bit - bit >= 8 && bytes[(bit / 8) as usize] == 0xff {
-                        bit += 8;
-                        continue;
-                    }
-                    if bytes[(bit / 8) as usize] & (1 << (bit % 8)) == 0 {
-                        return Some(bit);
-                    }
-                    bit += 1;
+            let end_bit = first_bit + (BITS_PER_BITMAP_BLOCK - first_bit).min(to - block);
+            let has_room = first
+                || self
+                    .read_block(bitmap_block, |bytes| first_clear_bit(bytes, first_bit, end_bit))?
+                    .is_some();
+            if has_room {
+                if let Some(bit) = self.claim_bit(bitmap_block, first_bit, end_bit)? {
+                    return Ok(Some(block + (bit - first_bit)));
                 }
-                None
-            })?;
-            if let Some(bit) = found {
-                return Ok(Some(block + (bit - first_bit)));
             }
-            block += bits_here;
+            first = false;
+            block += end_bit - first_bit;
         }
         Ok(None)
     }
 
-    /// Allocates one data block, preferring `goal` and what follows it.
-    /// The block is marked used; its contents are the caller's business.
-    pub fn allocate_block(&mut self, goal: Option<u32>) -> Result<u32> {
+    /// Allocates one data block for inode `ino`, preferring `goal` and
+    /// what follows it, else its group's region. The block is marked used;
+    /// its contents are the caller's business.
+    pub fn allocate_block(&mut self, ino: u32, goal: Option<u32>) -> Result<u32> {
         self.check_writable()?;
         let volume = self.volume;
-        let mut allocation = volume.allocation.lock();
-        if allocation.free_blocks == 0 {
+        let allocator = &volume.allocator;
+        if allocator.free_blocks() == 0 {
             return Err(Error::NoSpace);
         }
         let first = volume.geometry.first_data_block();
         let end = volume.geometry.block_count;
+        let group = allocator.group_of(ino);
+        let hint = &allocator.block_hints[group as usize].0;
         let start = match goal {
             Some(goal) if goal >= first && goal < end => goal,
-            _ => allocation.block_hint.clamp(first, end - 1),
+            _ => hint.load(Ordering::Relaxed).clamp(first, end - 1),
         };
-        let found = match self.find_free_between(start, end)? {
+        let found = match self.take_free_between(start, end)? {
             Some(block) => Some(block),
-            None => self.find_free_between(first, start)?,
+            None => self.take_free_between(first, start)?,
         };
         let block = found.ok_or(Error::NoSpace)?;
-        self.set_block_bit(block)?;
-        allocation.free_blocks -= 1;
-        allocation.block_hint = if block + 1 < end { block + 1 } else { first };
-        drop(allocation);
-        self.record(Undo::BlockAllocated(block));
+        hint.store(if block + 1 < end { block + 1 } else { first }, Ordering::Relaxed);
+        self.record(Undo::BlockAllocated(block, group));
+        self.count_blocks(-1);
         volume.note_head_changed();
         Ok(block)
     }
 
     /// Allocates `count` consecutive blocks (a journal's run), first fit.
+    /// Only alone (an exclusive transaction): it reads, then sets.
     pub fn allocate_run(&mut self, count: u32) -> Result<u32> {
         self.check_writable()?;
         let volume = self.volume;
-        if volume.allocation.lock().free_blocks < count {
+        if volume.allocator.free_blocks() < count {
             return Err(Error::NoSpace);
         }
         let end = volume.geometry.block_count;
@@ -105,13 +295,13 @@ impl<D: BlockDevice> Tx<'_, D> {
                 length += 1;
             }
             if length == count {
-                let mut allocation = volume.allocation.lock();
                 for block in start..start + count {
-                    self.set_block_bit(block)?;
-                    self.record(Undo::BlockAllocated(block));
+                    let (bitmap_block, bit) = self.geometry().bitmap_location(block);
+                    self.modify_shared(bitmap_block, |bytes| bytes[(bit / 8) as usize] |= 1u8 << (bit % 8))?;
+                    self.record(Undo::BlockAllocated(block, 0));
                     self.discard(block);
-                    allocation.free_blocks -= 1;
                 }
+                self.count_blocks(-(count as i64));
                 volume.note_head_changed();
                 return Ok(start);
             }
@@ -122,76 +312,127 @@ impl<D: BlockDevice> Tx<'_, D> {
 
     /// Returns a data block to the free pool once the operation succeeds,
     /// and drops it from the cache. With a journal the bitmap bit clears
-    /// only at commit (see `volume::PendingFrees`).
+    /// only at commit (see `volume::PendingFrees`). Whether the block is
+    /// in use is checked once the operation is done (`Tx::finish`), a
+    /// bitmap block at a time.
     pub fn free_block(&mut self, block: u32) -> Result<()> {
         if !self.geometry().is_data_block(block) {
             return Err(Error::corrupt(Corruption::BlockOutOfRange(block), None, Some(block)));
-        }
-        if !self.block_in_use(block)? {
-            // Freeing a free block means two owners or a stale pointer;
-            // counting it again would inflate free_blocks. (One already
-            // pending is caught when the frees join the transaction.)
-            return Err(Error::corrupt(Corruption::DoubleFree(block), None, Some(block)));
-        }
-        if !self.volume.has_journal() {
-            // Its bit clears when the operation ends, which must not fail.
-            let (bitmap_block, _) = self.geometry().bitmap_location(block);
-            self.pin_block(bitmap_block)?;
         }
         self.discard(block);
         self.free_later(block);
         Ok(())
     }
 
-    /// Takes a free inode number (never 0, the root), searching from
-    /// `goal` (or the roving hint), and writes `inode` there, which must
-    /// have `links_count >= 1`.
-    pub fn allocate_inode(&mut self, goal: Option<u32>, inode: &DiskInode) -> Result<u32> {
+    /// Checks that every block in `frees` (sorted) is marked used: freeing
+    /// a free block means two owners or a stale pointer, and counting it
+    /// again would inflate free_blocks. Without a journal the bitmap
+    /// blocks are pinned too, since their bits clear when the operation
+    /// ends, which must not fail.
+    pub(crate) fn check_frees(&mut self, frees: &[u32]) -> Result<()> {
+        let pin = !self.volume.has_journal();
+        let geometry = self.geometry();
+        let mut rest = frees;
+        while let Some(&first) = rest.first() {
+            let (bitmap_block, _) = geometry.bitmap_location(first);
+            let count =
+                rest.iter().take_while(|&&block| geometry.bitmap_location(block).0 == bitmap_block).count();
+            let (these, others) = rest.split_at(count);
+            let free = self.read_block(bitmap_block, |bytes| {
+                these.iter().copied().find(|&block| {
+                    let (_, bit) = geometry.bitmap_location(block);
+                    bytes[(bit / 8) as usize] & (1 << (bit % 8)) == 0
+                })
+            })?;
+            if let Some(block) = free {
+                return Err(Error::corrupt(Corruption::DoubleFree(block), None, Some(block)));
+            }
+            if pin {
+                self.pin_block(bitmap_block)?;
+            }
+            rest = others;
+        }
+        Ok(())
+    }
+
+    /// Takes a free inode number (never 0, the root), searching `goal`'s
+    /// group from its hint, then the groups after it, and writes `inode`
+    /// there, which must have `links_count >= 1`.
+    pub fn allocate_inode(&mut self, goal: InodeGoal, inode: &DiskInode) -> Result<u32> {
         self.check_writable()?;
         debug_assert!(!inode.is_free());
         let volume = self.volume;
-        let mut allocation = volume.allocation.lock();
-        if allocation.free_inodes == 0 {
+        let allocator = &volume.allocator;
+        if allocator.free_inodes() == 0 {
             return Err(Error::NoSpace);
         }
-        let usable = volume.geometry.usable_inodes();
-        let start = goal.unwrap_or(allocation.inode_hint).clamp(1, usable.max(2) - 1);
-        let journal = volume.journal_inode();
-        let orphans = volume.orphans.lock();
-        let mut found = None;
-        // Whole table blocks at a time: from `start` to the end, then from
-        // the beginning back to `start`.
-        for (from, to) in [(start, usable), (1, start)] {
-            let mut ino = from;
-            while ino < to && found.is_none() {
-                let (block, first_slot) = volume.geometry.inode_location(ino);
-                let in_block = (INODES_PER_BLOCK - first_slot as u32).min(to - ino);
-                let taken = |candidate: u32| {
-                    orphans.members.contains(&candidate)
-                        || allocation.freeing.contains(&candidate)
-                        || journal == Some(candidate)
-                };
-                found = self.read_block(block, |bytes| {
-                    (0..in_block).map(|offset| ino + offset).find(|&candidate| {
-                        let slot = first_slot + (candidate - ino) as usize;
-                        DiskInode::decode_slot(bytes, slot).is_free() && !taken(candidate)
-                    })
-                })?;
-                ino += in_block;
+        let (first_group, rotor) = match goal {
+            InodeGoal::Near(parent) => (allocator.group_of(parent), None),
+            InodeGoal::NextGroup => {
+                let rotor = allocator.dir_rotor.fetch_add(1, Ordering::Relaxed);
+                (rotor % allocator.count, Some(rotor))
             }
-            if found.is_some() {
-                break;
+        };
+        // The goal's group, then on from the last group a spill found
+        // room in.
+        let spill = allocator.spill.load(Ordering::Relaxed);
+        let others = (0..allocator.count).map(|step| (spill + step) % allocator.count);
+        let order = core::iter::once(first_group).chain(others.filter(|&group| group != first_group));
+        for group in order {
+            let mut state = allocator.inode_groups[group as usize].0.lock();
+            let (low, high) = allocator.inodes_of(group);
+            let from = state.hint.clamp(low, high);
+            let Some(ino) = self.free_inode_between(from, high, &state.freeing)? else {
+                // Full: below the hint by the hint's rule, and from it on.
+                state.hint = high;
+                continue;
+            };
+            self.put_inode(ino, inode)?;
+            let taken = InodeTaken { ino, hint: state.hint, rotor };
+            state.hint = ino + 1;
+            drop(state);
+            if group != first_group {
+                allocator.spill.store(group, Ordering::Relaxed);
             }
+            self.record(Undo::InodeAllocated(taken));
+            self.count_inodes(-1);
+            volume.note_head_changed();
+            return Ok(ino);
         }
-        drop(orphans);
-        let ino = found.ok_or(Error::NoSpace)?;
-        self.put_inode(ino, inode)?;
-        allocation.free_inodes -= 1;
-        allocation.inode_hint = ino + 1;
-        drop(allocation);
-        self.record(Undo::InodeAllocated(ino));
-        volume.note_head_changed();
-        Ok(ino)
+        if let Some(rotor) = rotor {
+            allocator.rewind_rotor(rotor);
+        }
+        Err(Error::NoSpace)
+    }
+
+    /// The first free inode in `[from, to)` (one group's), a table block
+    /// at a time: no links, not an orphan, not being freed, not the
+    /// journal. The group's lock is held, so it stays free.
+    fn free_inode_between(&mut self, from: u32, to: u32, freeing: &HashSet<u32>) -> Result<Option<u32>> {
+        let volume = self.volume;
+        let journal = volume.journal_inode();
+        let mut ino = from;
+        while ino < to {
+            let (block, first_slot) = volume.geometry.inode_location(ino);
+            let in_block = (INODES_PER_BLOCK - first_slot as u32).min(to - ino);
+            // A slot with no links first, under the block's lock; then the
+            // sets, whose locks come after it in no order (an inode joins
+            // them before it loses its last link).
+            let unlinked = self.read_block(block, |bytes| {
+                (0..in_block)
+                    .find(|&offset| DiskInode::links_in_slot(bytes, first_slot + offset as usize) == 0)
+            })?;
+            let Some(offset) = unlinked else {
+                ino += in_block;
+                continue;
+            };
+            let candidate = ino + offset;
+            if journal != Some(candidate) && !freeing.contains(&candidate) && !volume.is_orphan(candidate) {
+                return Ok(Some(candidate));
+            }
+            ino = candidate + 1;
+        }
+        Ok(None)
     }
 
     /// Frees inode `ino`, writing `freed` (no links) in its place and
@@ -199,11 +440,54 @@ impl<D: BlockDevice> Tx<'_, D> {
     /// taken again, once the operation succeeds.
     pub fn free_inode(&mut self, ino: u32, freed: &DiskInode) -> Result<()> {
         debug_assert!(freed.is_free());
-        self.volume.allocation.lock().freeing.insert(ino);
+        let allocator = &self.volume.allocator;
+        allocator.inode_groups[allocator.group_of(ino) as usize].0.lock().freeing.insert(ino);
         self.record(Undo::InodeFreeing(ino));
         self.remove_orphan(ino)?;
         self.put_inode(ino, freed)?;
         self.count_free_later(ino);
         Ok(())
+    }
+}
+
+/// The first clear bit of `bytes` in `[from, to)`, a byte at a time over
+/// full bytes.
+fn first_clear_bit(bytes: &[u8], from: u32, to: u32) -> Option<u32> {
+    let mut bit = from;
+    while bit < to {
+        if bit % 8 == 0 && to - bit >= 8 && bytes[(bit / 8) as usize] == 0xff {
+            bit += 8;
+            continue;
+        }
+        if bytes[(bit / 8) as usize] & (1 << (bit % 8)) == 0 {
+            return Some(bit);
+        }
+        bit += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consecutive_groups_get_regions_under_different_bitmap_blocks() {
+        // 65,536 blocks: two bitmap blocks; 16,128 usable inodes: 24 groups.
+        let geometry = Geometry::new(65536, 16384).unwrap();
+        assert_eq!(Allocator::new(&geometry, 0, 0).count, 24);
+        let starts = regions(&geometry, 24);
+        let bitmap_block = |group: usize| geometry.bitmap_location(starts[group]).0;
+        assert_ne!(bitmap_block(0), bitmap_block(1));
+        assert_eq!(bitmap_block(0), bitmap_block(2));
+        // Every part of the data area goes to exactly one group.
+        let mut starts = starts.clone();
+        starts.sort_unstable();
+        starts.dedup();
+        assert_eq!(starts.len(), 24);
+        assert_eq!(starts[0], geometry.first_data_block());
+        // A small image is one bitmap block: the regions are in order.
+        let small = Geometry::new(4096, 2048).unwrap();
+        assert!(regions(&small, 4).windows(2).all(|pair| pair[0] < pair[1]));
     }
 }

@@ -14,7 +14,7 @@
 
 use alloc::boxed::Box;
 
-use crate::cache::BlockKind;
+use crate::cache::{BlockKind, Fill};
 use crate::device::BlockDevice;
 use crate::error::{Corruption, Error, Result};
 use crate::format::inode::{DiskInode, DIRECT_BLOCKS};
@@ -227,8 +227,8 @@ struct TxWriter<'t, 'v, D: BlockDevice> {
 
 impl<D: BlockDevice> MapWriter for TxWriter<'_, '_, D> {
     fn new_indirect(&mut self, inode: &mut DiskInode) -> Result<Option<u32>> {
-        let block = self.tx.allocate_block(self.goal)?;
-        self.tx.modify_block(block, BlockKind::Metadata, false, |_| ())?;
+        let block = self.tx.allocate_block(self.ino, self.goal)?;
+        self.tx.modify_block(block, BlockKind::Metadata, Fill::Zero, |_| ())?;
         inode.blocks += 1;
         Ok(Some(block))
     }
@@ -238,7 +238,8 @@ impl<D: BlockDevice> MapWriter for TxWriter<'_, '_, D> {
     }
 
     fn set_pointer_in(&mut self, block: u32, index: usize, pointer: u32) -> Result<()> {
-        self.tx.modify_block(block, BlockKind::Metadata, true, |bytes| put_u32(bytes, index * 4, pointer))
+        self.tx
+            .modify_block(block, BlockKind::Metadata, Fill::Read, |bytes| put_u32(bytes, index * 4, pointer))
     }
 }
 
@@ -291,7 +292,7 @@ impl<D: BlockDevice> Tx<'_, D> {
         let mut writer = TxWriter { tx: self, ino, goal };
         // The transaction's allocation fails with an error, never `None`.
         let slot = slot_for(&mut writer, inode, path)?.ok_or(Error::NoSpace)?;
-        let block = writer.tx.allocate_block(goal)?;
+        let block = writer.tx.allocate_block(ino, goal)?;
         inode.blocks += 1;
         set_slot(&mut writer, inode, slot, block)?;
         Ok((block, true))
@@ -379,7 +380,7 @@ impl<D: BlockDevice> MapWalk for Truncation<'_, '_, D> {
 
     fn leave_indirect(&mut self, pointer: Pointer, contents: Box<Block>, changed: bool) -> Result<Action> {
         if changed {
-            self.tx.modify_block(pointer.block, BlockKind::Metadata, true, |bytes| {
+            self.tx.modify_block(pointer.block, BlockKind::Metadata, Fill::Whole, |bytes| {
                 bytes.copy_from_slice(&contents[..])
             })?;
         }

@@ -48,9 +48,16 @@ pub type BlockCopies = Vec<(u32, Box<Block>)>;
 /// The smallest budget that lets every operation hold the blocks it needs
 /// at once (an inode-table block, indirect blocks and a data block).
 pub const MIN_CACHE_BLOCKS: usize = 8;
-/// Blocks per shard the cache aims for; a small cache is one shard.
-const SHARD_BLOCKS: usize = 64;
-const MAX_SHARDS: usize = 64;
+/// Blocks per shard the cache aims for: few in a large cache, more in a
+/// small one (a shard full of pinned blocks holds more than its share),
+/// and a small cache is one shard.
+const SHARD_BLOCKS: usize = 16;
+const SMALL_CACHE_SHARD_BLOCKS: usize = 64;
+const SMALL_CACHE: usize = 1024;
+/// Many shards, so that the few blocks every operation of a thread uses
+/// (its directory's, its inodes', a bitmap block) seldom share a shard
+/// with another thread's.
+const MAX_SHARDS: usize = 256;
 /// Misses read without the shard lock before one reads holding it (the
 /// block kept being written home meanwhile).
 const UNLOCKED_READ_ATTEMPTS: u32 = 3;
@@ -75,13 +82,24 @@ pub(crate) enum Prior {
     },
 }
 
+/// What a block to change starts as, when it is not cached.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fill {
+    /// Its contents, read from the device.
+    Read,
+    /// Nothing: a miss is reported (`modify` returns `None`), not read.
+    Cached,
+    /// Zeros, cached or not: the caller writes what it needs.
+    Zero,
+    /// Anything, cached or not: the caller writes the whole block.
+    Whole,
+}
+
 /// How [`BlockCache::modify`] is to change a block.
 #[derive(Clone, Copy)]
 pub(crate) struct Change {
     pub kind: BlockKind,
-    /// Read the block first on a miss; `false` zero-fills it instead
-    /// (the caller writes it whole).
-    pub load: bool,
+    pub fill: Fill,
     /// Pin the block: the caller's first change to it in an operation.
     pub pin: bool,
     /// Return the block's prior state.
@@ -148,8 +166,8 @@ struct Shard {
 
 pub(crate) struct BlockCache {
     shards: Box<[Padded<Mutex<Shard>>]>,
-    /// Shard of block `b` is `b & mask` (a power of two, less one).
-    mask: u32,
+    /// log2 of the number of shards.
+    shard_bits: u32,
     capacity: usize,
     /// Keep dirty metadata until the journal commits it.
     pin_metadata: AtomicBool,
@@ -231,6 +249,24 @@ impl Shard {
         (slot, victim.is_none() && self.slots.len() > self.capacity)
     }
 
+    /// Caches `block` (absent) with contents to be overwritten, in a
+    /// clean victim's slot and buffer if there is one.
+    fn insert_for_overwrite(&mut self, block: u32) -> (usize, bool) {
+        if self.slots.len() >= self.capacity {
+            if let Some(victim) = self.choose_victim() {
+                let old = self.slots[victim].block;
+                self.index.remove(&old);
+                self.index.insert(block, victim);
+                // A victim is clean, unpinned and not in flight already.
+                let entry = &mut self.slots[victim];
+                entry.block = block;
+                entry.referenced = true;
+                return (victim, false);
+            }
+        }
+        self.insert(block, zeroed_block())
+    }
+
     /// Removes a slot, keeping the vector dense; returns it and whether
     /// the shard was over its budget.
     fn remove(&mut self, slot: usize) -> (Slot, bool) {
@@ -254,13 +290,14 @@ impl Shard {
 impl BlockCache {
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(MIN_CACHE_BLOCKS);
-        let shards = (capacity / SHARD_BLOCKS).clamp(1, MAX_SHARDS);
+        let per_shard = if capacity < SMALL_CACHE { SMALL_CACHE_SHARD_BLOCKS } else { SHARD_BLOCKS };
+        let shards = (capacity / per_shard).clamp(1, MAX_SHARDS);
         // A power of two, so the shard is a mask of the block number.
         let shards = if shards.is_power_of_two() { shards } else { shards.next_power_of_two() / 2 };
         let per_shard = capacity.div_ceil(shards);
         BlockCache {
             shards: (0..shards).map(|_| Padded(Mutex::new(Shard::new(per_shard)))).collect(),
-            mask: shards as u32 - 1,
+            shard_bits: shards.trailing_zeros(),
             capacity,
             pin_metadata: AtomicBool::new(false),
             dirty_metadata: AtomicUsize::new(0),
@@ -270,7 +307,13 @@ impl BlockCache {
     }
 
     fn shard(&self, block: u32) -> MutexGuard<'_, Shard> {
-        self.shards[(block & self.mask) as usize].0.lock()
+        // Fibonacci hashing: neighbouring blocks, and blocks a power of
+        // two apart, land in different shards.
+        let index = match self.shard_bits {
+            0 => 0,
+            bits => (block.wrapping_mul(0x9E37_79B9) >> (32 - bits)) as usize,
+        };
+        self.shards[index].0.lock()
     }
 
     /// With a journal, dirty metadata stays in memory until committed.
@@ -413,26 +456,29 @@ impl BlockCache {
         true
     }
 
-    /// Changes a block: `f` gets its bytes (read first on a miss, or
-    /// zeroed: see [`Change`]), and the block becomes dirty as `kind`.
+    /// Changes a block: `f` gets its bytes (as [`Change::fill`] says),
+    /// and the block becomes dirty as `kind`. `None` only for a miss with
+    /// `Fill::Cached`.
     pub fn modify<D: BlockDevice + ?Sized, R>(
         &self,
         device: &D,
         block: u32,
         change: Change,
         f: impl FnOnce(&mut Block) -> R,
-    ) -> Result<(R, Changed), DeviceError> {
-        let (mut shard, slot, just_cached) = if change.load {
-            self.load(device, block)?
-        } else {
-            let mut shard = self.shard(block);
-            match shard.find(block) {
-                Some(slot) => (shard, slot, false),
-                None => {
-                    shard.stats.misses += 1;
-                    let (slot, grew) = shard.insert(block, zeroed_block());
-                    self.note_overflow(grew);
-                    (shard, slot, true)
+    ) -> Result<Option<(R, Changed)>, DeviceError> {
+        let (mut shard, slot, just_cached) = match change.fill {
+            Fill::Read => self.load(device, block)?,
+            fill => {
+                let mut shard = self.shard(block);
+                match shard.find(block) {
+                    Some(slot) => (shard, slot, false),
+                    None if fill == Fill::Cached => return Ok(None),
+                    None => {
+                        shard.stats.misses += 1;
+                        let (slot, grew) = shard.insert_for_overwrite(block);
+                        self.note_overflow(grew);
+                        (shard, slot, true)
+                    }
                 }
             }
         };
@@ -446,14 +492,14 @@ impl BlockCache {
         if change.pin {
             entry.pins += 1;
         }
-        if !change.load {
+        if change.fill == Fill::Zero {
             entry.data.fill(0);
         }
         entry.changes = entry.changes.wrapping_add(1);
         let before = entry.dirty;
         let value = f(&mut entry.data);
         let new_metadata = self.mark_dirty(shard, slot, before, change.kind);
-        Ok((value, Changed { new_metadata, prior }))
+        Ok(Some((value, Changed { new_metadata, prior })))
     }
 
     /// Marks a slot dirty as `kind`. Metadata wins: a block changed as
@@ -699,12 +745,12 @@ mod tests {
     use super::*;
     use crate::device::MemDevice;
 
-    const DATA: Change = Change { kind: BlockKind::Data, load: true, pin: false, snapshot: false };
-    const OVERWRITE: Change = Change { load: false, ..DATA };
+    const DATA: Change = Change { kind: BlockKind::Data, fill: Fill::Read, pin: false, snapshot: false };
+    const OVERWRITE: Change = Change { fill: Fill::Zero, ..DATA };
     const METADATA: Change = Change { kind: BlockKind::Metadata, ..DATA };
 
     fn set(cache: &BlockCache, device: &MemDevice, block: u32, change: Change, value: u8) -> Changed {
-        cache.modify(device, block, change, |bytes| bytes[0] = value).unwrap().1
+        cache.modify(device, block, change, |bytes| bytes[0] = value).unwrap().unwrap().1
     }
 
     fn first_byte(cache: &BlockCache, device: &MemDevice, block: u32) -> u8 {
@@ -719,7 +765,7 @@ mod tests {
     fn small_caches_are_one_shard_and_large_ones_many() {
         assert_eq!(BlockCache::new(MIN_CACHE_BLOCKS).shards.len(), 1);
         assert_eq!(BlockCache::new(100).shards.len(), 1);
-        assert_eq!(BlockCache::new(4096).shards.len(), 64);
+        assert_eq!(BlockCache::new(4096).shards.len(), 256);
         assert_eq!(BlockCache::new(1000).shards.len(), 8);
     }
 

@@ -18,7 +18,7 @@ use alloc::vec::Vec;
 
 use hashbrown::HashMap;
 
-use crate::cache::BlockKind;
+use crate::cache::{BlockKind, Fill};
 use crate::device::BlockDevice;
 use crate::dirstream::{self, DirBlocks};
 use crate::error::{Corruption, Error, Result};
@@ -442,7 +442,7 @@ impl<D: BlockDevice> Tx<'_, D> {
     pub(crate) fn init_directory(&mut self, ino: u32, inode: &mut DiskInode, parent: u32) -> Result<()> {
         let (physical, _) = self.map_or_allocate(ino, inode, 0, None)?;
         let dir_code = FileType::Directory.dirent_code();
-        self.modify_block(physical, BlockKind::Metadata, false, |block| {
+        self.modify_block(physical, BlockKind::Metadata, Fill::Zero, |block| {
             let dot = DirentHeader { inode: ino, rec_len: 12, name_len: 1, file_type: dir_code };
             write_entry(block, 0, dot, b".");
             let dotdot = DirentHeader { inode: parent, rec_len: 12, name_len: 2, file_type: dir_code };
@@ -494,7 +494,7 @@ impl<D: BlockDevice> Tx<'_, D> {
     fn store_dir_block(&mut self, ino: u32, inode: &mut DiskInode, index: u64, data: &Block) -> Result<()> {
         let goal = if index > 0 { self.map_block(ino, inode, index - 1)?.map(|b| b + 1) } else { None };
         let (physical, _) = self.map_or_allocate(ino, inode, index, goal)?;
-        self.modify_block(physical, BlockKind::Metadata, false, |block| block.copy_from_slice(data))
+        self.modify_block(physical, BlockKind::Metadata, Fill::Whole, |block| block.copy_from_slice(data))
     }
 
     /// Adds `name → target`. The caller has checked the name is absent and
@@ -523,7 +523,7 @@ impl<D: BlockDevice> Tx<'_, D> {
                 continue;
             };
             let limit = block_limit(inode.size, index);
-            let placed = self.modify_block(physical, BlockKind::Metadata, true, |block| {
+            let placed = self.modify_block(physical, BlockKind::Metadata, Fill::Read, |block| {
                 let offset = place_in_block(block, limit, name, target, code)?;
                 Some((offset, room_in_block(block, limit.max(offset + needed))))
             })?;
@@ -554,7 +554,9 @@ impl<D: BlockDevice> Tx<'_, D> {
             name_len: name.len() as u8,
             file_type: code,
         };
-        self.modify_block(physical, BlockKind::Metadata, false, |block| write_entry(block, 0, header, name))?;
+        self.modify_block(physical, BlockKind::Metadata, Fill::Zero, |block| {
+            write_entry(block, 0, header, name)
+        })?;
         inode.size = (start + needed as u64) as u32;
         let mut indexes = self.volume.dir_indexes.lock();
         if let Some(index_entry) = indexes.get(ino) {
@@ -586,7 +588,7 @@ impl<D: BlockDevice> Tx<'_, D> {
         let limit = block_limit(inode.size, index);
         let corrupt =
             || Error::corrupt(Corruption::DirEntryCrossesBlock { offset: slot.position }, Some(ino), None);
-        let room = self.modify_block(physical, BlockKind::Metadata, true, |block| {
+        let room = self.modify_block(physical, BlockKind::Metadata, Fill::Read, |block| {
             let mut previous = None;
             let mut target = None;
             for record in BlockWalk::new(block, limit) {
@@ -630,7 +632,7 @@ impl<D: BlockDevice> Tx<'_, D> {
     ) -> Result<Slot> {
         let EntryLocation { slot, offset, physical, .. } = self.entry_for_change(ino, inode, name)?;
         let code = file_type.dirent_code();
-        self.modify_block(physical, BlockKind::Metadata, true, |block| {
+        self.modify_block(physical, BlockKind::Metadata, Fill::Read, |block| {
             let mut header = DirentHeader::decode(&block[offset..]);
             header.inode = target;
             header.file_type = code;

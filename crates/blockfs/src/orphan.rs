@@ -22,7 +22,7 @@
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 
-use crate::cache::{BlockKind, Change};
+use crate::cache::{BlockKind, Change, Fill};
 use crate::device::BlockDevice;
 use crate::error::{Corruption, Error, Result};
 use crate::format::inode::{DTIME_OFFSET, INODE_SIZE};
@@ -73,7 +73,7 @@ impl<D: BlockDevice> Volume<D> {
     fn write_dtime(&self, ino: u32, dtime: u32) -> Result<()> {
         let (block, slot) = self.geometry.inode_location(ino);
         let at = slot * INODE_SIZE + DTIME_OFFSET;
-        let change = Change { kind: BlockKind::Metadata, load: true, pin: false, snapshot: false };
+        let change = Change { kind: BlockKind::Metadata, fill: Fill::Read, pin: false, snapshot: false };
         self.store()
             .modify(block, change, |bytes| bytes[at..at + 4].copy_from_slice(&dtime.to_le_bytes()))?;
         Ok(())

@@ -156,7 +156,8 @@ impl<D: BlockDevice> BlockStore<D> {
         self.check_writable()
     }
 
-    /// Changes a block (see [`BlockCache::modify`]).
+    /// Changes a block (see [`BlockCache::modify`]); a miss with
+    /// `Fill::Cached` is [`Error::NotCached`].
     pub fn modify<R>(
         &self,
         block: u32,
@@ -164,7 +165,7 @@ impl<D: BlockDevice> BlockStore<D> {
         f: impl FnOnce(&mut Block) -> R,
     ) -> Result<(R, Changed)> {
         self.writable(block)?;
-        Ok(self.cache.modify(&*self.device, block, change, f)?)
+        self.cache.modify(&*self.device, block, change, f)?.ok_or(Error::NotCached(block))
     }
 
     /// Writes whole blocks that were just allocated straight to the

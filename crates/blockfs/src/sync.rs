@@ -132,13 +132,13 @@ impl<T> Monitor<T> {
 pub(crate) struct Padded<T>(pub T);
 
 /// Slots the barrier counts operations in (see `CommitBarrier`).
-const BARRIER_SLOTS: usize = 16;
+pub(crate) const BARRIER_SLOTS: usize = 16;
 
 /// A slot for the calling thread: threads' stacks lie megabytes apart, so
 /// the address of a local tells threads apart without thread-local
 /// storage (which a kernel may not have). Two threads sharing a slot only
 /// share a cache line; the count stays right.
-fn thread_slot() -> usize {
+pub(crate) fn thread_slot() -> usize {
     let marker = 0u8;
     let address = core::ptr::addr_of!(marker) as usize;
     ((address >> 21) ^ (address >> 25)) % BARRIER_SLOTS

@@ -21,13 +21,14 @@ use alloc::vec::Vec;
 
 use hashbrown::HashSet;
 
-use crate::cache::{BlockKind, Change, Prior};
+use crate::allocator::InodeTaken;
+use crate::cache::{BlockKind, Change, Fill, Prior};
 use crate::device::BlockDevice;
 use crate::error::{Corruption, Error, Result};
 use crate::format::geometry::Geometry;
 use crate::format::inode::{DiskInode, DTIME_OFFSET, INODE_SIZE};
 use crate::format::Block;
-use crate::sync::MutexGuard;
+use crate::sync::{thread_slot, MutexGuard};
 use crate::volume::{CommitState, Volume};
 
 /// One change to undo.
@@ -44,10 +45,10 @@ pub(crate) enum Undo {
         prior: [u8; INODE_SIZE],
         with_dtime: bool,
     },
-    /// A block's bitmap bit set (and counted).
-    BlockAllocated(u32),
+    /// A block's bitmap bit set (and counted), for an inode of this group.
+    BlockAllocated(u32, u32),
     /// An inode counted as taken.
-    InodeAllocated(u32),
+    InodeAllocated(InodeTaken),
     /// An inode held back from allocation while this operation frees it.
     InodeFreeing(u32),
     OrphanAdded(u32),
@@ -63,19 +64,11 @@ enum Scope<'v> {
     Exclusive { gate: MutexGuard<'v, CommitState> },
 }
 
-pub(crate) struct Tx<'v, D: BlockDevice> {
-    pub volume: &'v Volume<D>,
-    scope: Scope<'v>,
-    _rename: Option<MutexGuard<'v, ()>>,
-    /// Journal blocks this operation reserved (none when it runs alone),
-    /// and those it made part of the running transaction so far. It may
-    /// use more than it reserved while the journal has room for them
-    /// beside everyone's reservations (`check_room`).
-    credits: usize,
-    used: usize,
-    /// A block that is not in memory fails with `NotCached` instead of
-    /// being read (see `FileSystem::update`).
-    defer_misses: bool,
+/// What a transaction records as it goes. Kept between transactions by
+/// the thread slot that ran one (`Volume::take_buffers`), so an
+/// operation allocates nothing once the buffers have grown.
+#[derive(Default)]
+pub(crate) struct TxBuffers {
     undo: Vec<Undo>,
     /// Blocks changed or pinned so far (each pinned once).
     touched: HashSet<u32>,
@@ -86,6 +79,45 @@ pub(crate) struct Tx<'v, D: BlockDevice> {
     /// Directories whose name index the operation used or changed.
     dirs: Vec<u32>,
     locked: Vec<u32>,
+}
+
+impl TxBuffers {
+    /// Empties the buffers for the next transaction; a buffer grown huge
+    /// (a reclamation of a large file) is let go.
+    pub fn clear(&mut self) {
+        const KEEP: usize = 4096;
+        self.undo.clear();
+        self.touched.clear();
+        self.pinned.clear();
+        self.frees.clear();
+        self.freed_inodes.clear();
+        self.dirs.clear();
+        self.locked.clear();
+        if self.undo.capacity() > KEEP || self.touched.capacity() > KEEP || self.frees.capacity() > KEEP {
+            *self = TxBuffers::default();
+        }
+    }
+}
+
+pub(crate) struct Tx<'v, D: BlockDevice> {
+    pub volume: &'v Volume<D>,
+    scope: Scope<'v>,
+    _rename: Option<MutexGuard<'v, ()>>,
+    /// Journal blocks this operation reserved (none when it runs alone),
+    /// and those it made part of the running transaction so far. It may
+    /// use more than it reserved while the journal has room for them
+    /// beside everyone's reservations (`check_room`).
+    credits: usize,
+    used: usize,
+    /// Blocks and inodes taken (negative) and given back, to count once
+    /// the operation succeeds.
+    counted: (i64, i64),
+    /// A block that is not in memory fails with `NotCached` instead of
+    /// being read (see `FileSystem::update`).
+    defer_misses: bool,
+    /// Thread slot the buffers go back to.
+    slot: usize,
+    log: TxBuffers,
     /// Neither finished nor rolled back yet.
     open: bool,
 }
@@ -97,20 +129,20 @@ impl<'v, D: BlockDevice> Tx<'v, D> {
         rename: Option<MutexGuard<'v, ()>>,
         credits: usize,
     ) -> Self {
+        let slot = match scope {
+            Scope::Update { slot } => slot,
+            _ => thread_slot(),
+        };
         Tx {
             volume,
             scope,
             _rename: rename,
             credits,
             used: 0,
+            counted: (0, 0),
             defer_misses: false,
-            undo: Vec::new(),
-            touched: HashSet::new(),
-            pinned: Vec::new(),
-            frees: Vec::new(),
-            freed_inodes: Vec::new(),
-            dirs: Vec::new(),
-            locked: Vec::new(),
+            slot,
+            log: volume.take_buffers(slot),
             open: true,
         }
     }
@@ -162,18 +194,18 @@ impl<'v, D: BlockDevice> Tx<'v, D> {
     /// Takes inode `ino`'s lock for the rest of the transaction (once;
     /// the order is the caller's to keep: docs/DESIGN.md §5).
     pub fn lock(&mut self, ino: u32) {
-        if !self.locked.contains(&ino) {
+        if !self.log.locked.contains(&ino) {
             self.volume.inode_locks.lock(ino);
-            self.locked.push(ino);
+            self.log.locked.push(ino);
         }
     }
 
     /// Lets inode `ino`'s lock go (only before the transaction changed
     /// anything, or in one that only reads).
     pub fn unlock(&mut self, ino: u32) {
-        debug_assert!(self.undo.is_empty(), "locks are kept while there are changes to undo");
-        if let Some(at) = self.locked.iter().position(|&held| held == ino) {
-            self.locked.remove(at);
+        debug_assert!(self.log.undo.is_empty(), "locks are kept while there are changes to undo");
+        if let Some(at) = self.log.locked.iter().position(|&held| held == ino) {
+            self.log.locked.remove(at);
             self.volume.inode_locks.unlock(ino);
         }
     }
@@ -181,8 +213,8 @@ impl<'v, D: BlockDevice> Tx<'v, D> {
     /// Lets every inode lock go (only before the transaction changed
     /// anything: a rollback needs the locks that kept others off).
     pub fn unlock_all(&mut self) {
-        debug_assert!(self.undo.is_empty(), "locks are kept while there are changes to undo");
-        for ino in self.locked.drain(..).rev() {
+        debug_assert!(self.log.undo.is_empty(), "locks are kept while there are changes to undo");
+        for ino in self.log.locked.drain(..).rev() {
             self.volume.inode_locks.unlock(ino);
         }
     }
@@ -207,6 +239,12 @@ impl<'v, D: BlockDevice> Tx<'v, D> {
         self.volume.store().read(block, f)
     }
 
+    /// Runs `f` on a block's contents if they are in memory, without
+    /// reading the device.
+    pub fn peek_block<R>(&mut self, block: u32, f: impl FnOnce(&Block) -> R) -> Result<Option<R>> {
+        self.volume.store().peek(block, f)
+    }
+
     /// Whether a block's current contents are in memory.
     pub fn is_cached(&self, block: u32) -> bool {
         self.volume.store().is_cached(block)
@@ -219,7 +257,7 @@ impl<'v, D: BlockDevice> Tx<'v, D> {
 
     /// Marks `block` touched; true the first time.
     fn first_touch(&mut self, block: u32) -> bool {
-        self.touched.insert(block)
+        self.log.touched.insert(block)
     }
 
     /// Before a change that may log one more block: past its credits, an
@@ -236,40 +274,46 @@ impl<'v, D: BlockDevice> Tx<'v, D> {
 
     fn changed(&mut self, block: u32, first: bool, new_metadata: bool) {
         if first {
-            self.pinned.push(block);
+            self.log.pinned.push(block);
         }
         self.used += new_metadata as usize;
     }
 
+    /// `fill` as this transaction reads: with misses deferred, a block
+    /// that is not in memory is not read.
+    fn fill(&self, fill: Fill) -> Fill {
+        match fill {
+            Fill::Read if self.defer_misses => Fill::Cached,
+            fill => fill,
+        }
+    }
+
     /// Changes a block that only this operation's inode holds (directory,
     /// indirect and data blocks): its prior contents are kept for undo the
-    /// first time. `load: false` zero-fills it instead of reading it (the
-    /// caller writes it whole). `f` must not use the store.
+    /// first time. `fill` says what the block starts as when not cached.
+    /// `f` must not use the store.
     pub fn modify_block<R>(
         &mut self,
         block: u32,
         kind: BlockKind,
-        load: bool,
+        fill: Fill,
         f: impl FnOnce(&mut Block) -> R,
     ) -> Result<R> {
         self.check_writable()?;
-        if load {
-            self.check_miss(block)?;
-        }
         self.check_room()?;
         let first = self.first_touch(block);
-        let change = Change { kind, load, pin: first, snapshot: first };
+        let change = Change { kind, fill: self.fill(fill), pin: first, snapshot: first };
         match self.volume.store().modify(block, change, f) {
             Ok((value, changed)) => {
                 if let Some(prior) = changed.prior {
-                    self.undo.push(Undo::Block { block, prior });
+                    self.log.undo.push(Undo::Block { block, prior });
                 }
                 self.changed(block, first, changed.new_metadata);
                 Ok(value)
             }
             Err(error) => {
                 if first {
-                    self.touched.remove(&block);
+                    self.log.touched.remove(&block);
                 }
                 Err(error)
             }
@@ -281,10 +325,10 @@ impl<'v, D: BlockDevice> Tx<'v, D> {
     /// records how to undo its bytes.
     pub fn modify_shared<R>(&mut self, block: u32, f: impl FnOnce(&mut Block) -> R) -> Result<R> {
         self.check_writable()?;
-        self.check_miss(block)?;
         self.check_room()?;
         let first = self.first_touch(block);
-        let change = Change { kind: BlockKind::Metadata, load: true, pin: first, snapshot: false };
+        let change =
+            Change { kind: BlockKind::Metadata, fill: self.fill(Fill::Read), pin: first, snapshot: false };
         match self.volume.store().modify(block, change, f) {
             Ok((value, changed)) => {
                 self.changed(block, first, changed.new_metadata);
@@ -292,7 +336,7 @@ impl<'v, D: BlockDevice> Tx<'v, D> {
             }
             Err(error) => {
                 if first {
-                    self.touched.remove(&block);
+                    self.log.touched.remove(&block);
                 }
                 Err(error)
             }
@@ -306,10 +350,10 @@ impl<'v, D: BlockDevice> Tx<'v, D> {
         self.check_miss(block)?;
         if self.first_touch(block) {
             if let Err(error) = self.volume.store().pin(block) {
-                self.touched.remove(&block);
+                self.log.touched.remove(&block);
                 return Err(error);
             }
-            self.pinned.push(block);
+            self.log.pinned.push(block);
         }
         Ok(())
     }
@@ -318,7 +362,7 @@ impl<'v, D: BlockDevice> Tx<'v, D> {
     pub fn discard(&mut self, block: u32) {
         let first = self.first_touch(block);
         if let Some(prior) = self.volume.store().discard(block, first) {
-            self.undo.push(Undo::Block { block, prior });
+            self.log.undo.push(Undo::Block { block, prior });
         }
     }
 
@@ -372,7 +416,7 @@ impl<'v, D: BlockDevice> Tx<'v, D> {
             }
             prior
         })?;
-        self.undo.push(Undo::Inode { ino, prior, with_dtime });
+        self.log.undo.push(Undo::Inode { ino, prior, with_dtime });
         Ok(())
     }
 
@@ -388,25 +432,35 @@ impl<'v, D: BlockDevice> Tx<'v, D> {
     // ---- the log ------------------------------------------------------------
 
     pub fn record(&mut self, undo: Undo) {
-        self.undo.push(undo);
+        self.log.undo.push(undo);
     }
 
     /// Notes a directory whose name index this operation used.
     pub fn note_dir(&mut self, dir: u32) {
-        if self.dirs.last() != Some(&dir) {
-            self.dirs.push(dir);
+        if self.log.dirs.last() != Some(&dir) {
+            self.log.dirs.push(dir);
         }
+    }
+
+    /// Counts blocks taken (negative) once the operation succeeds.
+    pub fn count_blocks(&mut self, delta: i64) {
+        self.counted.0 += delta;
+    }
+
+    /// Counts inodes taken (negative) once the operation succeeds.
+    pub fn count_inodes(&mut self, delta: i64) {
+        self.counted.1 += delta;
     }
 
     /// A block to free once the operation succeeds.
     pub fn free_later(&mut self, block: u32) {
-        self.frees.push(block);
+        self.log.frees.push(block);
     }
 
     /// An inode (already written free) to count free once the operation
     /// succeeds.
     pub fn count_free_later(&mut self, ino: u32) {
-        self.freed_inodes.push(ino);
+        self.log.freed_inodes.push(ino);
     }
 
     /// Ends the operation keeping its changes: they join the running
@@ -421,30 +475,32 @@ impl<'v, D: BlockDevice> Tx<'v, D> {
         let volume = self.volume;
         // Journal blocks left for the bitmap blocks the frees will change.
         let room = volume.journal_room(self.credits);
-        if !self.frees.is_empty() {
-            self.frees.sort_unstable();
-            if let Some(pair) = self.frees.windows(2).find(|pair| pair[0] == pair[1]) {
+        if !self.log.frees.is_empty() {
+            self.log.frees.sort_unstable();
+            if let Some(pair) = self.log.frees.windows(2).find(|pair| pair[0] == pair[1]) {
                 return Err(Error::corrupt(Corruption::DoubleFree(pair[0]), None, Some(pair[0])));
             }
+            let frees = core::mem::take(&mut self.log.frees);
+            let checked = self.check_frees(&frees);
+            self.log.frees = frees;
+            checked?;
             if volume.has_journal() {
-                if volume.add_pending_frees(&self.frees, room)?.is_none() {
+                if volume.add_pending_frees(&self.log.frees, room)?.is_none() {
                     return Err(Error::TooLargeForJournal);
                 }
             } else {
                 self.free_now();
             }
         }
-        if !self.freed_inodes.is_empty() {
-            let mut allocation = volume.allocation.lock();
-            let usable = volume.geometry.usable_inodes();
-            for &ino in &self.freed_inodes {
-                allocation.freeing.remove(&ino);
-                allocation.free_inodes = (allocation.free_inodes + 1).min(usable);
-                allocation.inode_hint = allocation.inode_hint.min(ino.max(1));
-            }
+        for &ino in &self.log.freed_inodes {
+            volume.allocator.inode_freed(ino);
+        }
+        let (blocks, inodes) = self.counted;
+        volume.allocator.count(blocks, inodes + self.log.freed_inodes.len() as i64);
+        if !self.log.freed_inodes.is_empty() {
             volume.note_head_changed();
         }
-        self.undo.clear();
+        self.log.undo.clear();
         self.close();
         Ok(())
     }
@@ -454,9 +510,8 @@ impl<'v, D: BlockDevice> Tx<'v, D> {
     /// nothing here reads the device or fails.
     fn free_now(&mut self) {
         let volume = self.volume;
-        let mut allocation = volume.allocation.lock();
-        let change = Change { kind: BlockKind::Metadata, load: true, pin: false, snapshot: false };
-        for &block in &self.frees {
+        let change = Change { kind: BlockKind::Metadata, fill: Fill::Read, pin: false, snapshot: false };
+        for &block in &self.log.frees {
             let (bitmap_block, bit) = volume.geometry.bitmap_location(block);
             let mask = 1u8 << (bit % 8);
             let cleared = volume.store().modify(bitmap_block, change, |bytes| {
@@ -468,7 +523,7 @@ impl<'v, D: BlockDevice> Tx<'v, D> {
             // A bit already clear was freed by someone else too: counting
             // it again would inflate the free count.
             if matches!(cleared, Ok((true, _))) {
-                allocation.free_blocks += 1;
+                self.counted.0 += 1;
             }
         }
         volume.note_head_changed();
@@ -481,8 +536,8 @@ impl<'v, D: BlockDevice> Tx<'v, D> {
             return;
         }
         let volume = self.volume;
-        let changed_blocks = !self.undo.is_empty();
-        while let Some(undo) = self.undo.pop() {
+        let changed_blocks = !self.log.undo.is_empty();
+        while let Some(undo) = self.log.undo.pop() {
             match undo {
                 Undo::Block { block, prior } => volume.store().restore(block, prior),
                 Undo::Inode { ino, prior, with_dtime } => {
@@ -498,50 +553,37 @@ impl<'v, D: BlockDevice> Tx<'v, D> {
                         }
                     });
                 }
-                Undo::BlockAllocated(block) => {
-                    let mut allocation = volume.allocation.lock();
+                Undo::BlockAllocated(block, group) => {
                     let (bitmap_block, bit) = volume.geometry.bitmap_location(block);
                     volume
                         .store()
                         .patch(bitmap_block, |bytes| bytes[(bit / 8) as usize] &= !(1u8 << (bit % 8)));
-                    allocation.free_blocks += 1;
-                    // The hint goes back too, unless another allocation
-                    // moved it since: a retried operation allocates the same.
-                    if allocation.block_hint == block + 1 {
-                        allocation.block_hint = block;
-                    }
+                    volume.allocator.unallocate_block(block, group);
                 }
-                Undo::InodeAllocated(ino) => {
-                    let mut allocation = volume.allocation.lock();
-                    allocation.free_inodes += 1;
-                    if allocation.inode_hint == ino + 1 {
-                        allocation.inode_hint = ino;
-                    }
-                }
-                Undo::InodeFreeing(ino) => {
-                    volume.allocation.lock().freeing.remove(&ino);
-                }
+                Undo::InodeAllocated(taken) => volume.allocator.unallocate_inode(&taken),
+                Undo::InodeFreeing(ino) => volume.allocator.unhold(ino),
                 Undo::OrphanAdded(ino) => volume.unchain_orphan(ino),
                 Undo::OrphanRemoved(ino) => volume.chain_orphan(ino),
             }
         }
-        if changed_blocks && !self.dirs.is_empty() {
+        if changed_blocks && !self.log.dirs.is_empty() {
             let mut indexes = volume.dir_indexes.lock();
-            for &dir in &self.dirs {
+            for &dir in &self.log.dirs {
                 indexes.forget(dir);
             }
         }
-        self.frees.clear();
-        self.freed_inodes.clear();
+        self.log.frees.clear();
+        self.log.freed_inodes.clear();
+        self.counted = (0, 0);
         self.close();
     }
 
     /// Unpins what the operation pinned and returns its credits.
     fn close(&mut self) {
-        for block in self.pinned.drain(..) {
+        for block in self.log.pinned.drain(..) {
             self.volume.store().unpin(block);
         }
-        self.touched.clear();
+        self.log.touched.clear();
         self.volume.release_credits(core::mem::take(&mut self.credits));
         self.open = false;
     }
@@ -563,9 +605,10 @@ impl<D: BlockDevice> Drop for Tx<'_, D> {
         if self.open {
             self.rollback();
         }
-        for ino in self.locked.drain(..).rev() {
+        for ino in self.log.locked.drain(..).rev() {
             self.volume.inode_locks.unlock(ino);
         }
+        self.volume.return_buffers(self.slot, core::mem::take(&mut self.log));
         match self.scope {
             Scope::Read => {}
             Scope::Update { slot } => self.volume.barrier.leave(slot),

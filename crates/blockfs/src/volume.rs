@@ -13,11 +13,13 @@
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeSet;
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use hashbrown::{HashMap, HashSet};
 
-use crate::cache::{BlockCache, BlockKind, Change};
+use crate::allocator::Allocator;
+use crate::cache::{BlockCache, BlockKind, Change, Fill};
 use crate::commit::Frozen;
 use crate::device::BlockDevice;
 use crate::dir::DirIndexes;
@@ -28,8 +30,8 @@ use crate::format::superblock::Superblock;
 use crate::format::Block;
 use crate::journal::Journal;
 use crate::store::BlockStore;
-use crate::sync::{relax, CommitBarrier, InodeLocks, Mutex};
-use crate::tx::Tx;
+use crate::sync::{relax, CommitBarrier, InodeLocks, Mutex, Padded, BARRIER_SLOTS};
+use crate::tx::{Tx, TxBuffers};
 
 /// Blocks freed by the running transaction. Their bitmap bits clear at
 /// commit, so no block is reused (and overwritten with new data) while a
@@ -49,9 +51,18 @@ impl PendingFrees {
         self.blocks.contains(&block)
     }
 
-    /// Bitmap blocks among `blocks`' that no pending free touches yet.
-    pub fn new_bitmap_blocks(&self, bitmap_blocks: &BTreeSet<u32>) -> usize {
-        bitmap_blocks.iter().filter(|block| !self.per_bitmap_block.contains_key(*block)).count()
+    /// Bitmap blocks among `bitmap_blocks` (in order) that no pending
+    /// free touches yet.
+    pub fn new_bitmap_blocks(&self, bitmap_blocks: impl Iterator<Item = u32>) -> usize {
+        let mut last = None;
+        let mut new = 0;
+        for block in bitmap_blocks {
+            if last != Some(block) && !self.per_bitmap_block.contains_key(&block) {
+                new += 1;
+            }
+            last = Some(block);
+        }
+        new
     }
 
     pub fn insert(&mut self, block: u32, bitmap_block: u32) {
@@ -80,19 +91,6 @@ impl PendingFrees {
 pub(crate) struct Head {
     pub superblock: Superblock,
     pub extension: Option<Extension>,
-}
-
-/// The allocator's state (see `allocator`).
-pub(crate) struct Allocation {
-    pub free_blocks: u32,
-    pub free_inodes: u32,
-    /// Where the next block search starts without a goal.
-    pub block_hint: u32,
-    /// Where the next inode search starts without a goal.
-    pub inode_hint: u32,
-    /// Inodes that operations in progress are freeing: free on disk
-    /// already, but not to be allocated until their operation ends.
-    pub freeing: HashSet<u32>,
 }
 
 /// Inodes on the orphan chain: no links but still referenced, or links
@@ -125,7 +123,7 @@ pub(crate) struct Volume<D> {
     /// Block 0 changed since it was last written (counters, orphan head,
     /// mount state).
     head_changed: AtomicBool,
-    pub(crate) allocation: Mutex<Allocation>,
+    pub(crate) allocator: Allocator,
     pub(crate) orphans: Mutex<Orphans>,
     pending: Mutex<PendingFrees>,
     /// Mirrors of the pending frees' size, for checks that take no lock.
@@ -146,6 +144,8 @@ pub(crate) struct Volume<D> {
     journal_capacity: AtomicUsize,
     /// Inode number of the journal, hidden from every operation (0: none).
     journal_inode: AtomicU32,
+    /// Transactions' buffers between transactions, per thread slot.
+    buffers: Box<[Padded<Mutex<Vec<TxBuffers>>>]>,
 }
 
 impl<D: BlockDevice> Volume<D> {
@@ -161,13 +161,7 @@ impl<D: BlockDevice> Volume<D> {
         Volume {
             store: BlockStore::new(device, cache, geometry.block_count, read_only),
             geometry,
-            allocation: Mutex::new(Allocation {
-                free_blocks: superblock.free_blocks,
-                free_inodes: superblock.free_inodes,
-                block_hint: geometry.first_data_block(),
-                inode_hint: 1,
-                freeing: HashSet::new(),
-            }),
+            allocator: Allocator::new(&geometry, superblock.free_blocks, superblock.free_inodes),
             orphans: Mutex::new(Orphans {
                 members: BTreeSet::new(),
                 head: extension.map_or(0, |extension| extension.orphan_head),
@@ -187,6 +181,7 @@ impl<D: BlockDevice> Volume<D> {
             commit: Mutex::new(CommitState { journal: None }),
             journal_capacity: AtomicUsize::new(0),
             journal_inode: AtomicU32::new(0),
+            buffers: (0..BARRIER_SLOTS).map(|_| Padded(Mutex::new(Vec::new()))).collect(),
         }
     }
 
@@ -235,9 +230,8 @@ impl<D: BlockDevice> Volume<D> {
     /// The superblock as it is now, counters included.
     pub fn superblock(&self) -> Superblock {
         let mut superblock = self.head.lock().superblock;
-        let allocation = self.allocation.lock();
-        superblock.free_blocks = allocation.free_blocks;
-        superblock.free_inodes = allocation.free_inodes;
+        superblock.free_blocks = self.allocator.free_blocks();
+        superblock.free_inodes = self.allocator.free_inodes();
         superblock
     }
 
@@ -272,7 +266,7 @@ impl<D: BlockDevice> Volume<D> {
     /// block 0, in the cache.
     pub fn store_superblock(&self) -> Result<()> {
         let (superblock, extension) = (self.superblock(), self.extension());
-        let change = Change { kind: BlockKind::Metadata, load: true, pin: false, snapshot: false };
+        let change = Change { kind: BlockKind::Metadata, fill: Fill::Read, pin: false, snapshot: false };
         self.store.modify(0, change, |block| encode_block0(&superblock, extension.as_ref(), block))?;
         self.head_changed.store(false, Ordering::Relaxed);
         Ok(())
@@ -337,6 +331,19 @@ impl<D: BlockDevice> Volume<D> {
         Ok(Tx::exclusive(self, rename, gate))
     }
 
+    /// Buffers for a transaction run by thread slot `slot`.
+    pub(crate) fn take_buffers(&self, slot: usize) -> TxBuffers {
+        self.buffers[slot].0.lock().pop().unwrap_or_default()
+    }
+
+    pub(crate) fn return_buffers(&self, slot: usize, mut buffers: TxBuffers) {
+        buffers.clear();
+        let mut kept = self.buffers[slot].0.lock();
+        if kept.len() < 2 {
+            kept.push(buffers);
+        }
+    }
+
     pub(crate) fn release_credits(&self, credits: usize) {
         if credits > 0 {
             self.reserved.fetch_sub(credits, Ordering::SeqCst);
@@ -374,18 +381,18 @@ impl<D: BlockDevice> Volume<D> {
     /// it added, or `None` without room. A block already pending is freed
     /// twice: corruption.
     pub(crate) fn add_pending_frees(&self, blocks: &[u32], room: usize) -> Result<Option<usize>> {
-        let bitmap_blocks: BTreeSet<u32> =
-            blocks.iter().map(|&block| self.geometry.bitmap_location(block).0).collect();
+        debug_assert!(blocks.windows(2).all(|pair| pair[0] < pair[1]), "frees come sorted");
+        let bitmap_block = |block: u32| self.geometry.bitmap_location(block).0;
         let mut pending = self.pending.lock();
         if let Some(&twice) = blocks.iter().find(|&&block| pending.contains(block)) {
             return Err(Error::corrupt(crate::error::Corruption::DoubleFree(twice), None, Some(twice)));
         }
-        let new = pending.new_bitmap_blocks(&bitmap_blocks);
+        let new = pending.new_bitmap_blocks(blocks.iter().map(|&block| bitmap_block(block)));
         if new > room {
             return Ok(None);
         }
         for &block in blocks {
-            pending.insert(block, self.geometry.bitmap_location(block).0);
+            pending.insert(block, bitmap_block(block));
         }
         self.pending_blocks.store(pending.len(), Ordering::Relaxed);
         self.pending_bitmap_blocks.store(pending.bitmap_blocks(), Ordering::Relaxed);
@@ -526,14 +533,11 @@ impl<D: BlockDevice> Volume<D> {
             }
         };
         gate.journal = frozen.journal().cloned();
-        if !frees.is_empty() {
-            let mut allocation = self.allocation.lock();
-            for &block in &frees {
-                let (bitmap_block, bit) = self.geometry.bitmap_location(block);
-                self.store.patch(bitmap_block, |bytes| bytes[(bit / 8) as usize] &= !(1u8 << (bit % 8)));
-            }
-            allocation.free_blocks += frees.len() as u32;
+        for &block in &frees {
+            let (bitmap_block, bit) = self.geometry.bitmap_location(block);
+            self.store.patch(bitmap_block, |bytes| bytes[(bit / 8) as usize] &= !(1u8 << (bit % 8)));
         }
+        self.allocator.count(frees.len() as i64, 0);
         self.store.land(frozen.blocks());
         self.store.shrink_to_budget();
         Ok(written)

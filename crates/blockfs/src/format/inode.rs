@@ -169,6 +169,12 @@ impl DiskInode {
         Self::decode(&raw)
     }
 
+    /// The links count of inode slot `slot` of an inode-table block (free
+    /// when 0), without decoding the rest.
+    pub fn links_in_slot(block: &super::Block, slot: usize) -> u16 {
+        le_u16(block, slot * INODE_SIZE + 26)
+    }
+
     pub fn encode_slot(&self, block: &mut super::Block, slot: usize) {
         let mut raw = [0u8; INODE_SIZE];
         self.encode(&mut raw);

@@ -3,7 +3,7 @@
 
 use alloc::vec::Vec;
 
-use crate::cache::BlockKind;
+use crate::cache::{BlockKind, Fill};
 use crate::device::{BlockDevice, MAX_WRITE_RUN};
 use crate::error::{Error, Result};
 use crate::format::inode::DiskInode;
@@ -47,31 +47,42 @@ pub(super) fn read_data<D: BlockDevice>(
         let within = (position % BLOCK_SIZE as u64) as usize;
         let chunk = (BLOCK_SIZE - within).min(length - done);
         let physical = tx.map_block(ino, inode, logical)?;
-        if let Some(first) = physical.filter(|&p| chunk == BLOCK_SIZE && !tx.is_cached(p)) {
-            let whole_blocks = ((length - done) / BLOCK_SIZE) as u64;
-            let mut run = 1;
-            while run < whole_blocks.min(MAX_READ_RUN)
-                && tx.map_block(ino, inode, logical + run)? == Some(first + run as u32)
-                && !tx.is_cached(first + run as u32)
-            {
-                run += 1;
+        // What memory holds (and holes) is copied first.
+        let target = &mut buf[done..done + chunk];
+        let copied = match physical {
+            Some(physical) => {
+                tx.peek_block(physical, |block| target.copy_from_slice(&block[within..within + chunk]))?
             }
-            let bytes = run as usize * BLOCK_SIZE;
-            match later.as_deref_mut() {
-                Some(runs) => runs.push(DeviceRun { first, at: done, len: bytes }),
-                None => tx.read_uncached(first, &mut buf[done..done + bytes])?,
+            None => {
+                target.fill(0);
+                Some(())
             }
-            done += bytes;
+        };
+        if copied.is_some() {
+            done += chunk;
             continue;
         }
-        let target = &mut buf[done..done + chunk];
-        match physical {
-            Some(physical) => {
-                tx.read_block(physical, |block| target.copy_from_slice(&block[within..within + chunk]))?
-            }
-            None => target.fill(0),
+        let physical = physical.expect("holes are copied above");
+        if chunk < BLOCK_SIZE {
+            let target = &mut buf[done..done + chunk];
+            tx.read_block(physical, |block| target.copy_from_slice(&block[within..within + chunk]))?;
+            done += chunk;
+            continue;
         }
-        done += chunk;
+        let whole_blocks = ((length - done) / BLOCK_SIZE) as u64;
+        let mut run = 1;
+        while run < whole_blocks.min(MAX_READ_RUN)
+            && tx.map_block(ino, inode, logical + run)? == Some(physical + run as u32)
+            && !tx.is_cached(physical + run as u32)
+        {
+            run += 1;
+        }
+        let bytes = run as usize * BLOCK_SIZE;
+        match later.as_deref_mut() {
+            Some(runs) => runs.push(DeviceRun { first: physical, at: done, len: bytes }),
+            None => tx.read_uncached(physical, &mut buf[done..done + bytes])?,
+        }
+        done += bytes;
     }
     Ok(length)
 }
@@ -120,8 +131,12 @@ pub(super) fn write_data<D: BlockDevice>(
             fresh_run.blocks += 1;
         } else {
             // A whole block, or one just allocated, is not read first.
-            let load = !fresh && chunk < BLOCK_SIZE;
-            tx.modify_block(physical, BlockKind::Data, load, |block| {
+            let fill = match (fresh, chunk == BLOCK_SIZE) {
+                (_, true) => Fill::Whole,
+                (true, false) => Fill::Zero,
+                (false, false) => Fill::Read,
+            };
+            tx.modify_block(physical, BlockKind::Data, fill, |block| {
                 block[within..within + chunk].copy_from_slice(&data[done..done + chunk])
             })?;
         }
@@ -165,7 +180,7 @@ impl FreshRun {
             return tx.write_fresh(self.first, bytes);
         }
         for (block, contents) in (self.first..).zip(bytes.chunks_exact(BLOCK_SIZE)) {
-            tx.modify_block(block, BlockKind::Data, false, |data| data.copy_from_slice(contents))?;
+            tx.modify_block(block, BlockKind::Data, Fill::Whole, |data| data.copy_from_slice(contents))?;
         }
         Ok(())
     }
@@ -187,7 +202,7 @@ pub(super) fn truncate<D: BlockDevice>(
         let within = (size % BLOCK_SIZE as u64) as usize;
         if within != 0 {
             if let Some(physical) = tx.map_block(ino, inode, size / BLOCK_SIZE as u64)? {
-                tx.modify_block(physical, BlockKind::Data, true, |block| block[within..].fill(0))?;
+                tx.modify_block(physical, BlockKind::Data, Fill::Read, |block| block[within..].fill(0))?;
             }
         }
     }

@@ -164,6 +164,24 @@ impl<D: BlockDevice> Op<'_, D> {
         Ok(())
     }
 
+    /// Frees, within this operation, an inode whose last link it just
+    /// dropped, when nothing else holds it and its blocks are few (no
+    /// indirect block): no orphan chain, no later transaction. Returns
+    /// whether it did; otherwise the caller puts it on the chain.
+    pub(super) fn free_unheld(&mut self, ino: u32, inode: &mut DiskInode) -> Result<bool> {
+        let few_blocks = inode.indirect == 0 && inode.double_indirect == 0;
+        if !few_blocks || self.lifetimes.is_held(ino) || self.tx.volume.is_orphan(ino) {
+            return Ok(false);
+        }
+        if inode.file_type().is_some_and(FileType::has_data_blocks) {
+            self.tx.truncate_blocks(ino, inode, 0)?;
+        }
+        let freed = DiskInode { mode: inode.mode, dtime: self.now, ..DiskInode::default() };
+        self.tx.volume.dir_indexes.lock().forget(ino);
+        self.tx.free_inode(ino, &freed)?;
+        Ok(true)
+    }
+
     /// One reclamation step: frees up to `step` logical blocks from the
     /// top of the inode's map. Returns true when the work is done (or is
     /// not to be done now: the inode is no orphan, or, unless `force`, an

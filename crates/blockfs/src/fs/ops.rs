@@ -10,6 +10,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
+use crate::allocator::InodeGoal;
 use crate::device::BlockDevice;
 use crate::dir::check_name;
 use crate::error::{Corruption, Error, Result};
@@ -271,7 +272,13 @@ impl<D: BlockDevice> Op<'_, D> {
             links_count: if kind == FileType::Directory { 2 } else { 1 },
             ..DiskInode::default()
         };
-        let ino = self.tx.allocate_inode(None, &inode)?;
+        // A directory made in the root starts a group of its own; all else
+        // goes near its directory.
+        let goal = match (kind, parent) {
+            (FileType::Directory, ROOT_INODE) => InodeGoal::NextGroup,
+            _ => InodeGoal::Near(parent),
+        };
+        let ino = self.tx.allocate_inode(goal, &inode)?;
         self.tx.lock(ino);
         self.lifetimes.new_generation(ino);
         fill(&mut self.tx, ino, &mut inode)?;
@@ -292,13 +299,17 @@ impl<D: BlockDevice> Op<'_, D> {
         })
     }
 
-    /// Drops one link of `ino`. The last one puts it on the orphan chain:
-    /// it is freed after the operation, or once nothing holds it.
+    /// Drops one link of `ino`. The last one frees it at once when nothing
+    /// holds it and it is small; else it goes on the orphan chain, and is
+    /// freed after the operation, or once nothing holds it.
     pub(super) fn drop_link(&mut self, ino: u32, inode: &mut DiskInode) -> Result<()> {
         let is_dir = inode.file_type() == Some(FileType::Directory);
         inode.links_count = if is_dir { 0 } else { inode.links_count.saturating_sub(1) };
         inode.ctime = self.now;
         if inode.links_count == 0 {
+            if self.free_unheld(ino, inode)? {
+                return Ok(());
+            }
             self.orphan(ino)?;
         }
         self.tx.write_inode(ino, inode)

@@ -5,10 +5,12 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
-use crate::cache::BlockKind;
+use crate::allocator::InodeGoal;
+use crate::cache::{BlockKind, Fill};
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
 use crate::format::extension::{Extension, FEATURE_JOURNAL};
+use crate::format::geometry::ROOT_INODE;
 use crate::format::inode::SYSTEM_INODE_FLAG;
 use crate::format::Block;
 use crate::journal::{journal_size_for, Journal};
@@ -98,8 +100,8 @@ fn create_journal<D: BlockDevice>(tx: &mut Tx<'_, D>, now: u32) -> Result<Journa
     };
     let (inode, _) = journal_inode(first, blocks, now, &mut write)?;
     for (block, data) in map_blocks {
-        tx.modify_block(block, BlockKind::Metadata, false, |bytes| bytes.copy_from_slice(&data[..]))?;
+        tx.modify_block(block, BlockKind::Metadata, Fill::Whole, |bytes| bytes.copy_from_slice(&data[..]))?;
     }
-    let ino = tx.allocate_inode(None, &inode)?;
+    let ino = tx.allocate_inode(InodeGoal::Near(ROOT_INODE), &inode)?;
     Ok(JournalAdded::Created { inode: ino, first_block: first, blocks })
 }
