@@ -299,8 +299,10 @@ impl<D: BlockDevice> Adapter<D> {
     /// One batch of entries from cookie `offset`: inode, type, name and the
     /// cookie after the entry. Entries whose type byte is unknown (damaged
     /// or very old images) take the type from the inode, since `find` and
-    /// `ls` trust the type a listing gives; that lookup needs the
-    /// filesystem lock the listing holds, hence the batch.
+    /// `ls` trust the type a listing gives; that lookup takes the inode's
+    /// lock, which must not be waited for while the listing holds the
+    /// directory's (`readdir`'s callback may not call back), hence the
+    /// batch.
     fn readdir_inner(&self, ino: INodeNo, offset: u64) -> Result<Vec<Listed>, Errno> {
         let mut batch = Vec::new();
         let mut bytes = 0;

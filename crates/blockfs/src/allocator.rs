@@ -1,7 +1,7 @@
 //! Block and inode allocation.
 //!
 //! Placement follows allocation groups, as ext2's block groups do
-//! (docs/DESIGN.md §5.1): the inode table is cut into groups of
+//! (docs/DESIGN.md §5.3): the inode table is cut into groups of
 //! `INODE_GROUP` inodes and the data area into as many regions. A new
 //! inode is looked for from its parent directory's group, except a
 //! directory made in the root, which starts the next group (a rotor); a
@@ -27,7 +27,7 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 
 use hashbrown::HashSet;
 
@@ -35,7 +35,7 @@ use crate::device::BlockDevice;
 use crate::error::{Corruption, Error, Result};
 use crate::format::geometry::{Geometry, BITS_PER_BITMAP_BLOCK};
 use crate::format::inode::{DiskInode, INODES_PER_BLOCK};
-use crate::sync::{Mutex, Padded};
+use crate::sync::{Mutex, Padded, BARRIER_SLOTS};
 use crate::tx::{Tx, Undo};
 
 /// Inodes per allocation group: 16 inode-table blocks.
@@ -67,8 +67,11 @@ pub(crate) struct Allocator {
     /// Where each group's next block search starts without a goal.
     block_hints: Box<[Padded<AtomicU32>]>,
     inode_groups: Box<[Padded<Mutex<InodeGroup>>]>,
-    free_blocks: AtomicU32,
-    free_inodes: AtomicU32,
+    /// The free counts as of mount, and what each thread slot's
+    /// operations changed since (summed when read, which is seldom: block
+    /// 0 at a commit, `statfs`), so counting writes no shared line.
+    mounted_free: (u32, u32),
+    changed: Box<[Padded<(AtomicI64, AtomicI64)>]>,
     /// The group the next top-level directory starts in.
     dir_rotor: AtomicU32,
     /// The last group an inode spilled into from a full one: where the
@@ -90,8 +93,8 @@ impl Allocator {
                     Padded(Mutex::new(InodeGroup { hint: group * INODE_GROUP, freeing: HashSet::new() }))
                 })
                 .collect(),
-            free_blocks: AtomicU32::new(free_blocks),
-            free_inodes: AtomicU32::new(free_inodes),
+            mounted_free: (free_blocks, free_inodes),
+            changed: (0..BARRIER_SLOTS).map(|_| Padded((AtomicI64::new(0), AtomicI64::new(0)))).collect(),
             dir_rotor: AtomicU32::new(0),
             spill: AtomicU32::new(0),
         }
@@ -109,26 +112,26 @@ impl Allocator {
     }
 
     pub fn free_blocks(&self) -> u32 {
-        self.free_blocks.load(Ordering::SeqCst)
+        let changed: i64 = self.changed.iter().map(|slot| slot.0 .0.load(Ordering::SeqCst)).sum();
+        (self.mounted_free.0 as i64 + changed).clamp(0, u32::MAX as i64) as u32
     }
 
     pub fn free_inodes(&self) -> u32 {
-        self.free_inodes.load(Ordering::SeqCst)
+        let changed: i64 = self.changed.iter().map(|slot| slot.0 .1.load(Ordering::SeqCst)).sum();
+        (self.mounted_free.1 as i64 + changed).clamp(0, self.usable_inodes as i64) as u32
     }
 
     /// Counts blocks and inodes taken (negative) or given back (positive)
-    /// by an operation that succeeded or a commit that landed, never
-    /// below zero nor above `most_inodes`.
-    pub fn count(&self, blocks: i64, inodes: i64) {
-        let apply = |counter: &AtomicU32, delta: i64, most: u32| {
-            if delta != 0 {
-                let _ = counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |value| {
-                    Some((value as i64 + delta).clamp(0, most as i64) as u32)
-                });
-            }
-        };
-        apply(&self.free_blocks, blocks, u32::MAX);
-        apply(&self.free_inodes, inodes, self.usable_inodes);
+    /// by an operation of thread slot `slot` that succeeded, or a commit
+    /// that landed.
+    pub fn count(&self, slot: usize, blocks: i64, inodes: i64) {
+        let (block_count, inode_count) = &self.changed[slot].0;
+        if blocks != 0 {
+            block_count.fetch_add(blocks, Ordering::SeqCst);
+        }
+        if inodes != 0 {
+            inode_count.fetch_add(inodes, Ordering::SeqCst);
+        }
     }
 
     /// Inode `ino`, freed by an operation that succeeded, may be taken
@@ -256,9 +259,6 @@ impl<D: BlockDevice> Tx<'_, D> {
         self.check_writable()?;
         let volume = self.volume;
         let allocator = &volume.allocator;
-        if allocator.free_blocks() == 0 {
-            return Err(Error::NoSpace);
-        }
         let first = volume.geometry.first_data_block();
         let end = volume.geometry.block_count;
         let group = allocator.group_of(ino);
@@ -363,9 +363,6 @@ impl<D: BlockDevice> Tx<'_, D> {
         debug_assert!(!inode.is_free());
         let volume = self.volume;
         let allocator = &volume.allocator;
-        if allocator.free_inodes() == 0 {
-            return Err(Error::NoSpace);
-        }
         let (first_group, rotor) = match goal {
             InodeGoal::Near(parent) => (allocator.group_of(parent), None),
             InodeGoal::NextGroup => {

@@ -1,8 +1,8 @@
 //! A committing transaction, frozen: copies of the blocks it changed and
 //! the journal they go through. [`Frozen::write`] does the commit's device
-//! I/O and needs nothing else, so the filesystem lock can be released
-//! while it runs (docs/DESIGN.md, "Commit"); the volume freezes and later
-//! lands it under the lock.
+//! I/O and needs nothing else, so operations go on while it runs
+//! (docs/DESIGN.md, "The commit"); the volume freezes it with the commit
+//! barrier closed, and lands it after.
 //!
 //! The device sees exactly the order of the single-threaded commit:
 //! file data home, flush, the journal transaction, flush, metadata home,

@@ -105,8 +105,8 @@ pub enum Error {
     /// One operation would change more metadata than the journal holds.
     TooLargeForJournal,
     /// An operation needs a block that is not in memory, and was asked
-    /// not to read the device itself: the caller reads the block without
-    /// the filesystem lock and runs the operation again
+    /// not to read the device itself: the caller rolls it back, reads the
+    /// block holding no lock and runs the operation again
     /// (docs/DESIGN.md, "Locking"). [`FileSystem`](crate::FileSystem)
     /// never returns it.
     NotCached(u32),

@@ -21,6 +21,7 @@
 
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
 
 use crate::cache::{BlockKind, Change, Fill};
 use crate::device::BlockDevice;
@@ -57,7 +58,13 @@ fn predecessor(
 
 impl<D: BlockDevice> Volume<D> {
     pub fn is_orphan(&self, ino: u32) -> bool {
-        self.orphans.lock().members.contains(&ino)
+        // Most of the time there are none: no lock to take.
+        self.orphan_count.load(Ordering::Relaxed) > 0 && self.orphans.lock().members.contains(&ino)
+    }
+
+    /// Keeps the lock-free count of orphans in step with the set.
+    fn counted(&self, orphans: &Orphans) {
+        self.orphan_count.store(orphans.members.len(), Ordering::Relaxed);
     }
 
     /// The orphans, in inode order.
@@ -84,7 +91,9 @@ impl<D: BlockDevice> Volume<D> {
     /// off the in-memory set).
     pub(crate) fn unchain_orphan(&self, ino: u32) {
         let mut orphans = self.orphans.lock();
-        if !orphans.members.remove(&ino) || !self.has_extension() {
+        let removed = orphans.members.remove(&ino);
+        self.counted(&orphans);
+        if !removed || !self.has_extension() {
             return;
         }
         let limit = self.geometry.usable_inodes();
@@ -106,7 +115,9 @@ impl<D: BlockDevice> Volume<D> {
     /// its removal.
     pub(crate) fn chain_orphan(&self, ino: u32) {
         let mut orphans = self.orphans.lock();
-        if !orphans.members.insert(ino) || !self.has_extension() {
+        let added = orphans.members.insert(ino);
+        self.counted(&orphans);
+        if !added || !self.has_extension() {
             return;
         }
         if self.write_dtime(ino, orphans.head).is_ok() {
@@ -128,6 +139,7 @@ impl<D: BlockDevice> Volume<D> {
             next = self.dtime_of(next)?;
         }
         orphans.members.extend(seen);
+        self.counted(&orphans);
         Ok(())
     }
 }
@@ -158,6 +170,7 @@ impl<D: BlockDevice> Tx<'_, D> {
             volume.note_head_changed();
         }
         orphans.members.insert(ino);
+        volume.counted(&orphans);
         self.record(Undo::OrphanAdded(ino));
         Ok(())
     }
@@ -188,6 +201,7 @@ impl<D: BlockDevice> Tx<'_, D> {
             self.set_dtime(ino, 0)?;
         }
         orphans.members.remove(&ino);
+        volume.counted(&orphans);
         self.record(Undo::OrphanRemoved(ino));
         Ok(())
     }

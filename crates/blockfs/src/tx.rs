@@ -117,6 +117,8 @@ pub(crate) struct Tx<'v, D: BlockDevice> {
     defer_misses: bool,
     /// Thread slot the buffers go back to.
     slot: usize,
+    /// Commits landed when the transaction began.
+    landed_at_begin: u64,
     log: TxBuffers,
     /// Neither finished nor rolled back yet.
     open: bool,
@@ -142,6 +144,7 @@ impl<'v, D: BlockDevice> Tx<'v, D> {
             counted: (0, 0),
             defer_misses: false,
             slot,
+            landed_at_begin: volume.commits_landed(),
             log: volume.take_buffers(slot),
             open: true,
         }
@@ -442,6 +445,12 @@ impl<'v, D: BlockDevice> Tx<'v, D> {
         }
     }
 
+    /// Whether a commit has landed since the transaction began (and may
+    /// have made blocks it freed free).
+    pub fn space_freed_since_begin(&self) -> bool {
+        self.volume.commits_landed() != self.landed_at_begin
+    }
+
     /// Counts blocks taken (negative) once the operation succeeds.
     pub fn count_blocks(&mut self, delta: i64) {
         self.counted.0 += delta;
@@ -496,7 +505,7 @@ impl<'v, D: BlockDevice> Tx<'v, D> {
             volume.allocator.inode_freed(ino);
         }
         let (blocks, inodes) = self.counted;
-        volume.allocator.count(blocks, inodes + self.log.freed_inodes.len() as i64);
+        volume.allocator.count(self.slot, blocks, inodes + self.log.freed_inodes.len() as i64);
         if !self.log.freed_inodes.is_empty() {
             volume.note_head_changed();
         }

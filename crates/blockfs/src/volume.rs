@@ -14,7 +14,7 @@
 use alloc::boxed::Box;
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use hashbrown::{HashMap, HashSet};
 
@@ -30,7 +30,7 @@ use crate::format::superblock::Superblock;
 use crate::format::Block;
 use crate::journal::Journal;
 use crate::store::BlockStore;
-use crate::sync::{relax, CommitBarrier, InodeLocks, Mutex, Padded, BARRIER_SLOTS};
+use crate::sync::{relax, thread_slot, CommitBarrier, InodeLocks, Mutex, Padded, BARRIER_SLOTS};
 use crate::tx::{Tx, TxBuffers};
 
 /// Blocks freed by the running transaction. Their bitmap bits clear at
@@ -51,18 +51,9 @@ impl PendingFrees {
         self.blocks.contains(&block)
     }
 
-    /// Bitmap blocks among `bitmap_blocks` (in order) that no pending
-    /// free touches yet.
-    pub fn new_bitmap_blocks(&self, bitmap_blocks: impl Iterator<Item = u32>) -> usize {
-        let mut last = None;
-        let mut new = 0;
-        for block in bitmap_blocks {
-            if last != Some(block) && !self.per_bitmap_block.contains_key(&block) {
-                new += 1;
-            }
-            last = Some(block);
-        }
-        new
+    /// Whether a pending free lies under bitmap block `bitmap_block`.
+    pub fn touches(&self, bitmap_block: u32) -> bool {
+        self.per_bitmap_block.contains_key(&bitmap_block)
     }
 
     pub fn insert(&mut self, block: u32, bitmap_block: u32) {
@@ -71,19 +62,18 @@ impl PendingFrees {
         }
     }
 
-    fn take(&mut self) -> BTreeSet<u32> {
+    fn take_into(&mut self, frees: &mut Vec<u32>) {
         self.per_bitmap_block.clear();
-        self.blocks.drain().collect()
+        frees.extend(self.blocks.drain());
     }
 
     pub fn len(&self) -> usize {
         self.blocks.len()
     }
-
-    pub fn bitmap_blocks(&self) -> usize {
-        self.per_bitmap_block.len()
-    }
 }
+
+/// Shards of the pending frees.
+const PENDING_SHARDS: usize = 16;
 
 /// Block 0's superblock and extension record. The free counts and the
 /// orphan chain's head are kept by `Allocation` and `Orphans`, and put in
@@ -125,12 +115,17 @@ pub(crate) struct Volume<D> {
     head_changed: AtomicBool,
     pub(crate) allocator: Allocator,
     pub(crate) orphans: Mutex<Orphans>,
-    pending: Mutex<PendingFrees>,
-    /// Mirrors of the pending frees' size, for checks that take no lock.
-    pending_blocks: AtomicUsize,
+    /// Sharded by bitmap block, so operations freeing under different
+    /// bitmap blocks take different locks.
+    pending: Box<[Padded<Mutex<PendingFrees>>]>,
+    /// Bitmap blocks the pending frees change, for checks that take no lock.
     pending_bitmap_blocks: AtomicUsize,
+    /// Orphans, for checks that take no lock.
+    pub(crate) orphan_count: AtomicUsize,
     /// Blocks freed by the commit being written, free once it lands.
     landing_frees: AtomicUsize,
+    /// Commits landed since mount.
+    landed: AtomicU64,
     /// Name indexes of large directories.
     pub(crate) dir_indexes: Mutex<DirIndexes>,
     pub(crate) inode_locks: InodeLocks,
@@ -169,10 +164,11 @@ impl<D: BlockDevice> Volume<D> {
             has_extension: AtomicBool::new(extension.is_some()),
             head: Mutex::new(Head { superblock, extension }),
             head_changed: AtomicBool::new(false),
-            pending: Mutex::new(PendingFrees::default()),
-            pending_blocks: AtomicUsize::new(0),
+            pending: (0..PENDING_SHARDS).map(|_| Padded(Mutex::new(PendingFrees::default()))).collect(),
             pending_bitmap_blocks: AtomicUsize::new(0),
+            orphan_count: AtomicUsize::new(0),
             landing_frees: AtomicUsize::new(0),
+            landed: AtomicU64::new(0),
             dir_indexes: Mutex::new(dir_indexes),
             inode_locks: InodeLocks::new(),
             rename_lock: Mutex::new(()),
@@ -372,7 +368,7 @@ impl<D: BlockDevice> Volume<D> {
     /// Whether the running transaction has anything to commit.
     pub fn has_changes(&self) -> bool {
         self.head_changed.load(Ordering::Relaxed)
-            || self.pending_blocks.load(Ordering::Relaxed) > 0
+            || self.pending_blocks() > 0
             || self.store.cache().dirty_blocks() > 0
     }
 
@@ -383,26 +379,67 @@ impl<D: BlockDevice> Volume<D> {
     pub(crate) fn add_pending_frees(&self, blocks: &[u32], room: usize) -> Result<Option<usize>> {
         debug_assert!(blocks.windows(2).all(|pair| pair[0] < pair[1]), "frees come sorted");
         let bitmap_block = |block: u32| self.geometry.bitmap_location(block).0;
-        let mut pending = self.pending.lock();
-        if let Some(&twice) = blocks.iter().find(|&&block| pending.contains(block)) {
+        let shard_of = |block: u32| bitmap_block(block) as usize % PENDING_SHARDS;
+        // The shards these blocks fall in, locked in index order (most
+        // often one: an operation's frees share a bitmap block).
+        let mut wanted = [false; PENDING_SHARDS];
+        for &block in blocks {
+            wanted[shard_of(block)] = true;
+        }
+        let mut guards: [Option<crate::sync::MutexGuard<'_, PendingFrees>>; PENDING_SHARDS] =
+            Default::default();
+        for (index, guard) in guards.iter_mut().enumerate() {
+            if wanted[index] {
+                *guard = Some(self.pending[index].0.lock());
+            }
+        }
+        if let Some(&twice) = blocks
+            .iter()
+            .find(|&&block| guards[shard_of(block)].as_ref().is_some_and(|pending| pending.contains(block)))
+        {
             return Err(Error::corrupt(crate::error::Corruption::DoubleFree(twice), None, Some(twice)));
         }
-        let new = pending.new_bitmap_blocks(blocks.iter().map(|&block| bitmap_block(block)));
+        // Distinct bitmap blocks (the frees are sorted, so they come in
+        // runs) that no pending free touches yet.
+        let mut new = 0;
+        let mut last = None;
+        for &block in blocks {
+            let bitmap = bitmap_block(block);
+            if last != Some(bitmap)
+                && guards[shard_of(block)].as_ref().is_some_and(|pending| !pending.touches(bitmap))
+            {
+                new += 1;
+            }
+            last = Some(bitmap);
+        }
         if new > room {
             return Ok(None);
         }
         for &block in blocks {
-            pending.insert(block, bitmap_block(block));
+            if let Some(pending) = guards[shard_of(block)].as_mut() {
+                pending.insert(block, bitmap_block(block));
+            }
         }
-        self.pending_blocks.store(pending.len(), Ordering::Relaxed);
-        self.pending_bitmap_blocks.store(pending.bitmap_blocks(), Ordering::Relaxed);
+        if new > 0 {
+            self.pending_bitmap_blocks.fetch_add(new, Ordering::Relaxed);
+        }
         Ok(Some(new))
+    }
+
+    /// Blocks the running transaction has freed.
+    fn pending_blocks(&self) -> usize {
+        self.pending.iter().map(|shard| shard.0.lock().len()).sum()
+    }
+
+    /// Commits landed since mount (see `Tx::space_freed_since_begin`).
+    pub fn commits_landed(&self) -> u64 {
+        self.landed.load(Ordering::SeqCst)
     }
 
     /// Blocks freed but not yet free: by the running transaction, and by
     /// the commit being written.
     pub fn frees_awaiting_commit(&self) -> usize {
-        self.pending_blocks.load(Ordering::Relaxed) + self.landing_frees.load(Ordering::Relaxed)
+        self.pending_blocks() + self.landing_frees.load(Ordering::Relaxed)
     }
 
     // ---- commits ------------------------------------------------------------
@@ -466,8 +503,16 @@ impl<D: BlockDevice> Volume<D> {
         if !self.has_changes() {
             return Ok(None);
         }
-        let frees = self.pending.lock().take();
-        self.pending_blocks.store(0, Ordering::Relaxed);
+        let mut taken = Vec::new();
+        for shard in self.pending.iter() {
+            let mut shard = shard.0.lock();
+            // Counted as landing before they leave the pending set, so they
+            // are always seen awaiting a commit (see `frees_awaiting_commit`).
+            self.landing_frees.fetch_add(shard.len(), Ordering::SeqCst);
+            shard.take_into(&mut taken);
+        }
+        // Built whole from the list (sorted once), not block by block.
+        let frees: BTreeSet<u32> = taken.into_iter().collect();
         self.pending_bitmap_blocks.store(0, Ordering::Relaxed);
         self.head.lock().superblock.write_time = now as u64;
         let frozen = self.store_superblock().and_then(|()| {
@@ -477,14 +522,12 @@ impl<D: BlockDevice> Volume<D> {
             Ok(frozen)
         });
         match frozen {
-            Ok(frozen) => {
-                self.landing_frees.store(frees.len(), Ordering::Relaxed);
-                Ok(Some((frozen, frees)))
-            }
+            Ok(frozen) => Ok(Some((frozen, frees))),
             Err(error) => {
                 // The cache has handed its dirty blocks over: there is no
                 // way back to a running transaction.
                 self.store.abort();
+                self.landing_frees.store(0, Ordering::SeqCst);
                 Err(error)
             }
         }
@@ -523,12 +566,11 @@ impl<D: BlockDevice> Volume<D> {
         frozen: Result<Option<(Frozen, BTreeSet<u32>)>>,
     ) -> Result<usize> {
         let Some((mut frozen, frees)) = frozen? else { return Ok(0) };
-        let written = frozen.write(&*self.store.shared_device());
-        self.landing_frees.store(0, Ordering::Relaxed);
-        let written = match written {
+        let written = match frozen.write(&*self.store.shared_device()) {
             Ok(written) => written,
             Err(error) => {
                 self.store.abort();
+                self.landing_frees.store(0, Ordering::Relaxed);
                 return Err(error);
             }
         };
@@ -537,7 +579,11 @@ impl<D: BlockDevice> Volume<D> {
             let (bitmap_block, bit) = self.geometry.bitmap_location(block);
             self.store.patch(bitmap_block, |bytes| bytes[(bit / 8) as usize] &= !(1u8 << (bit % 8)));
         }
-        self.allocator.count(frees.len() as i64, 0);
+        self.allocator.count(thread_slot(), frees.len() as i64, 0);
+        // Free now: an operation that ran out of space meanwhile sees
+        // either the frees still landing or a commit landed since it began.
+        self.landed.fetch_add(1, Ordering::SeqCst);
+        self.landing_frees.store(0, Ordering::SeqCst);
         self.store.land(frozen.blocks());
         self.store.shrink_to_budget();
         Ok(written)

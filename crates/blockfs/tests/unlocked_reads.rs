@@ -1,7 +1,7 @@
-//! Device reads happen without the filesystem lock (docs/DESIGN.md,
-//! "Locking"): while one thread waits for the device, others go on with
-//! what the cache holds; and a read whose blocks change owner meanwhile
-//! never returns the new owner's bytes.
+//! Device reads hold up no other file's operations (docs/DESIGN.md,
+//! "Locking"): while one thread waits for the device, others go on; a
+//! file read waits for the device holding no lock at all, and one whose
+//! blocks change owner meanwhile never returns the new owner's bytes.
 //!
 //! A gated device holds the first read after it is armed until the test
 //! opens the gate, so the tests decide exactly what happens while a read

@@ -14,7 +14,7 @@ use crate::tx::Tx;
 const MAX_READ_RUN: u64 = 256;
 
 /// A run of whole blocks, not cached, that a read leaves to its caller to
-/// fetch from the device into `buf[at..at + len]` without the lock.
+/// fetch from the device into `buf[at..at + len]` holding no lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct DeviceRun {
     pub first: u32,

@@ -176,10 +176,18 @@ impl<D: BlockDevice> Op<'_, D> {
         if inode.file_type().is_some_and(FileType::has_data_blocks) {
             self.tx.truncate_blocks(ino, inode, 0)?;
         }
-        let freed = DiskInode { mode: inode.mode, dtime: self.now, ..DiskInode::default() };
-        self.tx.volume.dir_indexes.lock().forget(ino);
-        self.tx.free_inode(ino, &freed)?;
+        self.free(ino, inode)?;
         Ok(true)
+    }
+
+    /// Frees inode `ino` (its blocks are gone), and a directory's name
+    /// index with it.
+    fn free(&mut self, ino: u32, inode: &DiskInode) -> Result<()> {
+        if inode.file_type() == Some(FileType::Directory) {
+            self.tx.volume.dir_indexes.lock().forget(ino);
+        }
+        let freed = DiskInode { mode: inode.mode, dtime: self.now, ..DiskInode::default() };
+        self.tx.free_inode(ino, &freed)
     }
 
     /// One reclamation step: frees up to `step` logical blocks from the
@@ -208,9 +216,7 @@ impl<D: BlockDevice> Op<'_, D> {
             }
         }
         if unlinked {
-            let freed = DiskInode { mode: inode.mode, dtime: self.now, ..DiskInode::default() };
-            self.tx.volume.dir_indexes.lock().forget(ino);
-            self.tx.free_inode(ino, &freed)?;
+            self.free(ino, &inode)?;
         } else {
             self.tx.remove_orphan(ino)?;
             self.tx.write_inode(ino, &inode)?;

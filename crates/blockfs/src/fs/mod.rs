@@ -56,6 +56,9 @@ const RELATIME_WINDOW: u32 = 24 * 60 * 60;
 /// single namespace operation changes. An operation that needs more is
 /// rolled back and retried alone, with the whole journal.
 const OPERATION_CREDITS: usize = 24;
+/// Times an operation that ran out of space is run again after frees
+/// became free (concurrent commits can keep taking its space away).
+const MAX_SPACE_RETRIES: u32 = 3;
 /// Largest piece of a write done as one transaction (1 MiB).
 const WRITE_PIECE: usize = 256 * BLOCK_SIZE;
 /// Times one operation may be run again after reading a missing block
@@ -450,10 +453,11 @@ impl<D: BlockDevice> FileSystem<D> {
     /// operation runs again (docs/DESIGN.md §5). After
     /// `MAX_DEFERRED_MISSES` such rounds, or a failed read, it reads in
     /// place, so it always finishes and reports device errors. Two
-    /// failures get one retry: running out of space while blocks freed by
-    /// the running transaction wait for its commit (retried after one),
-    /// and outgrowing the operation's credits (retried alone, with the
-    /// whole journal). The operation must have no effect outside the
+    /// failures are retried: running out of space while blocks freed by
+    /// the running transaction wait for its commit (retried after one), or
+    /// while another thread's commit freed blocks (retried at once), a few
+    /// times; and outgrowing the operation's credits (retried once, alone,
+    /// with the whole journal). The operation must have no effect outside the
     /// filesystem until it succeeds.
     fn update_then<T>(
         &self,
@@ -464,6 +468,7 @@ impl<D: BlockDevice> FileSystem<D> {
         let now = (self.options.clock)();
         let mut misses = 0;
         let mut retried = false;
+        let mut space_retries = 0;
         let mut exclusive = false;
         loop {
             let tx = if exclusive {
@@ -485,6 +490,7 @@ impl<D: BlockDevice> FileSystem<D> {
                 }
                 Err(error) => {
                     op.tx.rollback();
+                    let space_freed_since = op.tx.space_freed_since_begin();
                     drop(op);
                     match error {
                         Error::NotCached(block) => {
@@ -493,9 +499,13 @@ impl<D: BlockDevice> FileSystem<D> {
                                 misses = MAX_DEFERRED_MISSES;
                             }
                         }
-                        Error::NoSpace if !retried && self.volume.frees_awaiting_commit() > 0 => {
-                            retried = true;
-                            self.volume.commit(now)?;
+                        Error::NoSpace if space_retries < MAX_SPACE_RETRIES => {
+                            space_retries += 1;
+                            if self.volume.frees_awaiting_commit() > 0 {
+                                self.volume.commit(now)?;
+                            } else if !space_freed_since {
+                                return Err(Error::NoSpace);
+                            }
                         }
                         Error::TooLargeForJournal
                             if !retried && kind.exclusive_retry && self.has_journal() =>

@@ -230,9 +230,11 @@ impl<D: BlockDevice> Op<'_, D> {
         }
         let length = (data.len() as u64).min(MAX_FILE_SIZE - offset) as usize;
         let written = write_data(&mut self.tx, ino, &mut inode, offset, &data[..length])?;
-        if written < length && self.tx.volume.frees_awaiting_commit() > 0 {
-            // Out of space while blocks freed by the running transaction
-            // wait for its commit: the transaction retries after one.
+        if written < length
+            && (self.tx.volume.frees_awaiting_commit() > 0 || self.tx.space_freed_since_begin())
+        {
+            // Out of space while freed blocks wait for a commit, or one
+            // made some free meanwhile: the transaction is run again.
             return Err(Error::NoSpace);
         }
         inode.mtime = self.now;
