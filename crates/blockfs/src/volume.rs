@@ -72,6 +72,10 @@ impl PendingFrees {
     }
 }
 
+/// Operations between a thread slot's checks of pending frees against
+/// free space.
+const SPACE_CHECK_INTERVAL: u32 = 64;
+
 /// Shards of the pending frees.
 const PENDING_SHARDS: usize = 16;
 
@@ -139,6 +143,9 @@ pub(crate) struct Volume<D> {
     journal_capacity: AtomicUsize,
     /// Inode number of the journal, hidden from every operation (0: none).
     journal_inode: AtomicU32,
+    /// Operations each thread slot finished, to space out its checks of
+    /// free space (`frees_crowd_free_space`).
+    space_checks: Box<[Padded<AtomicU32>]>,
     /// Transactions' buffers between transactions, per thread slot.
     buffers: Box<[Padded<Mutex<Vec<TxBuffers>>>]>,
 }
@@ -177,6 +184,7 @@ impl<D: BlockDevice> Volume<D> {
             commit: Mutex::new(CommitState { journal: None }),
             journal_capacity: AtomicUsize::new(0),
             journal_inode: AtomicU32::new(0),
+            space_checks: (0..BARRIER_SLOTS).map(|_| Padded(AtomicU32::new(0))).collect(),
             buffers: (0..BARRIER_SLOTS).map(|_| Padded(Mutex::new(Vec::new()))).collect(),
         }
     }
@@ -602,11 +610,26 @@ impl<D: BlockDevice> Volume<D> {
     }
 
     /// Whether the running transaction should commit at the next operation
-    /// boundary: the journal or the cache budget is half used by it.
+    /// boundary: the journal or the cache budget is half used by it, or
+    /// the blocks it freed are three times those still free (committing
+    /// them before the space runs out lets the other threads go on while
+    /// one commits, instead of all of them waiting for it).
     pub fn commit_due(&self) -> bool {
         self.transaction_size().is_some_and(|(logged, journal, cache, overflow)| {
-            logged * 2 >= journal || overflow > 0 || logged * 2 >= cache
+            logged * 2 >= journal || overflow > 0 || logged * 2 >= cache || self.frees_crowd_free_space()
         })
+    }
+
+    /// Whether pending frees are three times the free blocks. Counting
+    /// both takes a lock per pending-frees shard, so each thread slot does
+    /// it only every `SPACE_CHECK_INTERVAL` operations.
+    fn frees_crowd_free_space(&self) -> bool {
+        let tick = self.space_checks[thread_slot()].0.fetch_add(1, Ordering::Relaxed);
+        if tick % SPACE_CHECK_INTERVAL != 0 {
+            return false;
+        }
+        let pending = self.pending_blocks();
+        pending > 0 && pending as u64 >= 3 * self.allocator.free_blocks() as u64
     }
 
     /// Whether the running transaction must commit at the next operation
