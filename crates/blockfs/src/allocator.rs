@@ -5,7 +5,8 @@
 //! `INODE_GROUP` inodes and the data area into as many regions. A new
 //! inode is looked for from its parent directory's group, except a
 //! directory made in the root, which starts the next group (a rotor); a
-//! file's blocks come from its inode's group's region. Consecutive groups
+//! file's blocks come from its inode's group's region, wrapping around
+//! inside it, and spill past it only when it is full. Consecutive groups
 //! get regions under different bitmap blocks where the image has several.
 //! So files of one directory stay together, and work in different
 //! top-level directories (two threads, two untars) touches different
@@ -27,7 +28,7 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 use hashbrown::HashSet;
 
@@ -60,12 +61,44 @@ struct InodeGroup {
     freeing: HashSet<u32>,
 }
 
+/// A group's part of the data area, and where its searches start.
+struct Region {
+    start: u32,
+    end: u32,
+    /// Where the next search without a goal starts, inside the region.
+    hint: AtomicU32,
+    /// Where the next search outside the region starts, once the region
+    /// was found full.
+    spill: AtomicU32,
+    /// The allocator's free epoch when the region was last found full
+    /// (`NOT_FULL`: never).
+    full_at: AtomicU64,
+}
+
+const NOT_FULL: u64 = u64::MAX;
+
+struct FreeEpoch {
+    epoch: AtomicU64,
+    /// A region was found full at the current epoch: the next free moves
+    /// it. Otherwise frees leave the line alone, so threads freeing all
+    /// the time (every short-lived file) do not take it from each other.
+    /// A free racing the marking may leave a region marked full with room;
+    /// the spill search covers the whole disk, so that costs placement
+    /// until the next free, never space.
+    watched: AtomicBool,
+}
+
 /// The allocator's state.
 pub(crate) struct Allocator {
     count: u32,
     usable_inodes: u32,
-    /// Where each group's next block search starts without a goal.
-    block_hints: Box<[Padded<AtomicU32>]>,
+    parts: Parts,
+    /// Each group's region of the data area.
+    regions: Box<[Padded<Region>]>,
+    /// Moves when blocks become free (a commit lands its frees, a block
+    /// is freed at once, a rollback gives an allocation back) after a
+    /// region was found full, so that region is searched again only then.
+    free_epoch: Padded<FreeEpoch>,
     inode_groups: Box<[Padded<Mutex<InodeGroup>>]>,
     /// The free counts as of mount, and what each thread slot's
     /// operations changed since (summed when read, which is seldom: block
@@ -83,11 +116,24 @@ impl Allocator {
     pub fn new(geometry: &Geometry, free_blocks: u32, free_inodes: u32) -> Self {
         let usable = geometry.usable_inodes();
         let count = usable.div_ceil(INODE_GROUP).max(1);
-        let regions = regions(geometry, count);
+        let parts = Parts::new(geometry, count);
         Allocator {
             count,
             usable_inodes: usable,
-            block_hints: regions.into_iter().map(|start| Padded(AtomicU32::new(start))).collect(),
+            parts,
+            regions: regions(geometry, parts)
+                .into_iter()
+                .map(|(start, end)| {
+                    Padded(Region {
+                        start,
+                        end,
+                        hint: AtomicU32::new(start),
+                        spill: AtomicU32::new(end),
+                        full_at: AtomicU64::new(NOT_FULL),
+                    })
+                })
+                .collect(),
+            free_epoch: Padded(FreeEpoch { epoch: AtomicU64::new(0), watched: AtomicBool::new(false) }),
             inode_groups: (0..count)
                 .map(|group| {
                     Padded(Mutex::new(InodeGroup { hint: group * INODE_GROUP, freeing: HashSet::new() }))
@@ -129,6 +175,9 @@ impl Allocator {
         if blocks != 0 {
             block_count.fetch_add(blocks, Ordering::SeqCst);
         }
+        if blocks > 0 {
+            self.note_blocks_freed();
+        }
         if inodes != 0 {
             inode_count.fetch_add(inodes, Ordering::SeqCst);
         }
@@ -149,12 +198,24 @@ impl Allocator {
 
     /// Puts a block search hint back, unless another allocation moved it.
     pub fn unallocate_block(&self, block: u32, group: u32) {
-        let _ = self.block_hints[group as usize].0.compare_exchange(
-            block + 1,
-            block,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
+        let region = &self.regions[group as usize].0;
+        let hint = if (region.start..region.end).contains(&block) { &region.hint } else { &region.spill };
+        let _ = hint.compare_exchange(block + 1, block, Ordering::Relaxed, Ordering::Relaxed);
+        self.note_blocks_freed();
+    }
+
+    /// Blocks became free: regions found full may have room again.
+    fn note_blocks_freed(&self) {
+        let free = &self.free_epoch.0;
+        if free.watched.load(Ordering::SeqCst) {
+            free.watched.store(false, Ordering::SeqCst);
+            free.epoch.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The end of the region holding data block `block`.
+    fn region_end(&self, block: u32) -> u32 {
+        self.parts.start(self.parts.rank_of(block) + 1)
     }
 
     /// Puts the hints an inode allocation moved back, unless another
@@ -182,21 +243,52 @@ impl Allocator {
     }
 }
 
-/// Where each group's region of the data area starts. The regions are
-/// the data area cut in `count` equal parts, dealt to the groups so that
-/// consecutive groups fall under different bitmap blocks when the image
-/// has several: group `g` gets part `rank(g)`, ranking groups by
-/// (`g` mod bitmap blocks, `g` / bitmap blocks).
-fn regions(geometry: &Geometry, count: u32) -> Vec<u32> {
+/// The data area cut in `count` equal parts, part `rank` being
+/// `start(rank)..start(rank + 1)`.
+#[derive(Clone, Copy)]
+struct Parts {
+    first: u32,
+    blocks: u64,
+    count: u32,
+}
+
+impl Parts {
+    fn new(geometry: &Geometry, count: u32) -> Self {
+        Parts { first: geometry.first_data_block(), blocks: geometry.data_blocks() as u64, count }
+    }
+
+    fn start(&self, rank: u32) -> u32 {
+        self.first + (self.blocks * rank as u64 / self.count as u64) as u32
+    }
+
+    /// The part holding data block `block`.
+    fn rank_of(&self, block: u32) -> u32 {
+        let offset = block.saturating_sub(self.first) as u64;
+        // The quotient is off by at most one either way; step to the part.
+        let mut rank = ((offset * self.count as u64) / self.blocks.max(1)).min(self.count as u64 - 1) as u32;
+        while rank > 0 && self.start(rank) > block {
+            rank -= 1;
+        }
+        while rank + 1 < self.count && self.start(rank + 1) <= block {
+            rank += 1;
+        }
+        rank
+    }
+}
+
+/// Each group's region of the data area. The parts are dealt to the
+/// groups so that consecutive groups fall under different bitmap blocks
+/// when the image has several: group `g` gets part `rank(g)`, ranking
+/// groups by (`g` mod bitmap blocks, `g` / bitmap blocks).
+fn regions(geometry: &Geometry, parts: Parts) -> Vec<(u32, u32)> {
+    let count = parts.count;
     let bitmap_blocks = geometry.block_count.div_ceil(BITS_PER_BITMAP_BLOCK).clamp(1, count);
-    let part = |rank: u32| {
-        geometry.first_data_block() + (geometry.data_blocks() as u64 * rank as u64 / count as u64) as u32
-    };
     (0..count)
         .map(|group| {
             let residue = group % bitmap_blocks;
             let before: u32 = (0..residue).map(|k| (count - k).div_ceil(bitmap_blocks)).sum();
-            part(before + group / bitmap_blocks)
+            let rank = before + group / bitmap_blocks;
+            (parts.start(rank), parts.start(rank + 1))
         })
         .collect()
 }
@@ -252,9 +344,13 @@ impl<D: BlockDevice> Tx<'_, D> {
         Ok(None)
     }
 
-    /// Allocates one data block for inode `ino`, preferring `goal` and
-    /// what follows it, else its group's region. The block is marked used;
-    /// its contents are the caller's business.
+    /// Allocates one data block for inode `ino`: the first free one after
+    /// `goal` in the goal's region; else in its group's region, from the
+    /// region's hint, wrapping around inside it; else anywhere, from where
+    /// the group last spilled to. Staying inside the region keeps files
+    /// of different top-level directories apart on disk, in the bitmap
+    /// and in the cache, however long they run (docs/DESIGN.md §5.3). The
+    /// block is marked used; its contents are the caller's business.
     pub fn allocate_block(&mut self, ino: u32, goal: Option<u32>) -> Result<u32> {
         self.check_writable()?;
         let volume = self.volume;
@@ -262,17 +358,43 @@ impl<D: BlockDevice> Tx<'_, D> {
         let first = volume.geometry.first_data_block();
         let end = volume.geometry.block_count;
         let group = allocator.group_of(ino);
-        let hint = &allocator.block_hints[group as usize].0;
-        let start = match goal {
-            Some(goal) if goal >= first && goal < end => goal,
-            _ => hint.load(Ordering::Relaxed).clamp(first, end - 1),
-        };
-        let found = match self.take_free_between(start, end)? {
-            Some(block) => Some(block),
-            None => self.take_free_between(first, start)?,
-        };
+        let region = &allocator.regions[group as usize].0;
+        let mut found = None;
+        if let Some(goal) = goal.filter(|goal| (first..end).contains(goal)) {
+            found = self.take_free_between(goal, allocator.region_end(goal))?;
+        }
+        let epoch = allocator.free_epoch.0.epoch.load(Ordering::SeqCst);
+        if found.is_none() && region.start < region.end && region.full_at.load(Ordering::Relaxed) != epoch {
+            let hint = region.hint.load(Ordering::Relaxed).clamp(region.start, region.end - 1);
+            found = match self.take_free_between(hint, region.end)? {
+                Some(block) => Some(block),
+                None => self.take_free_between(region.start, hint)?,
+            };
+            match found {
+                Some(block) => {
+                    let next = if block + 1 < region.end { block + 1 } else { region.start };
+                    region.hint.store(next, Ordering::Relaxed);
+                }
+                None => {
+                    region.full_at.store(epoch, Ordering::SeqCst);
+                    allocator.free_epoch.0.watched.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+        if found.is_none() {
+            let spill = region.spill.load(Ordering::Relaxed).clamp(first, end - 1);
+            found = match self.take_free_between(spill, end)? {
+                Some(block) => Some(block),
+                None => self.take_free_between(first, spill)?,
+            };
+            if let Some(block) = found {
+                region.spill.store(if block + 1 < end { block + 1 } else { first }, Ordering::Relaxed);
+            }
+        }
         let block = found.ok_or(Error::NoSpace)?;
-        hint.store(if block + 1 < end { block + 1 } else { first }, Ordering::Relaxed);
+        if volume.has_journal() {
+            volume.note_allocated(block);
+        }
         self.record(Undo::BlockAllocated(block, group));
         self.count_blocks(-1);
         volume.note_head_changed();
@@ -473,18 +595,33 @@ mod tests {
         // 65,536 blocks: two bitmap blocks; 16,128 usable inodes: 24 groups.
         let geometry = Geometry::new(65536, 16384).unwrap();
         assert_eq!(Allocator::new(&geometry, 0, 0).count, 24);
-        let starts = regions(&geometry, 24);
-        let bitmap_block = |group: usize| geometry.bitmap_location(starts[group]).0;
+        let dealt = regions(&geometry, Parts::new(&geometry, 24));
+        let bitmap_block = |group: usize| geometry.bitmap_location(dealt[group].0).0;
         assert_ne!(bitmap_block(0), bitmap_block(1));
         assert_eq!(bitmap_block(0), bitmap_block(2));
-        // Every part of the data area goes to exactly one group.
-        let mut starts = starts.clone();
-        starts.sort_unstable();
-        starts.dedup();
-        assert_eq!(starts.len(), 24);
-        assert_eq!(starts[0], geometry.first_data_block());
+        // The regions cut the data area: each part goes to exactly one group.
+        let mut sorted = dealt.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted[0].0, geometry.first_data_block());
+        assert_eq!(sorted[23].1, geometry.block_count);
+        assert!(sorted.windows(2).all(|pair| pair[0].1 == pair[1].0 && pair[0].0 < pair[0].1));
         // A small image is one bitmap block: the regions are in order.
         let small = Geometry::new(4096, 2048).unwrap();
-        assert!(regions(&small, 4).windows(2).all(|pair| pair[0] < pair[1]));
+        assert!(regions(&small, Parts::new(&small, 4)).windows(2).all(|pair| pair[0].1 == pair[1].0));
+    }
+
+    #[test]
+    fn every_data_block_falls_in_the_part_that_holds_it() {
+        for (blocks, count) in [(65536, 24), (4096, 4), (100, 7), (70, 40), (1 << 20, 97)] {
+            let geometry = Geometry::new(blocks, 2048.min(blocks)).unwrap();
+            let parts = Parts::new(&geometry, count);
+            for block in geometry.first_data_block()..geometry.block_count {
+                let rank = parts.rank_of(block);
+                assert!(
+                    parts.start(rank) <= block && block < parts.start(rank + 1),
+                    "{blocks} {count} {block}"
+                );
+            }
+        }
     }
 }

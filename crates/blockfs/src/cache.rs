@@ -61,6 +61,11 @@ const MAX_SHARDS: usize = 256;
 /// Misses read without the shard lock before one reads holding it (the
 /// block kept being written home meanwhile).
 const UNLOCKED_READ_ATTEMPTS: u32 = 3;
+/// Data-area blocks share a shard in aligned runs of `1 << RUN_SHIFT`:
+/// a thread writing new files takes consecutive blocks of its own region
+/// (see `allocator`), and finds the shard it used for the last ones still
+/// in its core's cache instead of a new one another core touched last.
+const RUN_SHIFT: u32 = 3;
 
 /// What a dirty block holds, which decides when it may be written home.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,16 +173,22 @@ pub(crate) struct BlockCache {
     shards: Box<[Padded<Mutex<Shard>>]>,
     /// log2 of the number of shards.
     shard_bits: u32,
+    /// Blocks from here on (the data area) share a shard with their run's
+    /// neighbours; the metadata before it, where neighbours belong to
+    /// different threads' groups (bitmap blocks, inode-table blocks), is
+    /// spread block by block.
+    runs_from: u32,
     capacity: usize,
     /// Keep dirty metadata until the journal commits it.
     pin_metadata: AtomicBool,
     /// Dirty metadata blocks, all shards: what the running transaction
     /// logs, read by every operation, changed only when a block's state
-    /// changes.
-    dirty_metadata: AtomicUsize,
+    /// changes. The counters written as operations go each have a cache
+    /// line of their own, away from the fields every lookup reads.
+    dirty_metadata: Padded<AtomicUsize>,
     /// Slots held beyond the shards' budgets.
-    overflow: AtomicUsize,
-    home_version: AtomicU64,
+    overflow: Padded<AtomicUsize>,
+    home_version: Padded<AtomicU64>,
 }
 
 pub(crate) fn zeroed_block() -> Box<Block> {
@@ -298,22 +309,32 @@ impl BlockCache {
         BlockCache {
             shards: (0..shards).map(|_| Padded(Mutex::new(Shard::new(per_shard)))).collect(),
             shard_bits: shards.trailing_zeros(),
+            runs_from: u32::MAX,
             capacity,
             pin_metadata: AtomicBool::new(false),
-            dirty_metadata: AtomicUsize::new(0),
-            overflow: AtomicUsize::new(0),
-            home_version: AtomicU64::new(0),
+            dirty_metadata: Padded(AtomicUsize::new(0)),
+            overflow: Padded(AtomicUsize::new(0)),
+            home_version: Padded(AtomicU64::new(0)),
         }
     }
 
     fn shard(&self, block: u32) -> MutexGuard<'_, Shard> {
-        // Fibonacci hashing: neighbouring blocks, and blocks a power of
-        // two apart, land in different shards.
+        // Fibonacci hashing: neighbouring blocks (or runs), and blocks a
+        // power of two apart, land in different shards.
         let index = match self.shard_bits {
             0 => 0,
-            bits => (block.wrapping_mul(0x9E37_79B9) >> (32 - bits)) as usize,
+            bits => {
+                let key = if block >= self.runs_from { block >> RUN_SHIFT } else { block };
+                (key.wrapping_mul(0x9E37_79B9) >> (32 - bits)) as usize
+            }
         };
         self.shards[index].0.lock()
+    }
+
+    /// Keeps runs of blocks from `block` on in one shard (`RUN_SHIFT`).
+    pub fn with_runs_from(mut self, block: u32) -> Self {
+        self.runs_from = block;
+        self
     }
 
     /// With a journal, dirty metadata stays in memory until committed.
@@ -322,13 +343,13 @@ impl BlockCache {
     }
 
     pub fn dirty_metadata_blocks(&self) -> usize {
-        self.dirty_metadata.load(Ordering::Relaxed)
+        self.dirty_metadata.0.load(Ordering::Relaxed)
     }
 
     /// Blocks held beyond the budget (pinned or dirty, awaiting a commit
     /// or a write-back).
     pub fn overflow(&self) -> usize {
-        self.overflow.load(Ordering::Relaxed)
+        self.overflow.0.load(Ordering::Relaxed)
     }
 
     pub fn capacity(&self) -> usize {
@@ -358,23 +379,23 @@ impl BlockCache {
     /// from the device without a lock is current if this number is the
     /// same before and after the read.
     pub fn home_version(&self) -> u64 {
-        self.home_version.load(Ordering::SeqCst)
+        self.home_version.0.load(Ordering::SeqCst)
     }
 
     /// Notes a write home that the cache does not make itself.
     pub fn note_home_write(&self) {
-        self.home_version.fetch_add(1, Ordering::SeqCst);
+        self.home_version.0.fetch_add(1, Ordering::SeqCst);
     }
 
     fn note_overflow(&self, grew: bool) {
         if grew {
-            self.overflow.fetch_add(1, Ordering::Relaxed);
+            self.overflow.0.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     fn note_removed(&self, was_over: bool) {
         if was_over {
-            self.overflow.fetch_sub(1, Ordering::Relaxed);
+            self.overflow.0.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -517,7 +538,7 @@ impl BlockCache {
         shard.slots[slot].dirty = Some(after);
         let new_metadata = after == BlockKind::Metadata && before != Some(BlockKind::Metadata);
         if new_metadata {
-            self.dirty_metadata.fetch_add(1, Ordering::Relaxed);
+            self.dirty_metadata.0.fetch_add(1, Ordering::Relaxed);
         }
         new_metadata
     }
@@ -526,7 +547,7 @@ impl BlockCache {
         match shard.slots[slot].dirty.take() {
             Some(BlockKind::Metadata) => {
                 shard.dirty -= 1;
-                self.dirty_metadata.fetch_sub(1, Ordering::Relaxed);
+                self.dirty_metadata.0.fetch_sub(1, Ordering::Relaxed);
             }
             Some(BlockKind::Data) => shard.dirty -= 1,
             None => {}

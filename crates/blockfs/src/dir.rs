@@ -531,9 +531,13 @@ impl<D: BlockDevice> Tx<'_, D> {
                 let end = index as u32 * BLOCK_SIZE as u32 + (offset + needed) as u32;
                 inode.size = inode.size.max(end);
                 let position = index as u32 * BLOCK_SIZE as u32 + offset as u32;
-                let mut indexes = self.volume.dir_indexes.lock();
-                indexes.set_room(ino, index, room);
-                indexes.add_name(ino, name, Slot { position, ino: target, file_type: code });
+                // Only larger directories have an index (`with_index`):
+                // skip the shared map's lock for the rest.
+                if blocks > 1 {
+                    let mut indexes = self.volume.dir_indexes.lock();
+                    indexes.set_room(ino, index, room);
+                    indexes.add_name(ino, name, Slot { position, ino: target, file_type: code });
+                }
                 return Ok(());
             }
             // The index said there was room but the block disagrees: refresh.
@@ -558,6 +562,10 @@ impl<D: BlockDevice> Tx<'_, D> {
             write_entry(block, 0, header, name)
         })?;
         inode.size = (start + needed as u64) as u32;
+        if blocks <= 1 {
+            // The index is built when the directory is next used.
+            return Ok(());
+        }
         let mut indexes = self.volume.dir_indexes.lock();
         if let Some(index_entry) = indexes.get(ino) {
             index_entry.room.push((BLOCK_SIZE - needed) as u16);
@@ -614,9 +622,11 @@ impl<D: BlockDevice> Tx<'_, D> {
             Some(room_in_block(block, limit))
         })?;
         let room = room.ok_or_else(corrupt)?;
-        let mut indexes = self.volume.dir_indexes.lock();
-        indexes.set_room(ino, index, room);
-        indexes.remove_name(ino, name);
+        if dir_block_count(inode) > 1 {
+            let mut indexes = self.volume.dir_indexes.lock();
+            indexes.set_room(ino, index, room);
+            indexes.remove_name(ino, name);
+        }
         Ok(slot)
     }
 
@@ -639,6 +649,9 @@ impl<D: BlockDevice> Tx<'_, D> {
             header.encode(&mut block[offset..]);
         })?;
         let updated = Slot { position: slot.position, ino: target, file_type: code };
+        if dir_block_count(inode) <= 1 {
+            return Ok(slot);
+        }
         if let Some(index) = self.volume.dir_indexes.lock().get(ino) {
             if let Some(entry) = index.names.get_mut(name) {
                 *entry = updated;

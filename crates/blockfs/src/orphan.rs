@@ -59,12 +59,12 @@ fn predecessor(
 impl<D: BlockDevice> Volume<D> {
     pub fn is_orphan(&self, ino: u32) -> bool {
         // Most of the time there are none: no lock to take.
-        self.orphan_count.load(Ordering::Relaxed) > 0 && self.orphans.lock().members.contains(&ino)
+        self.orphan_count.0.load(Ordering::Relaxed) > 0 && self.orphans.lock().members.contains(&ino)
     }
 
     /// Keeps the lock-free count of orphans in step with the set.
     fn counted(&self, orphans: &Orphans) {
-        self.orphan_count.store(orphans.members.len(), Ordering::Relaxed);
+        self.orphan_count.0.store(orphans.members.len(), Ordering::Relaxed);
     }
 
     /// The orphans, in inode order.

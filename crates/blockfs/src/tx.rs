@@ -18,6 +18,7 @@
 //! rollback would give back to its owner.
 
 use alloc::vec::Vec;
+use core::hash::{BuildHasherDefault, Hasher};
 
 use hashbrown::HashSet;
 
@@ -64,6 +65,30 @@ enum Scope<'v> {
     Exclusive { gate: MutexGuard<'v, CommitState> },
 }
 
+/// Hashes block numbers without a seed of its own, so making a set costs
+/// nothing shared: hashbrown's default hasher, without `std`, seeds every
+/// new set from one global counter that each core would take in turn.
+#[derive(Default)]
+struct BlockNumberHasher(u64);
+
+impl Hasher for BlockNumberHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u32(byte as u32);
+        }
+    }
+
+    fn write_u32(&mut self, number: u32) {
+        // Fibonacci hashing: the low bits (the bucket) and the high bits
+        // (hashbrown's tag) both depend on every bit of the number.
+        self.0 = (self.0.rotate_left(32) ^ number as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 32)
+    }
+}
+
 /// What a transaction records as it goes. Kept between transactions by
 /// the thread slot that ran one (`Volume::take_buffers`), so an
 /// operation allocates nothing once the buffers have grown.
@@ -71,10 +96,12 @@ enum Scope<'v> {
 pub(crate) struct TxBuffers {
     undo: Vec<Undo>,
     /// Blocks changed or pinned so far (each pinned once).
-    touched: HashSet<u32>,
+    touched: HashSet<u32, BuildHasherDefault<BlockNumberHasher>>,
     pinned: Vec<u32>,
     /// Blocks freed, and inodes freed, once the operation succeeds.
     frees: Vec<u32>,
+    /// Of `frees`, those the running transaction allocated (free at once).
+    frees_at_once: Vec<u32>,
     freed_inodes: Vec<u32>,
     /// Directories whose name index the operation used or changed.
     dirs: Vec<u32>,
@@ -90,6 +117,7 @@ impl TxBuffers {
         self.touched.clear();
         self.pinned.clear();
         self.frees.clear();
+        self.frees_at_once.clear();
         self.freed_inodes.clear();
         self.dirs.clear();
         self.locked.clear();
@@ -494,11 +522,19 @@ impl<'v, D: BlockDevice> Tx<'v, D> {
             self.log.frees = frees;
             checked?;
             if volume.has_journal() {
-                if volume.add_pending_frees(&self.log.frees, room)?.is_none() {
-                    return Err(Error::TooLargeForJournal);
+                let mut at_once = core::mem::take(&mut self.log.frees_at_once);
+                at_once.clear();
+                let added = volume.add_pending_frees(&self.log.frees, room, &mut at_once);
+                if !matches!(added, Ok(Some(_))) {
+                    self.log.frees_at_once = at_once;
+                    return added.and(Err(Error::TooLargeForJournal));
                 }
+                self.clear_bits(&at_once);
+                self.log.frees_at_once = at_once;
             } else {
-                self.free_now();
+                let frees = core::mem::take(&mut self.log.frees);
+                self.clear_bits(&frees);
+                self.log.frees = frees;
             }
         }
         for &ino in &self.log.freed_inodes {
@@ -514,13 +550,18 @@ impl<'v, D: BlockDevice> Tx<'v, D> {
         Ok(())
     }
 
-    /// On an image without a journal, clears the freed blocks' bits now.
-    /// Their bitmap blocks were pinned when the blocks were freed, so
-    /// nothing here reads the device or fails.
-    fn free_now(&mut self) {
+    /// Frees blocks now: on an image without a journal, every freed
+    /// block; with one, those the running transaction allocated. Their
+    /// bitmap blocks are in memory (pinned when the blocks were freed, or
+    /// dirty in the running transaction), so nothing here reads the device
+    /// or fails.
+    fn clear_bits(&mut self, blocks: &[u32]) {
+        if blocks.is_empty() {
+            return;
+        }
         let volume = self.volume;
         let change = Change { kind: BlockKind::Metadata, fill: Fill::Read, pin: false, snapshot: false };
-        for &block in &self.log.frees {
+        for &block in blocks {
             let (bitmap_block, bit) = volume.geometry.bitmap_location(block);
             let mask = 1u8 << (bit % 8);
             let cleared = volume.store().modify(bitmap_block, change, |bytes| {
@@ -567,6 +608,9 @@ impl<'v, D: BlockDevice> Tx<'v, D> {
                     volume
                         .store()
                         .patch(bitmap_block, |bytes| bytes[(bit / 8) as usize] &= !(1u8 << (bit % 8)));
+                    if volume.has_journal() {
+                        volume.forget_allocated(block);
+                    }
                     volume.allocator.unallocate_block(block, group);
                 }
                 Undo::InodeAllocated(taken) => volume.allocator.unallocate_inode(&taken),

@@ -38,12 +38,19 @@ use crate::tx::{Tx, TxBuffers};
 /// crash could still bring back the old owner. Hashed, not ordered: every
 /// freed block is looked up and inserted, and only the commit needs them
 /// in order (`take`).
+///
+/// Blocks the running transaction allocated itself are the exception: no
+/// commit has seen them in use, so a crash brings back no owner, and
+/// freeing one frees it at once (a file that lives and dies between two
+/// commits gives its blocks straight back for the next file).
 #[derive(Default)]
 pub(crate) struct PendingFrees {
     blocks: HashSet<u32>,
     /// Pending frees per bitmap block: the bitmap blocks the commit will
     /// change, which count against the journal.
     per_bitmap_block: HashMap<u32, u32>,
+    /// Blocks the running transaction allocated.
+    allocated: HashSet<u32>,
 }
 
 impl PendingFrees {
@@ -62,8 +69,11 @@ impl PendingFrees {
         }
     }
 
+    /// Hands the pending frees to a commit, which also ends the running
+    /// transaction's allocations.
     fn take_into(&mut self, frees: &mut Vec<u32>) {
         self.per_bitmap_block.clear();
+        self.allocated.clear();
         frees.extend(self.blocks.drain());
     }
 
@@ -123,13 +133,13 @@ pub(crate) struct Volume<D> {
     /// bitmap blocks take different locks.
     pending: Box<[Padded<Mutex<PendingFrees>>]>,
     /// Bitmap blocks the pending frees change, for checks that take no lock.
-    pending_bitmap_blocks: AtomicUsize,
+    pending_bitmap_blocks: Padded<AtomicUsize>,
     /// Orphans, for checks that take no lock.
-    pub(crate) orphan_count: AtomicUsize,
+    pub(crate) orphan_count: Padded<AtomicUsize>,
     /// Blocks freed by the commit being written, free once it lands.
-    landing_frees: AtomicUsize,
+    landing_frees: Padded<AtomicUsize>,
     /// Commits landed since mount.
-    landed: AtomicU64,
+    landed: Padded<AtomicU64>,
     /// Name indexes of large directories.
     pub(crate) dir_indexes: Mutex<DirIndexes>,
     pub(crate) inode_locks: InodeLocks,
@@ -137,7 +147,7 @@ pub(crate) struct Volume<D> {
     pub(crate) rename_lock: Mutex<()>,
     pub(crate) barrier: CommitBarrier,
     /// Journal blocks reserved by operations in progress.
-    reserved: AtomicUsize,
+    reserved: Padded<AtomicUsize>,
     commit: Mutex<CommitState>,
     /// The journal's capacity once attached (0: no journal).
     journal_capacity: AtomicUsize,
@@ -172,15 +182,15 @@ impl<D: BlockDevice> Volume<D> {
             head: Mutex::new(Head { superblock, extension }),
             head_changed: AtomicBool::new(false),
             pending: (0..PENDING_SHARDS).map(|_| Padded(Mutex::new(PendingFrees::default()))).collect(),
-            pending_bitmap_blocks: AtomicUsize::new(0),
-            orphan_count: AtomicUsize::new(0),
-            landing_frees: AtomicUsize::new(0),
-            landed: AtomicU64::new(0),
+            pending_bitmap_blocks: Padded(AtomicUsize::new(0)),
+            orphan_count: Padded(AtomicUsize::new(0)),
+            landing_frees: Padded(AtomicUsize::new(0)),
+            landed: Padded(AtomicU64::new(0)),
             dir_indexes: Mutex::new(dir_indexes),
             inode_locks: InodeLocks::new(),
             rename_lock: Mutex::new(()),
             barrier: CommitBarrier::new(),
-            reserved: AtomicUsize::new(0),
+            reserved: Padded(AtomicUsize::new(0)),
             commit: Mutex::new(CommitState { journal: None }),
             journal_capacity: AtomicUsize::new(0),
             journal_inode: AtomicU32::new(0),
@@ -305,7 +315,7 @@ impl<D: BlockDevice> Volume<D> {
                 return Ok(Tx::update(self, slot, 0, rename, defer_misses));
             }
             let credits = credits.min(capacity / 2);
-            let reserved = self.reserved.fetch_add(credits, Ordering::SeqCst) + credits;
+            let reserved = self.reserved.0.fetch_add(credits, Ordering::SeqCst) + credits;
             if self.logged() + reserved <= capacity {
                 return Ok(Tx::update(self, slot, credits, rename, defer_misses));
             }
@@ -350,14 +360,14 @@ impl<D: BlockDevice> Volume<D> {
 
     pub(crate) fn release_credits(&self, credits: usize) {
         if credits > 0 {
-            self.reserved.fetch_sub(credits, Ordering::SeqCst);
+            self.reserved.0.fetch_sub(credits, Ordering::SeqCst);
         }
     }
 
     /// Metadata blocks the running transaction will log at commit: dirty
     /// metadata, the bitmap blocks its pending frees will clear, block 0.
     pub fn logged(&self) -> usize {
-        self.store.cache().dirty_metadata_blocks() + self.pending_bitmap_blocks.load(Ordering::Relaxed) + 1
+        self.store.cache().dirty_metadata_blocks() + self.pending_bitmap_blocks.0.load(Ordering::Relaxed) + 1
     }
 
     /// Journal blocks that neither the running transaction nor the
@@ -369,7 +379,7 @@ impl<D: BlockDevice> Volume<D> {
         if capacity == 0 {
             return usize::MAX;
         }
-        let others = self.reserved.load(Ordering::SeqCst).saturating_sub(credits);
+        let others = self.reserved.0.load(Ordering::SeqCst).saturating_sub(credits);
         capacity.saturating_sub(self.logged() + others)
     }
 
@@ -380,11 +390,32 @@ impl<D: BlockDevice> Volume<D> {
             || self.store.cache().dirty_blocks() > 0
     }
 
+    /// Notes a block the running transaction allocated (with a journal).
+    pub(crate) fn note_allocated(&self, block: u32) {
+        self.pending_shard(block).allocated.insert(block);
+    }
+
+    /// Forgets `note_allocated` of a block given back by a rollback.
+    pub(crate) fn forget_allocated(&self, block: u32) {
+        self.pending_shard(block).allocated.remove(&block);
+    }
+
+    fn pending_shard(&self, block: u32) -> crate::sync::MutexGuard<'_, PendingFrees> {
+        let bitmap_block = self.geometry.bitmap_location(block).0;
+        self.pending[bitmap_block as usize % PENDING_SHARDS].0.lock()
+    }
+
     /// Adds blocks an operation freed to the pending frees, if the journal
     /// has room for the bitmap blocks that adds (`room`): returns how many
-    /// it added, or `None` without room. A block already pending is freed
-    /// twice: corruption.
-    pub(crate) fn add_pending_frees(&self, blocks: &[u32], room: usize) -> Result<Option<usize>> {
+    /// it added, or `None` without room. Blocks the running transaction
+    /// allocated go to `at_once` instead, for the caller to free now. A
+    /// block already pending is freed twice: corruption.
+    pub(crate) fn add_pending_frees(
+        &self,
+        blocks: &[u32],
+        room: usize,
+        at_once: &mut Vec<u32>,
+    ) -> Result<Option<usize>> {
         debug_assert!(blocks.windows(2).all(|pair| pair[0] < pair[1]), "frees come sorted");
         let bitmap_block = |block: u32| self.geometry.bitmap_location(block).0;
         let shard_of = |block: u32| bitmap_block(block) as usize % PENDING_SHARDS;
@@ -407,11 +438,15 @@ impl<D: BlockDevice> Volume<D> {
         {
             return Err(Error::corrupt(crate::error::Corruption::DoubleFree(twice), None, Some(twice)));
         }
+        let allocated_here = |block: u32| {
+            guards[shard_of(block)].as_ref().is_some_and(|pending| pending.allocated.contains(&block))
+        };
         // Distinct bitmap blocks (the frees are sorted, so they come in
-        // runs) that no pending free touches yet.
+        // runs) that no pending free touches yet. Freeing at once changes
+        // only bitmap blocks the transaction already holds.
         let mut new = 0;
         let mut last = None;
-        for &block in blocks {
+        for &block in blocks.iter().filter(|&&block| !allocated_here(block)) {
             let bitmap = bitmap_block(block);
             if last != Some(bitmap)
                 && guards[shard_of(block)].as_ref().is_some_and(|pending| !pending.touches(bitmap))
@@ -425,11 +460,15 @@ impl<D: BlockDevice> Volume<D> {
         }
         for &block in blocks {
             if let Some(pending) = guards[shard_of(block)].as_mut() {
-                pending.insert(block, bitmap_block(block));
+                if pending.allocated.remove(&block) {
+                    at_once.push(block);
+                } else {
+                    pending.insert(block, bitmap_block(block));
+                }
             }
         }
         if new > 0 {
-            self.pending_bitmap_blocks.fetch_add(new, Ordering::Relaxed);
+            self.pending_bitmap_blocks.0.fetch_add(new, Ordering::Relaxed);
         }
         Ok(Some(new))
     }
@@ -441,13 +480,13 @@ impl<D: BlockDevice> Volume<D> {
 
     /// Commits landed since mount (see `Tx::space_freed_since_begin`).
     pub fn commits_landed(&self) -> u64 {
-        self.landed.load(Ordering::SeqCst)
+        self.landed.0.load(Ordering::SeqCst)
     }
 
     /// Blocks freed but not yet free: by the running transaction, and by
     /// the commit being written.
     pub fn frees_awaiting_commit(&self) -> usize {
-        self.pending_blocks() + self.landing_frees.load(Ordering::Relaxed)
+        self.pending_blocks() + self.landing_frees.0.load(Ordering::Relaxed)
     }
 
     // ---- commits ------------------------------------------------------------
@@ -516,12 +555,12 @@ impl<D: BlockDevice> Volume<D> {
             let mut shard = shard.0.lock();
             // Counted as landing before they leave the pending set, so they
             // are always seen awaiting a commit (see `frees_awaiting_commit`).
-            self.landing_frees.fetch_add(shard.len(), Ordering::SeqCst);
+            self.landing_frees.0.fetch_add(shard.len(), Ordering::SeqCst);
             shard.take_into(&mut taken);
         }
         // Built whole from the list (sorted once), not block by block.
         let frees: BTreeSet<u32> = taken.into_iter().collect();
-        self.pending_bitmap_blocks.store(0, Ordering::Relaxed);
+        self.pending_bitmap_blocks.0.store(0, Ordering::Relaxed);
         self.head.lock().superblock.write_time = now as u64;
         let frozen = self.store_superblock().and_then(|()| {
             let (data, metadata) = self.store.freeze();
@@ -535,7 +574,7 @@ impl<D: BlockDevice> Volume<D> {
                 // The cache has handed its dirty blocks over: there is no
                 // way back to a running transaction.
                 self.store.abort();
-                self.landing_frees.store(0, Ordering::SeqCst);
+                self.landing_frees.0.store(0, Ordering::SeqCst);
                 Err(error)
             }
         }
@@ -578,7 +617,7 @@ impl<D: BlockDevice> Volume<D> {
             Ok(written) => written,
             Err(error) => {
                 self.store.abort();
-                self.landing_frees.store(0, Ordering::Relaxed);
+                self.landing_frees.0.store(0, Ordering::Relaxed);
                 return Err(error);
             }
         };
@@ -590,8 +629,8 @@ impl<D: BlockDevice> Volume<D> {
         self.allocator.count(thread_slot(), frees.len() as i64, 0);
         // Free now: an operation that ran out of space meanwhile sees
         // either the frees still landing or a commit landed since it began.
-        self.landed.fetch_add(1, Ordering::SeqCst);
-        self.landing_frees.store(0, Ordering::SeqCst);
+        self.landed.0.fetch_add(1, Ordering::SeqCst);
+        self.landing_frees.0.store(0, Ordering::SeqCst);
         self.store.land(frozen.blocks());
         self.store.shrink_to_budget();
         Ok(written)

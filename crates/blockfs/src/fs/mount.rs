@@ -151,7 +151,7 @@ pub(super) fn open_volume<D: BlockDevice>(
         counted.free_inodes = counted.free_inodes.saturating_sub(homeless).min(most_free_inodes);
     }
 
-    let cache = BlockCache::new(options.cache_blocks);
+    let cache = BlockCache::new(options.cache_blocks).with_runs_from(geometry.first_data_block());
     let index_budget = cache.capacity() * BLOCK_SIZE / 2;
     let mut volume = Volume::new(
         device,
