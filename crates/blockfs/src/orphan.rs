@@ -179,6 +179,11 @@ impl<D: BlockDevice> Tx<'_, D> {
     /// miss or a device error leaves the chain as it was.
     pub fn remove_orphan(&mut self, ino: u32) -> Result<()> {
         let volume = self.volume;
+        // Only the holder of `ino`'s lock puts it on the chain or takes it
+        // off: with no orphans at all, there is nothing to look up.
+        if volume.orphan_count.0.load(Ordering::Relaxed) == 0 {
+            return Ok(());
+        }
         let mut orphans = volume.orphans.lock();
         if !orphans.members.contains(&ino) {
             return Ok(());

@@ -510,8 +510,6 @@ impl<'v, D: BlockDevice> Tx<'v, D> {
             return Ok(());
         }
         let volume = self.volume;
-        // Journal blocks left for the bitmap blocks the frees will change.
-        let room = volume.journal_room(self.credits);
         if !self.log.frees.is_empty() {
             self.log.frees.sort_unstable();
             if let Some(pair) = self.log.frees.windows(2).find(|pair| pair[0] == pair[1]) {
@@ -524,6 +522,9 @@ impl<'v, D: BlockDevice> Tx<'v, D> {
             if volume.has_journal() {
                 let mut at_once = core::mem::take(&mut self.log.frees_at_once);
                 at_once.clear();
+                // Journal blocks left for the bitmap blocks the frees change.
+                let credits = self.credits;
+                let room = || volume.journal_room(credits);
                 let added = volume.add_pending_frees(&self.log.frees, room, &mut at_once);
                 if !matches!(added, Ok(Some(_))) {
                     self.log.frees_at_once = at_once;

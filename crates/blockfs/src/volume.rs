@@ -406,14 +406,14 @@ impl<D: BlockDevice> Volume<D> {
     }
 
     /// Adds blocks an operation freed to the pending frees, if the journal
-    /// has room for the bitmap blocks that adds (`room`): returns how many
-    /// it added, or `None` without room. Blocks the running transaction
+    /// has room for the bitmap blocks that adds (`room`, asked only when
+    /// it adds any): returns how many it added, or `None` without room. Blocks the running transaction
     /// allocated go to `at_once` instead, for the caller to free now. A
     /// block already pending is freed twice: corruption.
     pub(crate) fn add_pending_frees(
         &self,
         blocks: &[u32],
-        room: usize,
+        room: impl FnOnce() -> usize,
         at_once: &mut Vec<u32>,
     ) -> Result<Option<usize>> {
         debug_assert!(blocks.windows(2).all(|pair| pair[0] < pair[1]), "frees come sorted");
@@ -455,7 +455,7 @@ impl<D: BlockDevice> Volume<D> {
             }
             last = Some(bitmap);
         }
-        if new > room {
+        if new > 0 && new > room() {
             return Ok(None);
         }
         for &block in blocks {
