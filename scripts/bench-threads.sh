@@ -5,6 +5,8 @@
 #
 #   scripts/bench-threads.sh [WORKDIR]       (default WORKDIR: target/bench)
 #
+# Runs BENCH_ROUNDS rounds (default 3), the thread counts interleaved, and
+# ends with each count's median ratio to the first count's rate.
 # BENCH_SECONDS (default 5) per thread count, BENCH_THREADS (default "1 2"),
 # BENCH_NO_JOURNAL=1, BENCH_SIZE_MB (default 256), BENCH_WORKLOAD
 # (metadata, the default, or uncached_read) and BENCH_IMAGES (shared, the

@@ -4,7 +4,12 @@
 //! [`FileSystem::mount`] and, for 1 and then 2 threads (a fresh image
 //! each), runs for a fixed time a loop per thread on independent files in
 //! the thread's own directory. Prints operations per second for each
-//! thread count and the ratio. Two workloads (`BENCH_WORKLOAD`):
+//! thread count and the ratio to the first count's rate. It does this in
+//! rounds (`BENCH_ROUNDS`, default 3), the thread counts interleaved, and
+//! ends with each count's median ratio over the rounds: a virtual
+//! machine's speed drifts by more than the effect measured, and a ratio
+//! of two runs minutes apart mostly measures the drift. Two workloads
+//! (`BENCH_WORKLOAD`):
 //!
 //! - `metadata` (default): create a file, write 16 KiB, read it back, stat
 //!   it, unlink it; each of those five calls counts as one operation.
@@ -21,7 +26,8 @@
 //! cargo run --release -p blockfs --example bench_threads -- [WORKDIR]
 //! ```
 //!
-//! Environment: `BENCH_SECONDS` (default 5) is the time per thread count;
+//! Environment: `BENCH_SECONDS` (default 5) is the time per thread count
+//! and round;
 //! `BENCH_THREADS` (default "1 2") the thread counts to run;
 //! `BENCH_NO_JOURNAL=1` formats without a journal; `BENCH_SIZE_MB`
 //! (default 256) is the image size. `BENCH_IMAGES=separate` gives each
@@ -272,15 +278,30 @@ fn main() {
         work.display(),
         if journal { "on" } else { "off" }
     );
-    let mut first: Option<(usize, f64)> = None;
-    for threads in counts {
-        let (ops, took) =
-            run(&work, workload, threads, separate, Duration::from_secs_f64(seconds), size_mb, journal);
-        let rate = ops as f64 / took;
-        let (base_threads, base_rate) = *first.get_or_insert((threads, rate));
+    let rounds: usize = env_or("BENCH_ROUNDS", 3);
+    let base_threads = counts[0];
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); counts.len()];
+    for round in 1..=rounds {
+        let mut base_rate = None;
+        for (index, &threads) in counts.iter().enumerate() {
+            let (ops, took) =
+                run(&work, workload, threads, separate, Duration::from_secs_f64(seconds), size_mb, journal);
+            let rate = ops as f64 / took;
+            let ratio = rate / *base_rate.get_or_insert(rate);
+            ratios[index].push(ratio);
+            println!(
+                "round {round}, threads {threads}: {ops} ops in {took:.2} s = {rate:.0} ops/s, \
+                 {ratio:.2}x the {base_threads}-thread rate"
+            );
+        }
+    }
+    for (threads, mut ratios) in counts.iter().zip(ratios).skip(1) {
+        ratios.sort_by(f64::total_cmp);
+        let listed: Vec<String> = ratios.iter().map(|ratio| format!("{ratio:.2}")).collect();
         println!(
-            "threads {threads}: {ops} ops in {took:.2} s = {rate:.0} ops/s, {:.2}x the {base_threads}-thread rate",
-            rate / base_rate
+            "threads {threads}: median {:.2}x the {base_threads}-thread rate over {rounds} rounds ({})",
+            (ratios[(ratios.len() - 1) / 2] + ratios[ratios.len() / 2]) / 2.0,
+            listed.join(", ")
         );
     }
 }
