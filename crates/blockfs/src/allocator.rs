@@ -293,6 +293,15 @@ fn regions(geometry: &Geometry, parts: Parts) -> Vec<(u32, u32)> {
         .collect()
 }
 
+/// Where a search after `block` starts, wrapping around inside `low..high`.
+fn next_within(block: u32, low: u32, high: u32) -> u32 {
+    if block + 1 < high {
+        block + 1
+    } else {
+        low
+    }
+}
+
 /// An inode allocation, as undo needs it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct InodeTaken {
@@ -344,6 +353,15 @@ impl<D: BlockDevice> Tx<'_, D> {
         Ok(None)
     }
 
+    /// The first free block in `[from, to)`, else in `[low, from)`: a
+    /// search from `from` that wraps around inside `low..to`.
+    fn take_free_wrapping(&mut self, low: u32, from: u32, to: u32) -> Result<Option<u32>> {
+        match self.take_free_between(from, to)? {
+            Some(block) => Ok(Some(block)),
+            None => self.take_free_between(low, from),
+        }
+    }
+
     /// Allocates one data block for inode `ino`: the first free one after
     /// `goal` in the goal's region; else in its group's region, from the
     /// region's hint, wrapping around inside it; else anywhere, from where
@@ -366,32 +384,23 @@ impl<D: BlockDevice> Tx<'_, D> {
         let epoch = allocator.free_epoch.0.epoch.load(Ordering::SeqCst);
         if found.is_none() && region.start < region.end && region.full_at.load(Ordering::Relaxed) != epoch {
             let hint = region.hint.load(Ordering::Relaxed).clamp(region.start, region.end - 1);
-            found = match self.take_free_between(hint, region.end)? {
-                Some(block) => Some(block),
-                None => self.take_free_between(region.start, hint)?,
-            };
-            match found {
-                Some(block) => {
-                    let next = if block + 1 < region.end { block + 1 } else { region.start };
-                    region.hint.store(next, Ordering::Relaxed);
-                }
-                None => {
-                    region.full_at.store(epoch, Ordering::SeqCst);
-                    allocator.free_epoch.0.watched.store(true, Ordering::SeqCst);
-                }
+            found = self.take_free_wrapping(region.start, hint, region.end)?;
+            if found.is_none() {
+                region.full_at.store(epoch, Ordering::SeqCst);
+                allocator.free_epoch.0.watched.store(true, Ordering::SeqCst);
             }
         }
         if found.is_none() {
             let spill = region.spill.load(Ordering::Relaxed).clamp(first, end - 1);
-            found = match self.take_free_between(spill, end)? {
-                Some(block) => Some(block),
-                None => self.take_free_between(first, spill)?,
-            };
-            if let Some(block) = found {
-                region.spill.store(if block + 1 < end { block + 1 } else { first }, Ordering::Relaxed);
-            }
+            found = self.take_free_wrapping(first, spill, end)?;
         }
         let block = found.ok_or(Error::NoSpace)?;
+        // The group's next search without a goal starts past it.
+        if (region.start..region.end).contains(&block) {
+            region.hint.store(next_within(block, region.start, region.end), Ordering::Relaxed);
+        } else {
+            region.spill.store(next_within(block, first, end), Ordering::Relaxed);
+        }
         if volume.has_journal() {
             volume.note_allocated(block);
         }
