@@ -520,22 +520,16 @@ impl<'v, D: BlockDevice> Tx<'v, D> {
             self.log.frees = frees;
             checked?;
             if volume.has_journal() {
-                let mut at_once = core::mem::take(&mut self.log.frees_at_once);
-                at_once.clear();
                 // Journal blocks left for the bitmap blocks the frees change.
                 let credits = self.credits;
                 let room = || volume.journal_room(credits);
-                let added = volume.add_pending_frees(&self.log.frees, room, &mut at_once);
-                if !matches!(added, Ok(Some(_))) {
-                    self.log.frees_at_once = at_once;
-                    return added.and(Err(Error::TooLargeForJournal));
+                self.log.frees_at_once.clear();
+                if volume.add_pending_frees(&self.log.frees, room, &mut self.log.frees_at_once)?.is_none() {
+                    return Err(Error::TooLargeForJournal);
                 }
-                self.clear_bits(&at_once);
-                self.log.frees_at_once = at_once;
+                self.counted.0 += volume.free_at_once(&self.log.frees_at_once);
             } else {
-                let frees = core::mem::take(&mut self.log.frees);
-                self.clear_bits(&frees);
-                self.log.frees = frees;
+                self.counted.0 += volume.free_at_once(&self.log.frees);
             }
         }
         for &ino in &self.log.freed_inodes {
@@ -549,35 +543,6 @@ impl<'v, D: BlockDevice> Tx<'v, D> {
         self.log.undo.clear();
         self.close();
         Ok(())
-    }
-
-    /// Frees blocks now: on an image without a journal, every freed
-    /// block; with one, those the running transaction allocated. Their
-    /// bitmap blocks are in memory (pinned when the blocks were freed, or
-    /// dirty in the running transaction), so nothing here reads the device
-    /// or fails.
-    fn clear_bits(&mut self, blocks: &[u32]) {
-        if blocks.is_empty() {
-            return;
-        }
-        let volume = self.volume;
-        let change = Change { kind: BlockKind::Metadata, fill: Fill::Read, pin: false, snapshot: false };
-        for &block in blocks {
-            let (bitmap_block, bit) = volume.geometry.bitmap_location(block);
-            let mask = 1u8 << (bit % 8);
-            let cleared = volume.store().modify(bitmap_block, change, |bytes| {
-                let byte = &mut bytes[(bit / 8) as usize];
-                let was_set = *byte & mask != 0;
-                *byte &= !mask;
-                was_set
-            });
-            // A bit already clear was freed by someone else too: counting
-            // it again would inflate the free count.
-            if matches!(cleared, Ok((true, _))) {
-                self.counted.0 += 1;
-            }
-        }
-        volume.note_head_changed();
     }
 
     /// Ends the operation undoing all it changed, in memory and in the

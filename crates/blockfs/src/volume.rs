@@ -400,16 +400,21 @@ impl<D: BlockDevice> Volume<D> {
         self.pending_shard(block).allocated.remove(&block);
     }
 
+    /// The pending-frees shard of `block`: its bitmap block's.
+    fn pending_index(&self, block: u32) -> usize {
+        self.geometry.bitmap_location(block).0 as usize % PENDING_SHARDS
+    }
+
     fn pending_shard(&self, block: u32) -> crate::sync::MutexGuard<'_, PendingFrees> {
-        let bitmap_block = self.geometry.bitmap_location(block).0;
-        self.pending[bitmap_block as usize % PENDING_SHARDS].0.lock()
+        self.pending[self.pending_index(block)].0.lock()
     }
 
     /// Adds blocks an operation freed to the pending frees, if the journal
     /// has room for the bitmap blocks that adds (`room`, asked only when
-    /// it adds any): returns how many it added, or `None` without room. Blocks the running transaction
-    /// allocated go to `at_once` instead, for the caller to free now. A
-    /// block already pending is freed twice: corruption.
+    /// it adds any): returns how many it added, or `None` without room.
+    /// Blocks the running transaction allocated go to `at_once` instead,
+    /// for the caller to free now (`free_at_once`). A block already
+    /// pending is freed twice: corruption.
     pub(crate) fn add_pending_frees(
         &self,
         blocks: &[u32],
@@ -418,7 +423,7 @@ impl<D: BlockDevice> Volume<D> {
     ) -> Result<Option<usize>> {
         debug_assert!(blocks.windows(2).all(|pair| pair[0] < pair[1]), "frees come sorted");
         let bitmap_block = |block: u32| self.geometry.bitmap_location(block).0;
-        let shard_of = |block: u32| bitmap_block(block) as usize % PENDING_SHARDS;
+        let shard_of = |block: u32| self.pending_index(block);
         // The shards these blocks fall in, locked in index order (most
         // often one: an operation's frees share a bitmap block).
         let mut wanted = [false; PENDING_SHARDS];
@@ -471,6 +476,36 @@ impl<D: BlockDevice> Volume<D> {
             self.pending_bitmap_blocks.0.fetch_add(new, Ordering::Relaxed);
         }
         Ok(Some(new))
+    }
+
+    /// Frees blocks now, returning how many it freed: on an image without
+    /// a journal, every block an operation freed; with one, those the
+    /// running transaction allocated. Their bitmap blocks are in memory
+    /// (pinned when the blocks were freed, or dirty in the running
+    /// transaction), so nothing here reads the device or fails.
+    pub(crate) fn free_at_once(&self, blocks: &[u32]) -> i64 {
+        if blocks.is_empty() {
+            return 0;
+        }
+        let change = Change { kind: BlockKind::Metadata, fill: Fill::Read, pin: false, snapshot: false };
+        let mut freed = 0;
+        for &block in blocks {
+            let (bitmap_block, bit) = self.geometry.bitmap_location(block);
+            let mask = 1u8 << (bit % 8);
+            let cleared = self.store.modify(bitmap_block, change, |bytes| {
+                let byte = &mut bytes[(bit / 8) as usize];
+                let was_set = *byte & mask != 0;
+                *byte &= !mask;
+                was_set
+            });
+            // A bit already clear was freed by someone else too: counting
+            // it again would inflate the free count.
+            if matches!(cleared, Ok((true, _))) {
+                freed += 1;
+            }
+        }
+        self.note_head_changed();
+        freed
     }
 
     /// Blocks the running transaction has freed.
