@@ -355,20 +355,21 @@ fn reuse_before_commit(fs: &FileSystem<Recording>, rec: &mut Recorder) {
     rec.durable("/anchor", Some(content(10, 0, 9000)));
     for round in 0..3u32 {
         // 20 blocks each: together more than the 30 left free.
-        let gone = create_file(fs, ROOT_INO, "gone", &content(20 + round, 0, 20 * BLOCK_SIZE));
+        create_file(fs, ROOT_INO, "gone", &content(20 + round, 0, 20 * BLOCK_SIZE));
         rec.allow("/gone", 20 + round, 0);
         fs.unlink(ROOT_INO, b"gone").unwrap();
+        let path = format!("/new{round}");
+        let data = content(30 + round, 0, 20 * BLOCK_SIZE);
         let flushes_before = rec.flushes();
-        let ino = create_file(fs, ROOT_INO, &format!("new{round}"), &content(30 + round, 0, 20 * BLOCK_SIZE));
-        rec.allow(&format!("/new{round}"), 30 + round, 0);
-        assert_eq!(rec.flushes(), flushes_before, "the freed blocks were reused without a commit");
-        assert_ne!(gone, 0);
+        let ino = create_file(fs, ROOT_INO, &path[1..], &data);
+        rec.allow(&path, 30 + round, 0);
+        assert_eq!(rec.flushes(), flushes_before, "reusing the freed blocks needed a commit");
         fs.fsync(ino).unwrap();
-        rec.durable(&format!("/new{round}"), Some(content(30 + round, 0, 20 * BLOCK_SIZE)));
-        rec.changing(&format!("/new{round}"));
-        fs.unlink(ROOT_INO, format!("new{round}").as_bytes()).unwrap();
+        rec.durable(&path, Some(data));
+        rec.changing(&path);
+        fs.unlink(ROOT_INO, &path.as_bytes()[1..]).unwrap();
         fs.sync().unwrap();
-        rec.durable(&format!("/new{round}"), None);
+        rec.durable(&path, None);
     }
 }
 
